@@ -1,0 +1,51 @@
+/* The reusable read buffer of one connection.
+ *
+ * Bytes live in data[start, end); recv() writes straight into the free tail
+ * data[end, cap).  Consuming a frame advances start; the buffer compacts only
+ * when room is needed and shrinks back to its resting size when it is idle.
+ * Allocation uses malloc/realloc/free only, so it is safe without the GIL.
+ */
+#ifndef CMEMCACHE_BUF_H
+#define CMEMCACHE_BUF_H
+
+#include <stddef.h>
+
+#define MC_BUF_RESTING 16384
+
+struct mc_buf {
+    char *data;
+    size_t start;
+    size_t end;
+    size_t cap;
+};
+
+/* Sets up an empty buffer; allocates nothing until the first reserve. */
+void mc_buf_init(struct mc_buf *b);
+
+/* Frees the storage; the buffer is empty and usable again afterwards. */
+void mc_buf_free(struct mc_buf *b);
+
+/* Makes at least `room` bytes free after `end`, compacting first and growing
+ * only if compaction is not enough.  Returns 0, or -ENOMEM (buffer unchanged). */
+int mc_buf_reserve(struct mc_buf *b, size_t room);
+
+/* Drops `n` bytes from the front; an emptied buffer resets its cursors. */
+void mc_buf_consume(struct mc_buf *b, size_t n);
+
+/* Returns storage beyond MC_BUF_RESTING to the allocator when the buffer holds
+ * no unread bytes. */
+void mc_buf_shrink(struct mc_buf *b);
+
+static inline size_t
+mc_buf_len(const struct mc_buf *b)
+{
+    return b->end - b->start;
+}
+
+static inline const char *
+mc_buf_head(const struct mc_buf *b)
+{
+    return b->data + b->start;
+}
+
+#endif

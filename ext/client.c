@@ -1,0 +1,2452 @@
+/* cmemcache.StringClient: the memcached text protocol on our own sockets.
+ *
+ * One request: check the arguments and format the header (nothing is sent
+ * before every check passed) -> take an idle connection of the server, or
+ * open one -> loop {release the GIL, one conn.c step, take the GIL back,
+ * parse what arrived} -> give the connection back only after its reply was
+ * read completely; after any error, timeout or signal it is closed instead,
+ * so a reply is never read by a request that did not send it.
+ *
+ * The idle pools are touched only while holding the GIL, which is what keeps
+ * two threads from sharing a socket; the GIL is released only around conn.c
+ * calls, which use no Python API.
+ */
+#include "module.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "hash.h"
+#include "proto.h"
+
+/* Failure codes beyond -errno, MC_EEOF and MC_ERESOLVE (conn.h). */
+#define MC_EDEAD (-10003)      /* server held down after a failure */
+#define MC_EBADREPLY (-10004)  /* reply outside the grammar */
+#define MC_EREPLY (-10005)     /* an error line: kind and text kept */
+#define MC_EPYTHON (-10006)    /* a Python exception is already set */
+#define MC_EVALUE (-10007)     /* reply value larger than max_value_size */
+
+#define MC_NS 1000000000.0
+#define MC_GET_CHUNK 16384     /* bytes of keys per get/gets line */
+#define MC_GAT_CHUNK 1900      /* gat lines must stay under 2048 bytes */
+
+struct mc_fail {
+    int code;
+    int gai;
+    enum mc_kind kind;
+    char text[256];
+};
+
+struct mc_conn {
+    int fd;
+    unsigned fences;           /* "mn" sent whose "MN" is still unread */
+    bool reused;
+    unsigned long generation;
+    struct mc_buf rbuf;
+    struct mc_conn *next;
+};
+
+struct mc_server {
+    char *name;                /* owned; spec.host points into it */
+    struct mc_server_spec spec;
+    struct mc_conn *idle;
+    int nidle;
+    unsigned long generation;
+    int64_t dead_until;
+};
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *module;
+    mc_state *state;
+    struct mc_server *servers;
+    Py_ssize_t nservers;
+    uint32_t *buckets;
+    Py_ssize_t nbuckets;
+    PyObject *names;
+    int64_t timeout;
+    int64_t connect_timeout;
+    int64_t dead_retry;
+    size_t max_value;
+    int pool_size;
+    bool fence;
+} Client;
+
+static const char fence_line[] = "mn\r\n";
+static const char crlf[] = "\r\n";
+
+/* ---- connections -------------------------------------------------------- */
+
+static void
+conn_close(struct mc_conn *c)
+{
+    if (c->fd >= 0) {
+        close(c->fd);
+    }
+    mc_buf_free(&c->rbuf);
+    free(c);
+}
+
+static void
+server_drop_idle(struct mc_server *srv)
+{
+    while (srv->idle != NULL) {
+        struct mc_conn *c = srv->idle;
+        srv->idle = c->next;
+        conn_close(c);
+    }
+    srv->nidle = 0;
+}
+
+static void
+fail_set(struct mc_fail *f, int code)
+{
+    f->code = code;
+    f->text[0] = '\0';
+}
+
+/* Takes an idle connection of srv or opens a new one.  Returns NULL with f
+ * filled (or a Python exception set and f->code MC_EPYTHON). */
+static struct mc_conn *
+conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
+{
+    if (srv->generation != mc_fork_generation) {
+        /* The parent's sockets: close our copies, send nothing. */
+        server_drop_idle(srv);
+        srv->generation = mc_fork_generation;
+    }
+    struct mc_conn *c = srv->idle;
+    if (c != NULL) {
+        srv->idle = c->next;
+        srv->nidle--;
+        c->reused = true;
+        return c;
+    }
+    int64_t now = mc_now();
+    if (srv->dead_until != 0 && now < srv->dead_until) {
+        fail_set(f, MC_EDEAD);
+        return NULL;
+    }
+    int64_t deadline = now + self->connect_timeout;
+    int fd, gai = 0;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        fd = mc_conn_open(&srv->spec, deadline, &gai);
+        Py_END_ALLOW_THREADS
+        if (fd != -EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            fail_set(f, MC_EPYTHON);
+            return NULL;
+        }
+    }
+    if (fd < 0) {
+        fail_set(f, fd);
+        f->gai = gai;
+        if (self->dead_retry > 0) {
+            srv->dead_until = mc_now() + self->dead_retry;
+        }
+        return NULL;
+    }
+    srv->dead_until = 0;
+    c = malloc(sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        fail_set(f, -ENOMEM);
+        return NULL;
+    }
+    c->fd = fd;
+    c->fences = 0;
+    c->reused = false;
+    c->generation = mc_fork_generation;
+    c->next = NULL;
+    mc_buf_init(&c->rbuf);
+    return c;
+}
+
+/* Returns a connection whose reply was read completely to the idle pool. */
+static void
+conn_give(Client *self, struct mc_server *srv, struct mc_conn *c)
+{
+    if (mc_buf_len(&c->rbuf) != 0 || c->generation != mc_fork_generation
+        || srv->nidle >= self->pool_size) {
+        /* Unrequested bytes after a complete reply: out of sync. */
+        conn_close(c);
+        return;
+    }
+    mc_buf_shrink(&c->rbuf);
+    c->next = srv->idle;
+    srv->idle = c;
+    srv->nidle++;
+}
+
+/* ---- raising ------------------------------------------------------------ */
+
+static void
+raise_fail(Client *self, struct mc_server *srv, const struct mc_fail *f)
+{
+    mc_state *st = self->state;
+    const char *name = srv ? srv->name : "memcached";
+    switch (f->code) {
+    case MC_EPYTHON:
+        return;
+    case MC_EDEAD:
+        PyErr_Format(st->ConnectionError,
+                     "%s: server marked dead after a failure, retried in "
+                     "%.1f s", name,
+                     (double)(srv->dead_until - mc_now()) / MC_NS);
+        return;
+    case MC_EEOF:
+        PyErr_Format(st->ConnectionError, "%s: connection closed by the "
+                     "server", name);
+        return;
+    case MC_ERESOLVE:
+        PyErr_Format(st->ConnectionError, "%s: %s", name,
+                     gai_strerror(f->gai));
+        return;
+    case MC_EBADREPLY:
+        PyErr_Format(st->ProtocolError, "%s: malformed reply%s%s", name,
+                     f->text[0] ? ": " : "", f->text);
+        return;
+    case MC_EVALUE:
+        PyErr_Format(st->ProtocolError, "%s: reply value larger than "
+                     "max_value_size (%zu)", name, self->max_value);
+        return;
+    case MC_EREPLY:
+        if (f->kind == MC_SERVER_ERROR) {
+            PyErr_Format(st->ServerError, "%s", f->text);
+        }
+        else if (f->kind == MC_CLIENT_ERROR) {
+            PyErr_Format(st->ClientError, "%s", f->text);
+        }
+        else {
+            PyErr_Format(st->ClientError, "ERROR%s%s",
+                         f->text[0] ? " " : "", f->text);
+        }
+        return;
+    case -ENOMEM:
+        PyErr_NoMemory();
+        return;
+    case -ETIMEDOUT: {
+        PyObject *exc = PyObject_CallFunction(
+            st->TimeoutError, "is", ETIMEDOUT, "timed out");
+        if (exc != NULL) {
+            PyObject *msg = PyUnicode_FromFormat("%s: timed out", name);
+            if (msg != NULL) {
+                PyObject_SetAttrString(exc, "strerror", msg);
+                Py_DECREF(msg);
+            }
+            PyErr_SetObject(st->TimeoutError, exc);
+            Py_DECREF(exc);
+        }
+        return;
+    }
+    default: {
+        int err = -f->code;
+        PyObject *msg = PyUnicode_FromFormat("%s: %s", name, strerror(err));
+        if (msg == NULL) {
+            return;
+        }
+        PyObject *exc = PyObject_CallFunction(st->ConnectionError, "iO",
+                                              err, msg);
+        Py_DECREF(msg);
+        if (exc != NULL) {
+            PyErr_SetObject(st->ConnectionError, exc);
+            Py_DECREF(exc);
+        }
+        return;
+    }
+    }
+}
+
+/* Sets .partial on the exception being raised: what a multi-server call
+ * got from the servers that answered. */
+static void
+attach_partial(PyObject *partial)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL
+        && PyObject_SetAttrString(value, "partial", partial) < 0) {
+        PyErr_Clear();
+    }
+    PyErr_Restore(type, value, tb);
+}
+
+/* Records an error line of the server in f. */
+static void
+fail_reply(struct mc_fail *f, const struct mc_reply *r)
+{
+    f->code = MC_EREPLY;
+    f->kind = r->kind;
+    size_t n = r->text_len < sizeof(f->text) - 1 ? r->text_len
+                                                 : sizeof(f->text) - 1;
+    memcpy(f->text, r->text, n);
+    f->text[n] = '\0';
+}
+
+static void
+fail_proto(struct mc_fail *f, const char *why)
+{
+    f->code = MC_EBADREPLY;
+    snprintf(f->text, sizeof(f->text), "%s", why);
+}
+
+/* ---- argument checks ---------------------------------------------------- */
+
+/* Points p and n at the bytes of a bytes or str key.  Sets TypeError. */
+static int
+key_bytes(PyObject *key, const char **p, Py_ssize_t *n)
+{
+    if (PyBytes_CheckExact(key) || PyBytes_Check(key)) {
+        *p = PyBytes_AS_STRING(key);
+        *n = PyBytes_GET_SIZE(key);
+        return 0;
+    }
+    if (PyUnicode_Check(key)) {
+        *p = PyUnicode_AsUTF8AndSize(key, n);
+        if (*p == NULL) {
+            /* lone surrogates cannot be sent */
+            return -1;
+        }
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "key must be bytes or str, not %.200s",
+                 Py_TYPE(key)->tp_name);
+    return -1;
+}
+
+static int
+raise_key(Client *self, enum mc_key_status s, const char *p, Py_ssize_t n)
+{
+    static const char *const why[] = {
+        [MC_KEY_EMPTY] = "key is empty",
+        [MC_KEY_TOO_LONG] = "key is longer than 250 bytes",
+        [MC_KEY_BAD_CHAR] = "key contains a space or control character",
+    };
+    PyObject *k = PyBytes_FromStringAndSize(p, n < 300 ? n : 300);
+    if (k != NULL) {
+        PyErr_Format(self->state->InvalidKeyError, "%s: %R", why[s], k);
+        Py_DECREF(k);
+    }
+    return -1;
+}
+
+/* A key as sent: prefix + key, both checked.  The bytes stay owned by the
+ * objects given. */
+struct wire_key {
+    const char *pre;
+    Py_ssize_t pre_len;
+    const char *key;
+    Py_ssize_t key_len;
+};
+
+static int
+check_key(Client *self, PyObject *obj, const char *pre, Py_ssize_t pre_len,
+          struct wire_key *wk)
+{
+    if (key_bytes(obj, &wk->key, &wk->key_len) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_UnicodeError)) {
+            PyErr_Clear();
+            PyErr_Format(self->state->InvalidKeyError,
+                         "key cannot be encoded as UTF-8: %R", obj);
+        }
+        return -1;
+    }
+    wk->pre = pre;
+    wk->pre_len = pre_len;
+    enum mc_key_status s = mc_key_check(wk->key, (size_t)wk->key_len);
+    if (s == MC_KEY_OK && pre_len + wk->key_len > MC_MAX_KEY) {
+        s = MC_KEY_TOO_LONG;
+    }
+    if (s != MC_KEY_OK && !(s == MC_KEY_EMPTY && pre_len > 0)) {
+        return raise_key(self, s, wk->key, wk->key_len);
+    }
+    return 0;
+}
+
+/* Checks a key prefix (empty allowed). */
+static int
+check_prefix(Client *self, PyObject *obj, const char **p, Py_ssize_t *n)
+{
+    if (obj == NULL || obj == Py_None) {
+        *p = "";
+        *n = 0;
+        return 0;
+    }
+    if (key_bytes(obj, p, n) < 0) {
+        return -1;
+    }
+    if (*n == 0) {
+        return 0;
+    }
+    enum mc_key_status s = mc_key_check(*p, (size_t)*n);
+    if (s != MC_KEY_OK) {
+        return raise_key(self, s, *p, *n);
+    }
+    return 0;
+}
+
+static Py_ssize_t
+server_of(Client *self, const struct wire_key *wk)
+{
+    if (self->nservers == 1) {
+        return 0;
+    }
+    uint32_t h;
+    if (wk->pre_len == 0) {
+        h = mc_hash_pm(wk->key, (size_t)wk->key_len);
+    }
+    else {
+        char tmp[MC_MAX_KEY];
+        memcpy(tmp, wk->pre, (size_t)wk->pre_len);
+        memcpy(tmp + wk->pre_len, wk->key, (size_t)wk->key_len);
+        h = mc_hash_pm(tmp, (size_t)(wk->pre_len + wk->key_len));
+    }
+    return self->buckets[h % (uint32_t)self->nbuckets];
+}
+
+static int
+to_int64(PyObject *obj, const char *what, int64_t lo, int64_t hi,
+         int64_t *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow || v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "%s out of range: %R", what, obj);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+to_uint64(PyObject *obj, const char *what, uint64_t *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %.200s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLong(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s out of range: %R", what, obj);
+        }
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+#define EXPTIME_MIN (-2147483647LL - 1)
+#define EXPTIME_MAX 2147483647LL
+
+static int
+to_exptime(PyObject *obj, int64_t *out)
+{
+    if (obj == NULL) {
+        *out = 0;
+        return 0;
+    }
+    return to_int64(obj, "exptime", EXPTIME_MIN, EXPTIME_MAX, out);
+}
+
+static int
+to_flags(PyObject *obj, uint32_t *out)
+{
+    int64_t v = 0;
+    if (obj != NULL && to_int64(obj, "flags", 0, 0xffffffffLL, &v) < 0) {
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int
+to_bool(PyObject *obj, bool *out)
+{
+    if (obj == NULL) {
+        *out = false;
+        return 0;
+    }
+    int t = PyObject_IsTrue(obj);
+    if (t < 0) {
+        return -1;
+    }
+    *out = t != 0;
+    return 0;
+}
+
+/* A value: any bytes-like object except str.  Fills view (release it with
+ * PyBuffer_Release) and checks the size. */
+static int
+get_value(Client *self, PyObject *obj, Py_buffer *view)
+{
+    if (PyUnicode_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "value must be bytes-like, not str (encode it)");
+        return -1;
+    }
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if ((size_t)view->len > self->max_value) {
+        PyErr_Format(self->state->ValueTooLargeError,
+                     "value of %zd bytes is larger than max_value_size "
+                     "(%zu)", view->len, self->max_value);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* Minimal fast-call argument parser.  names: every parameter name, NULL
+ * terminated; the first npos may be given by position, the first nreq must
+ * be given.  out[i] is NULL for an omitted one. */
+static int
+parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames, const char *const *names, int nreq, int npos,
+           PyObject **out)
+{
+    int total = 0;
+    while (names[total] != NULL) {
+        total++;
+    }
+    if (nargs > npos) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most %d positional arguments (%zd "
+                     "given)", fname, npos, nargs);
+        return -1;
+    }
+    for (int i = 0; i < total; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            PyObject *kw = PyTuple_GET_ITEM(kwnames, k);
+            int i = 0;
+            for (; i < total; i++) {
+                if (PyUnicode_CompareWithASCIIString(kw, names[i]) == 0) {
+                    break;
+                }
+            }
+            if (i == total) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got an unexpected keyword argument '%U'",
+                             fname, kw);
+                return -1;
+            }
+            if (out[i] != NULL) {
+                PyErr_Format(PyExc_TypeError,
+                             "%s() got multiple values for argument '%s'",
+                             fname, names[i]);
+                return -1;
+            }
+            out[i] = args[nargs + k];
+        }
+    }
+    for (int i = 0; i < nreq; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing required argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- one request on one server ------------------------------------------ */
+
+struct one;
+
+/* Takes one reply frame: returns 1 when the reply is complete, 0 for more,
+ * -1 with o->fail set (or a Python exception and MC_EPYTHON). */
+typedef int (*frame_fn)(struct one *o, const struct mc_reply *r);
+
+struct one {
+    Client *self;
+    struct mc_server *srv;
+    struct iovec iov[5];
+    int iovcnt;
+    bool noreply;
+    bool retry_safe;           /* may be sent again on a fresh connection */
+    frame_fn on_frame;
+    const char *key;           /* the key a VALUE must carry */
+    size_t key_len;
+    bool with_flags;
+    bool with_cas;
+    PyObject *result;          /* owned; NULL until set */
+    struct mc_fail fail;
+};
+
+typedef int (*reply_fn)(void *ctx, const struct mc_reply *r);
+
+/* Feeds the frames in c's buffer to fn.  Returns 1 when fn says the reply
+ * is complete, 0 when more is needed (*need set when known), -1 on failure
+ * (fail set).  Error lines left by earlier noreply commands, up to their
+ * "MN" fence, are skipped. */
+static int
+parse_frames(Client *self, struct mc_conn *c, reply_fn fn, void *ctx,
+             struct mc_fail *fail, size_t *need)
+{
+    struct mc_reply r;
+    *need = 0;
+    while (mc_buf_len(&c->rbuf) > 0) {
+        ssize_t n = mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                             self->max_value, &r);
+        if (n == MC_NEED_MORE) {
+            *need = r.need;
+            return 0;
+        }
+        if (n == MC_EPROTO) {
+            fail_proto(fail, "unexpected bytes");
+            return -1;
+        }
+        if (c->fences > 0) {
+            mc_buf_consume(&c->rbuf, (size_t)n);
+            if (r.kind == MC_MN) {
+                c->fences--;
+                continue;
+            }
+            if (mc_is_error(r.kind)) {
+                continue;
+            }
+            fail_proto(fail, "unexpected reply after noreply");
+            return -1;
+        }
+        int rc = fn(ctx, &r);
+        mc_buf_consume(&c->rbuf, (size_t)n);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int
+one_frame(void *ctx, const struct mc_reply *r)
+{
+    struct one *o = ctx;
+    return o->on_frame(o, r);
+}
+
+static bool
+is_reset(ssize_t n)
+{
+    return n == MC_EEOF || n == -ECONNRESET || n == -EPIPE;
+}
+
+/* Sends o's request to o->srv and reads the reply through o->on_frame.
+ * Returns 0, or -1 with o->fail set (a Python exception too when
+ * MC_EPYTHON). */
+static int
+run_one(struct one *o)
+{
+    Client *self = o->self;
+    struct mc_server *srv = o->srv;
+    struct iovec iov[6];
+    bool retried = false;
+    int64_t deadline = mc_now() + self->timeout;
+
+again:;
+    struct mc_conn *c = conn_take(self, srv, &o->fail);
+    if (c == NULL) {
+        return -1;
+    }
+    if (c->reused && !o->retry_safe && mc_conn_stale(c->fd)) {
+        conn_close(c);
+        c = conn_take(self, srv, &o->fail);
+        if (c == NULL) {
+            return -1;
+        }
+    }
+    int iovcnt = o->iovcnt;
+    memcpy(iov, o->iov, sizeof(struct iovec) * (size_t)iovcnt);
+    bool fenced = o->noreply && self->fence;
+    if (fenced) {
+        iov[iovcnt].iov_base = (void *)fence_line;
+        iov[iovcnt].iov_len = sizeof(fence_line) - 1;
+        iovcnt++;
+    }
+    if (fenced) {
+        c->fences++;            /* its MN is read before the next reply */
+    }
+    struct mc_out out = {iov, iovcnt};
+    bool got_bytes = false;
+    size_t need = 0;
+    for (;;) {
+        if (out.iovcnt == 0 && o->noreply) {
+            Py_XSETREF(o->result, Py_NewRef(Py_True));
+            conn_give(self, srv, c);
+            return 0;
+        }
+        size_t have = mc_buf_len(&c->rbuf);
+        size_t room = need > have ? need - have : 0;
+        if (room < 4096) {
+            room = 4096;
+        }
+        if (mc_buf_reserve(&c->rbuf, room) < 0) {
+            fail_set(&o->fail, -ENOMEM);
+            goto error;
+        }
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = mc_conn_step(c->fd, &out, &c->rbuf, !o->noreply, deadline);
+        Py_END_ALLOW_THREADS
+        if (n > 0) {
+            got_bytes = true;
+            int rc = parse_frames(self, c, one_frame, o, &o->fail, &need);
+            if (rc < 0) {
+                goto error;
+            }
+            if (rc == 1) {
+                if (out.iovcnt != 0) {
+                    /* Answered before the request was all out. */
+                    conn_close(c);
+                }
+                else {
+                    conn_give(self, srv, c);
+                }
+                return 0;
+            }
+            continue;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (n == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                fail_set(&o->fail, MC_EPYTHON);
+                goto error;
+            }
+            continue;
+        }
+        if (is_reset(n) && c->reused && !got_bytes && o->retry_safe
+            && !retried) {
+            /* A connection the server closed while it sat idle (a restart):
+             * nothing of ours was processed; go again on a fresh one. */
+            conn_close(c);
+            retried = true;
+            goto again;
+        }
+        fail_set(&o->fail, (int)n);
+        goto error;
+    }
+
+error:
+    conn_close(c);
+    Py_CLEAR(o->result);
+    return -1;
+}
+
+/* Runs o and returns its result, or raises. */
+static PyObject *
+finish_one(struct one *o)
+{
+    if (run_one(o) < 0) {
+        raise_fail(o->self, o->srv, &o->fail);
+        return NULL;
+    }
+    if (o->result == NULL) {
+        Py_RETURN_NONE;
+    }
+    return o->result;
+}
+
+static void
+one_init(struct one *o, Client *self, Py_ssize_t server)
+{
+    o->self = self;
+    o->srv = &self->servers[server];
+    o->iovcnt = 0;
+    o->noreply = false;
+    o->retry_safe = true;
+    o->on_frame = NULL;
+    o->key = NULL;
+    o->key_len = 0;
+    o->with_flags = false;
+    o->with_cas = false;
+    o->result = NULL;
+    o->fail.code = 0;
+}
+
+static void
+one_add(struct one *o, const void *p, size_t n)
+{
+    o->iov[o->iovcnt].iov_base = (void *)p;
+    o->iov[o->iovcnt].iov_len = n;
+    o->iovcnt++;
+}
+
+/* ---- reply handlers ----------------------------------------------------- */
+
+/* Builds the value object of a VALUE frame: bytes, or a tuple with flags
+ * and/or cas. */
+static PyObject *
+make_value(const struct mc_reply *r, bool with_flags, bool with_cas)
+{
+    PyObject *v = PyBytes_FromStringAndSize(r->value, (Py_ssize_t)r->value_len);
+    if (v == NULL || (!with_flags && !with_cas)) {
+        return v;
+    }
+    PyObject *t;
+    if (with_flags && with_cas) {
+        t = Py_BuildValue("(NkK)", v, (unsigned long)r->flags,
+                          (unsigned long long)r->cas);
+    }
+    else if (with_flags) {
+        t = Py_BuildValue("(Nk)", v, (unsigned long)r->flags);
+    }
+    else {
+        t = Py_BuildValue("(NK)", v, (unsigned long long)r->cas);
+    }
+    return t;
+}
+
+static int
+unexpected(struct one *o, const struct mc_reply *r)
+{
+    if (mc_is_error(r->kind)) {
+        fail_reply(&o->fail, r);
+    }
+    else {
+        fail_proto(&o->fail, "reply does not fit the command");
+    }
+    return -1;
+}
+
+static int
+on_get(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind == MC_END) {
+        return 1;
+    }
+    if (r->kind != MC_VALUE) {
+        return unexpected(o, r);
+    }
+    if (o->result != NULL || r->key_len != o->key_len
+        || memcmp(r->key, o->key, o->key_len) != 0) {
+        fail_proto(&o->fail, "VALUE for a key that was not requested");
+        return -1;
+    }
+    if (o->with_cas && !r->has_cas) {
+        fail_proto(&o->fail, "VALUE without cas");
+        return -1;
+    }
+    o->result = make_value(r, o->with_flags, o->with_cas);
+    if (o->result == NULL) {
+        fail_set(&o->fail, MC_EPYTHON);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+set_result(struct one *o, PyObject *v)
+{
+    Py_XSETREF(o->result, Py_NewRef(v));
+    return 1;
+}
+
+static int
+on_store(struct one *o, const struct mc_reply *r)
+{
+    switch (r->kind) {
+    case MC_STORED:
+        return set_result(o, Py_True);
+    case MC_NOT_STORED:
+    case MC_EXISTS:
+        return set_result(o, Py_False);
+    case MC_NOT_FOUND:
+        return set_result(o, Py_None);
+    default:
+        return unexpected(o, r);
+    }
+}
+
+static int
+on_delete(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind == MC_DELETED) {
+        return set_result(o, Py_True);
+    }
+    if (r->kind == MC_NOT_FOUND) {
+        return set_result(o, Py_False);
+    }
+    return unexpected(o, r);
+}
+
+static int
+on_touch(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind == MC_TOUCHED) {
+        return set_result(o, Py_True);
+    }
+    if (r->kind == MC_NOT_FOUND) {
+        return set_result(o, Py_False);
+    }
+    return unexpected(o, r);
+}
+
+static int
+on_arith(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind == MC_NOT_FOUND) {
+        return set_result(o, Py_None);
+    }
+    if (r->kind != MC_NUMBER) {
+        return unexpected(o, r);
+    }
+    o->result = PyLong_FromUnsignedLongLong(r->number);
+    if (o->result == NULL) {
+        fail_set(&o->fail, MC_EPYTHON);
+        return -1;
+    }
+    return 1;
+}
+
+static int
+on_ok(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind == MC_OK) {
+        return set_result(o, Py_True);
+    }
+    return unexpected(o, r);
+}
+
+static int
+on_version(struct one *o, const struct mc_reply *r)
+{
+    if (r->kind != MC_VERSION) {
+        return unexpected(o, r);
+    }
+    o->result = PyUnicode_DecodeUTF8(r->text, (Py_ssize_t)r->text_len,
+                                     "replace");
+    if (o->result == NULL) {
+        fail_set(&o->fail, MC_EPYTHON);
+        return -1;
+    }
+    return 1;
+}
+
+static int
+on_stats(struct one *o, const struct mc_reply *r)
+{
+    if (o->result == NULL) {
+        o->result = PyDict_New();
+        if (o->result == NULL) {
+            fail_set(&o->fail, MC_EPYTHON);
+            return -1;
+        }
+    }
+    if (r->kind == MC_END || r->kind == MC_RESET || r->kind == MC_OK) {
+        return 1;
+    }
+    if (r->kind != MC_STAT) {
+        return unexpected(o, r);
+    }
+    PyObject *k = PyUnicode_DecodeUTF8(r->key, (Py_ssize_t)r->key_len,
+                                       "replace");
+    PyObject *v = PyUnicode_DecodeUTF8(r->text, (Py_ssize_t)r->text_len,
+                                       "replace");
+    int rc = (k && v) ? PyDict_SetItem(o->result, k, v) : -1;
+    Py_XDECREF(k);
+    Py_XDECREF(v);
+    if (rc < 0) {
+        fail_set(&o->fail, MC_EPYTHON);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- single-key methods ------------------------------------------------- */
+
+static bool
+parse_with_flags(PyObject *obj, bool *out)
+{
+    return to_bool(obj, out) == 0;
+}
+
+/* get, gets, gat, gats. */
+static PyObject *
+retrieve(Client *self, PyObject *const *args, Py_ssize_t nargs,
+         PyObject *kwnames, const char *cmd, bool with_cas, bool touch)
+{
+    static const char *const names_get[] = {"key", "with_flags", NULL};
+    static const char *const names_gat[] = {"key", "exptime", "with_flags",
+                                            NULL};
+    PyObject *a[3];
+    PyObject *key_obj, *flags_obj;
+    int64_t exptime = 0;
+    if (kwnames == NULL && nargs == 1 + touch) {
+        key_obj = args[0];
+        flags_obj = NULL;
+        if (touch && to_exptime(args[1], &exptime) < 0) {
+            return NULL;
+        }
+    }
+    else {
+        if (parse_args(cmd, args, nargs, kwnames,
+                       touch ? names_gat : names_get, 1 + touch, 1 + touch,
+                       a) < 0) {
+            return NULL;
+        }
+        key_obj = a[0];
+        flags_obj = a[1 + touch];
+        if (touch && to_exptime(a[1], &exptime) < 0) {
+            return NULL;
+        }
+    }
+    struct wire_key wk;
+    if (check_key(self, key_obj, "", 0, &wk) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init(&o, self, server_of(self, &wk));
+    if (!parse_with_flags(flags_obj, &o.with_flags)) {
+        return NULL;
+    }
+    char hdr[MC_MAX_HEADER];
+    size_t n = mc_fmt_get(hdr, cmd, touch, exptime, wk.key,
+                          (size_t)wk.key_len);
+    one_add(&o, hdr, n);
+    o.on_frame = on_get;
+    o.key = wk.key;
+    o.key_len = (size_t)wk.key_len;
+    o.with_cas = with_cas;
+    return finish_one(&o);
+}
+
+static PyObject *
+Client_get(Client *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    return retrieve(self, args, nargs, kwnames, "get", false, false);
+}
+
+static PyObject *
+Client_gets(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return retrieve(self, args, nargs, kwnames, "gets", true, false);
+}
+
+static PyObject *
+Client_gat(Client *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    return retrieve(self, args, nargs, kwnames, "gat", false, true);
+}
+
+static PyObject *
+Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return retrieve(self, args, nargs, kwnames, "gats", true, true);
+}
+
+static PyObject *
+store(Client *self, PyObject *const *args, Py_ssize_t nargs,
+      PyObject *kwnames, enum mc_store cmd, const char *fname)
+{
+    static const char *const names[] = {"key", "value", "exptime", "flags",
+                                        "noreply", NULL};
+    static const char *const names_cas[] = {"key", "value", "cas", "exptime",
+                                            "flags", "noreply", NULL};
+    PyObject *a[6] = {NULL};
+    bool is_cas = cmd == MC_CAS;
+    PyObject **rest = a + 2 + is_cas;
+    if (kwnames == NULL && nargs == 2 && !is_cas) {
+        a[0] = args[0];
+        a[1] = args[1];
+    }
+    else if (parse_args(fname, args, nargs, kwnames,
+                        is_cas ? names_cas : names, 2 + is_cas, 5 + is_cas,
+                        a) < 0) {
+        return NULL;
+    }
+    int64_t exptime;
+    uint32_t flags;
+    uint64_t cas = 0;
+    bool noreply;
+    struct wire_key wk;
+    if (check_key(self, a[0], "", 0, &wk) < 0
+        || (is_cas && to_uint64(a[2], "cas", &cas) < 0)
+        || to_exptime(rest[0], &exptime) < 0 || to_flags(rest[1], &flags) < 0
+        || to_bool(rest[2], &noreply) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (get_value(self, a[1], &view) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init(&o, self, server_of(self, &wk));
+    char hdr[MC_MAX_HEADER];
+    size_t n = mc_fmt_store(hdr, cmd, wk.key, (size_t)wk.key_len, flags,
+                            exptime, (size_t)view.len, cas, noreply);
+    one_add(&o, hdr, n);
+    if (view.len > 0) {
+        one_add(&o, view.buf, (size_t)view.len);
+    }
+    one_add(&o, crlf, 2);
+    o.noreply = noreply;
+    o.retry_safe = cmd == MC_SET || cmd == MC_REPLACE;
+    o.on_frame = on_store;
+    PyObject *res = finish_one(&o);
+    PyBuffer_Release(&view);
+    if (res == Py_None && !is_cas) {
+        /* NOT_FOUND answers only cas. */
+        Py_DECREF(res);
+        PyErr_Format(self->state->ProtocolError,
+                     "%s: NOT_FOUND in reply to %s", o.srv->name, fname);
+        return NULL;
+    }
+    return res;
+}
+
+#define STORE_METHOD(fn, cmd, name)                                        \
+    static PyObject *                                                      \
+    fn(Client *self, PyObject *const *args, Py_ssize_t nargs,              \
+       PyObject *kwnames)                                                  \
+    {                                                                      \
+        return store(self, args, nargs, kwnames, cmd, name);               \
+    }
+
+STORE_METHOD(Client_set, MC_SET, "set")
+STORE_METHOD(Client_add, MC_ADD, "add")
+STORE_METHOD(Client_replace, MC_REPLACE, "replace")
+STORE_METHOD(Client_append, MC_APPEND, "append")
+STORE_METHOD(Client_prepend, MC_PREPEND, "prepend")
+STORE_METHOD(Client_cas, MC_CAS, "cas")
+
+static PyObject *
+Client_delete(Client *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "noreply", NULL};
+    PyObject *a[2];
+    bool noreply;
+    struct wire_key wk;
+    if (parse_args("delete", args, nargs, kwnames, names, 1, 2, a) < 0
+        || check_key(self, a[0], "", 0, &wk) < 0
+        || to_bool(a[1], &noreply) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init(&o, self, server_of(self, &wk));
+    char hdr[MC_MAX_HEADER];
+    one_add(&o, hdr, mc_fmt_delete(hdr, wk.key, (size_t)wk.key_len, noreply));
+    o.noreply = noreply;
+    o.on_frame = on_delete;
+    return finish_one(&o);
+}
+
+static PyObject *
+arith(Client *self, PyObject *const *args, Py_ssize_t nargs,
+      PyObject *kwnames, bool decr)
+{
+    static const char *const names[] = {"key", "delta", "noreply", NULL};
+    PyObject *a[3];
+    bool noreply;
+    uint64_t delta = 1;
+    struct wire_key wk;
+    if (parse_args(decr ? "decr" : "incr", args, nargs, kwnames, names, 1, 3,
+                   a) < 0
+        || check_key(self, a[0], "", 0, &wk) < 0
+        || (a[1] != NULL && to_uint64(a[1], "delta", &delta) < 0)
+        || to_bool(a[2], &noreply) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init(&o, self, server_of(self, &wk));
+    char hdr[MC_MAX_HEADER];
+    one_add(&o, hdr, mc_fmt_arith(hdr, decr, wk.key, (size_t)wk.key_len,
+                                  delta, noreply));
+    o.noreply = noreply;
+    o.retry_safe = false;
+    o.on_frame = on_arith;
+    PyObject *res = finish_one(&o);
+    if (res == Py_True) {
+        /* noreply: the new value is unknown. */
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    return res;
+}
+
+static PyObject *
+Client_incr(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return arith(self, args, nargs, kwnames, false);
+}
+
+static PyObject *
+Client_decr(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    return arith(self, args, nargs, kwnames, true);
+}
+
+static PyObject *
+Client_touch(Client *self, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    static const char *const names[] = {"key", "exptime", "noreply", NULL};
+    PyObject *a[3];
+    bool noreply;
+    int64_t exptime;
+    struct wire_key wk;
+    if (parse_args("touch", args, nargs, kwnames, names, 2, 3, a) < 0
+        || check_key(self, a[0], "", 0, &wk) < 0
+        || to_exptime(a[1], &exptime) < 0 || to_bool(a[2], &noreply) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init(&o, self, server_of(self, &wk));
+    char hdr[MC_MAX_HEADER];
+    one_add(&o, hdr, mc_fmt_touch(hdr, wk.key, (size_t)wk.key_len, exptime,
+                                  noreply));
+    o.noreply = noreply;
+    o.on_frame = on_touch;
+    return finish_one(&o);
+}
+
+static PyObject *
+Client_server_index(Client *self, PyObject *key)
+{
+    struct wire_key wk;
+    if (check_key(self, key, "", 0, &wk) < 0) {
+        return NULL;
+    }
+    return PyLong_FromSsize_t(server_of(self, &wk));
+}
+
+/* ---- commands sent to every server -------------------------------------- */
+
+/* Runs the same request on every server, collecting each result in a dict
+ * keyed by server name (or a list of (name, result) pairs when as_list).
+ * Raises the first failure after trying all, with .partial set. */
+static PyObject *
+run_all(Client *self, struct iovec *iov, int iovcnt, bool noreply,
+        frame_fn on_frame, bool as_list)
+{
+    PyObject *acc = as_list ? PyList_New(0) : PyDict_New();
+    if (acc == NULL) {
+        return NULL;
+    }
+    struct mc_fail first = {0};
+    Py_ssize_t first_srv = -1;
+    for (Py_ssize_t i = 0; i < self->nservers; i++) {
+        struct one o;
+        one_init(&o, self, i);
+        memcpy(o.iov, iov, sizeof(*iov) * (size_t)iovcnt);
+        o.iovcnt = iovcnt;
+        o.noreply = noreply;
+        o.on_frame = on_frame;
+        if (run_one(&o) < 0) {
+            if (o.fail.code == MC_EPYTHON) {
+                Py_DECREF(acc);
+                return NULL;
+            }
+            if (first_srv < 0) {
+                first = o.fail;
+                first_srv = i;
+            }
+            continue;
+        }
+        PyObject *name = PyTuple_GET_ITEM(self->names, i);
+        PyObject *res = o.result ? o.result : Py_NewRef(Py_None);
+        int rc;
+        if (as_list) {
+            PyObject *pair = PyTuple_Pack(2, name, res);
+            rc = pair ? PyList_Append(acc, pair) : -1;
+            Py_XDECREF(pair);
+        }
+        else {
+            rc = PyDict_SetItem(acc, name, res);
+        }
+        Py_DECREF(res);
+        if (rc < 0) {
+            Py_DECREF(acc);
+            return NULL;
+        }
+    }
+    if (first_srv >= 0) {
+        raise_fail(self, &self->servers[first_srv], &first);
+        attach_partial(acc);
+        Py_DECREF(acc);
+        return NULL;
+    }
+    return acc;
+}
+
+static PyObject *
+Client_flush_all(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"delay", "noreply", NULL};
+    PyObject *a[2];
+    int64_t delay = 0;
+    bool noreply;
+    if (parse_args("flush_all", args, nargs, kwnames, names, 0, 2, a) < 0
+        || (a[0] != NULL
+            && to_int64(a[0], "delay", 0, EXPTIME_MAX, &delay) < 0)
+        || to_bool(a[1], &noreply) < 0) {
+        return NULL;
+    }
+    char hdr[64];
+    size_t n = (size_t)snprintf(hdr, sizeof(hdr), "flush_all");
+    if (delay > 0) {
+        hdr[n++] = ' ';
+        n += mc_fmt_i64(hdr + n, delay);
+    }
+    n += (size_t)snprintf(hdr + n, sizeof(hdr) - n, "%s\r\n",
+                          noreply ? " noreply" : "");
+    struct iovec iov = {hdr, n};
+    PyObject *res = run_all(self, &iov, 1, noreply, on_ok, false);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Client_version(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    static char line[] = "version\r\n";
+    struct iovec iov = {line, sizeof(line) - 1};
+    return run_all(self, &iov, 1, false, on_version, false);
+}
+
+static PyObject *
+Client_get_stats(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"args", NULL};
+    PyObject *a[1];
+    if (parse_args("get_stats", args, nargs, kwnames, names, 0, 1, a) < 0) {
+        return NULL;
+    }
+    const char *extra = "";
+    Py_ssize_t extra_len = 0;
+    if (a[0] != NULL && a[0] != Py_None) {
+        if (key_bytes(a[0], &extra, &extra_len) < 0) {
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < extra_len; i++) {
+            unsigned char ch = (unsigned char)extra[i];
+            if (ch < 0x20 || ch == 0x7f) {
+                PyErr_SetString(PyExc_ValueError,
+                                "stats arguments contain a control "
+                                "character");
+                return NULL;
+            }
+        }
+        if (extra_len > 200) {
+            PyErr_SetString(PyExc_ValueError, "stats arguments too long");
+            return NULL;
+        }
+    }
+    char line[256];
+    size_t n = (size_t)snprintf(line, sizeof(line), "stats%s%.*s\r\n",
+                                extra_len ? " " : "", (int)extra_len, extra);
+    struct iovec iov = {line, n};
+    return run_all(self, &iov, 1, false, on_stats, true);
+}
+
+/* ---- multi-key calls ---------------------------------------------------- */
+
+enum multi_kind { MULTI_GET, MULTI_SET, MULTI_DELETE };
+
+struct item {
+    PyObject *orig;            /* borrowed: the key as given */
+    struct wire_key wk;
+    Py_buffer view;            /* MULTI_SET: the value */
+    bool has_view;
+    uint32_t flags;
+    Py_ssize_t server;
+};
+
+/* One server's share of a multi-key call. */
+struct part {
+    struct mc_server *srv;
+    struct mc_conn *conn;
+    Py_ssize_t *items;         /* indexes into the items array, in order */
+    Py_ssize_t nitems;
+    Py_ssize_t cursor;         /* next item a reply should match */
+    int ends_left;             /* MULTI_GET: END lines still to come */
+    struct mc_buf req;         /* request text */
+    struct iovec *iov;
+    int niov;
+    struct mc_out out;
+    bool fenced;
+    bool done;
+    size_t need;
+    struct mc_fail fail;
+};
+
+struct multi {
+    Client *self;
+    enum multi_kind kind;
+    struct item *items;
+    Py_ssize_t nitems;
+    struct part *parts;
+    Py_ssize_t nparts;
+    Py_ssize_t *order;
+    bool noreply;
+    bool with_flags;
+    bool with_cas;
+    PyObject *result;          /* dict (get), list (set), bool (delete) */
+};
+
+static int
+req_put(struct mc_buf *b, const char *p, size_t n)
+{
+    if (mc_buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    memcpy(b->data + b->end, p, n);
+    b->end += n;
+    return 0;
+}
+
+static int
+req_key(struct mc_buf *b, const struct wire_key *wk)
+{
+    return req_put(b, wk->pre, (size_t)wk->pre_len)
+           | req_put(b, wk->key, (size_t)wk->key_len);
+}
+
+/* Writes one server's request text and its iovecs. */
+static int
+build_part(struct multi *m, struct part *p, const char *cmd,
+           int64_t exptime, bool touch)
+{
+    struct mc_buf *b = &p->req;
+    if (m->kind == MULTI_GET) {
+        size_t limit = touch ? MC_GAT_CHUNK : MC_GET_CHUNK;
+        size_t line = 0;
+        for (Py_ssize_t i = 0; i < p->nitems; i++) {
+            struct item *it = &m->items[p->items[i]];
+            size_t klen = (size_t)(it->wk.pre_len + it->wk.key_len);
+            if (line > 0 && line + klen + 1 > limit) {
+                if (req_put(b, crlf, 2) < 0) {
+                    return -1;
+                }
+                line = 0;
+            }
+            if (line == 0) {
+                char hdr[64];
+                size_t n = (size_t)snprintf(hdr, sizeof(hdr), "%s", cmd);
+                if (touch) {
+                    hdr[n++] = ' ';
+                    n += mc_fmt_i64(hdr + n, exptime);
+                }
+                if (req_put(b, hdr, n) < 0) {
+                    return -1;
+                }
+                line = n;
+                p->ends_left++;
+            }
+            if (req_put(b, " ", 1) < 0 || req_key(b, &it->wk) < 0) {
+                return -1;
+            }
+            line += klen + 1;
+        }
+        if (req_put(b, crlf, 2) < 0) {
+            return -1;
+        }
+    }
+    else if (m->kind == MULTI_DELETE) {
+        for (Py_ssize_t i = 0; i < p->nitems; i++) {
+            struct item *it = &m->items[p->items[i]];
+            if (req_put(b, "delete ", 7) < 0 || req_key(b, &it->wk) < 0
+                || (m->noreply && req_put(b, " noreply", 8) < 0)
+                || req_put(b, crlf, 2) < 0) {
+                return -1;
+            }
+        }
+    }
+    if (m->kind != MULTI_SET) {
+        if (p->fenced && req_put(b, fence_line, 4) < 0) {
+            return -1;
+        }
+        p->iov = PyMem_Malloc(sizeof(struct iovec));
+        if (p->iov == NULL) {
+            return -1;
+        }
+        p->iov[0].iov_base = b->data + b->start;
+        p->iov[0].iov_len = mc_buf_len(b);
+        p->niov = 1;
+        return 0;
+    }
+    /* MULTI_SET: header, value, CRLF + next header, value, ..., CRLF. */
+    size_t *offs = PyMem_Malloc(sizeof(size_t) * (size_t)(p->nitems + 1));
+    p->iov = PyMem_Malloc(sizeof(struct iovec) * (size_t)(2 * p->nitems + 1));
+    if (offs == NULL || p->iov == NULL) {
+        PyMem_Free(offs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < p->nitems; i++) {
+        struct item *it = &m->items[p->items[i]];
+        char hdr[MC_MAX_HEADER];
+        char key[MC_MAX_KEY];
+        memcpy(key, it->wk.pre, (size_t)it->wk.pre_len);
+        memcpy(key + it->wk.pre_len, it->wk.key, (size_t)it->wk.key_len);
+        size_t n = mc_fmt_store(hdr, MC_SET, key,
+                                (size_t)(it->wk.pre_len + it->wk.key_len),
+                                it->flags, exptime, (size_t)it->view.len, 0,
+                                m->noreply);
+        offs[i] = b->end;
+        if ((i > 0 && req_put(b, crlf, 2) < 0) || req_put(b, hdr, n) < 0) {
+            PyMem_Free(offs);
+            return -1;
+        }
+    }
+    offs[p->nitems] = b->end;
+    if (req_put(b, crlf, 2) < 0
+        || (p->fenced && req_put(b, fence_line, 4) < 0)) {
+        PyMem_Free(offs);
+        return -1;
+    }
+    int k = 0;
+    for (Py_ssize_t i = 0; i < p->nitems; i++) {
+        struct item *it = &m->items[p->items[i]];
+        p->iov[k].iov_base = b->data + offs[i];
+        p->iov[k].iov_len = offs[i + 1] - offs[i];
+        k++;
+        if (it->view.len > 0) {
+            p->iov[k].iov_base = it->view.buf;
+            p->iov[k].iov_len = (size_t)it->view.len;
+            k++;
+        }
+    }
+    p->iov[k].iov_base = b->data + offs[p->nitems];
+    p->iov[k].iov_len = b->end - offs[p->nitems];
+    k++;
+    p->niov = k;
+    PyMem_Free(offs);
+    return 0;
+}
+
+struct part_ctx {
+    struct multi *m;
+    struct part *p;
+};
+
+static bool
+key_matches(const struct item *it, const struct mc_reply *r)
+{
+    size_t pre = (size_t)it->wk.pre_len;
+    return r->key_len == pre + (size_t)it->wk.key_len
+           && memcmp(r->key, it->wk.pre, pre) == 0
+           && memcmp(r->key + pre, it->wk.key, (size_t)it->wk.key_len) == 0;
+}
+
+static int
+part_frame(void *ctx, const struct mc_reply *r)
+{
+    struct multi *m = ((struct part_ctx *)ctx)->m;
+    struct part *p = ((struct part_ctx *)ctx)->p;
+    if (mc_is_error(r->kind)
+        && !(m->kind == MULTI_SET && r->kind == MC_SERVER_ERROR)) {
+        fail_reply(&p->fail, r);
+        return -1;
+    }
+    if (m->kind == MULTI_GET) {
+        if (r->kind == MC_END) {
+            return --p->ends_left == 0;
+        }
+        if (r->kind != MC_VALUE) {
+            fail_proto(&p->fail, "reply does not fit the command");
+            return -1;
+        }
+        while (p->cursor < p->nitems
+               && !key_matches(&m->items[p->items[p->cursor]], r)) {
+            p->cursor++;
+        }
+        if (p->cursor == p->nitems) {
+            fail_proto(&p->fail, "VALUE for a key that was not requested");
+            return -1;
+        }
+        if (m->with_cas && !r->has_cas) {
+            fail_proto(&p->fail, "VALUE without cas");
+            return -1;
+        }
+        struct item *it = &m->items[p->items[p->cursor++]];
+        PyObject *v = make_value(r, m->with_flags, m->with_cas);
+        if (v == NULL || PyDict_SetItem(m->result, it->orig, v) < 0) {
+            Py_XDECREF(v);
+            fail_set(&p->fail, MC_EPYTHON);
+            return -1;
+        }
+        Py_DECREF(v);
+        return 0;
+    }
+    struct item *it = &m->items[p->items[p->cursor++]];
+    bool ok;
+    if (m->kind == MULTI_SET) {
+        if (r->kind != MC_STORED && r->kind != MC_NOT_STORED
+            && r->kind != MC_EXISTS && r->kind != MC_NOT_FOUND
+            && r->kind != MC_SERVER_ERROR) {
+            fail_proto(&p->fail, "reply does not fit the command");
+            return -1;
+        }
+        ok = r->kind == MC_STORED;
+        if (!ok && PyList_Append(m->result, it->orig) < 0) {
+            fail_set(&p->fail, MC_EPYTHON);
+            return -1;
+        }
+    }
+    else {
+        if (r->kind != MC_DELETED && r->kind != MC_NOT_FOUND) {
+            fail_proto(&p->fail, "reply does not fit the command");
+            return -1;
+        }
+        if (r->kind == MC_NOT_FOUND) {
+            Py_SETREF(m->result, Py_NewRef(Py_False));
+        }
+    }
+    return p->cursor == p->nitems;
+}
+
+static void
+part_fail(struct part *p, int code)
+{
+    if (code != 0) {
+        fail_set(&p->fail, code);
+    }
+    if (p->conn != NULL) {
+        conn_close(p->conn);
+        p->conn = NULL;
+    }
+    p->done = true;
+}
+
+static void
+part_finish(Client *self, struct part *p)
+{
+    if (p->out.iovcnt != 0) {
+        conn_close(p->conn);
+    }
+    else {
+        conn_give(self, p->srv, p->conn);
+    }
+    p->conn = NULL;
+    p->done = true;
+}
+
+/* Writes every server's request, then reads all the replies as they come,
+ * polling all the sockets at once, until each part is complete or failed or
+ * the deadline passes.  Returns 0, or -1 with a Python exception set
+ * (signals, memory); per-server failures are left in the parts. */
+static int
+multi_run(struct multi *m)
+{
+    Client *self = m->self;
+    int64_t deadline = mc_now() + self->timeout;
+    struct pollfd *pfd = PyMem_Malloc(sizeof(*pfd) * (size_t)m->nparts);
+    Py_ssize_t *map = PyMem_Malloc(sizeof(*map) * (size_t)m->nparts);
+    ssize_t *io = PyMem_Malloc(sizeof(*io) * (size_t)m->nparts);
+    if (pfd == NULL || map == NULL || io == NULL) {
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        PyMem_Free(io);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        nfds_t np = 0;
+        for (Py_ssize_t i = 0; i < m->nparts; i++) {
+            struct part *p = &m->parts[i];
+            if (p->done) {
+                continue;
+            }
+            if (m->noreply && p->out.iovcnt == 0) {
+                part_finish(self, p);
+                continue;
+            }
+            size_t have = mc_buf_len(&p->conn->rbuf);
+            size_t room = p->need > have ? p->need - have : 0;
+            if (mc_buf_reserve(&p->conn->rbuf, room < 4096 ? 4096 : room)
+                < 0) {
+                part_fail(p, -ENOMEM);
+                continue;
+            }
+            pfd[np].fd = p->conn->fd;
+            pfd[np].events = m->noreply ? POLLOUT
+                             : POLLIN | (p->out.iovcnt ? POLLOUT : 0);
+            pfd[np].revents = 0;
+            map[np] = i;
+            np++;
+        }
+        if (np == 0) {
+            break;
+        }
+        int prc, perr = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (nfds_t k = 0; k < np; k++) {
+            struct part *p = &m->parts[map[k]];
+            io[k] = 0;
+            if (p->out.iovcnt > 0) {
+                ssize_t n = mc_conn_send(p->conn->fd, &p->out);
+                if (n < 0 && n != -EAGAIN) {
+                    io[k] = n;
+                    pfd[k].fd = -1;  /* poll ignores it */
+                }
+                else if (p->out.iovcnt == 0 && m->noreply) {
+                    pfd[k].fd = -1;
+                }
+            }
+        }
+        nfds_t active = 0;
+        for (nfds_t k = 0; k < np; k++) {
+            active += pfd[k].fd >= 0;
+        }
+        prc = active ? poll(pfd, np, mc_poll_timeout(deadline)) : 0;
+        if (prc < 0) {
+            perr = -errno;
+        }
+        for (nfds_t k = 0; prc > 0 && k < np; k++) {
+            if (pfd[k].fd >= 0
+                && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP))) {
+                struct part *p = &m->parts[map[k]];
+                ssize_t n = mc_conn_recv(p->conn->fd, &p->conn->rbuf);
+                io[k] = n == -EAGAIN ? 0 : n;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (perr == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        bool progress = false;
+        for (nfds_t k = 0; k < np; k++) {
+            struct part *p = &m->parts[map[k]];
+            if (io[k] < 0) {
+                part_fail(p, (int)io[k]);
+                continue;
+            }
+            if (perr < 0) {
+                part_fail(p, perr);
+                continue;
+            }
+            if (pfd[k].revents) {
+                progress = true;
+            }
+            if (io[k] == 0) {
+                continue;
+            }
+            struct part_ctx ctx = {m, p};
+            int r = parse_frames(self, p->conn, part_frame, &ctx, &p->fail,
+                                 &p->need);
+            if (r < 0) {
+                if (p->fail.code == MC_EPYTHON) {
+                    rc = -1;
+                    goto done;
+                }
+                part_fail(p, 0);
+            }
+            else if (r == 1) {
+                part_finish(self, p);
+            }
+        }
+        if (!progress && prc == 0 && mc_now() >= deadline) {
+            for (Py_ssize_t i = 0; i < m->nparts; i++) {
+                if (!m->parts[i].done) {
+                    part_fail(&m->parts[i], -ETIMEDOUT);
+                }
+            }
+        }
+    }
+done:
+    PyMem_Free(pfd);
+    PyMem_Free(map);
+    PyMem_Free(io);
+    return rc;
+}
+
+static void
+multi_clear(struct multi *m)
+{
+    for (Py_ssize_t i = 0; i < m->nparts; i++) {
+        struct part *p = &m->parts[i];
+        if (p->conn != NULL) {
+            conn_close(p->conn);
+        }
+        mc_buf_free(&p->req);
+        PyMem_Free(p->iov);
+    }
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        if (m->items[i].has_view) {
+            PyBuffer_Release(&m->items[i].view);
+        }
+    }
+    PyMem_Free(m->parts);
+    PyMem_Free(m->items);
+    PyMem_Free(m->order);
+    Py_CLEAR(m->result);
+}
+
+/* Groups the checked items by server, opens the connections, builds the
+ * requests, runs them, and returns the result (raising the first server's
+ * failure, with .partial, if any failed). */
+static PyObject *
+multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
+{
+    Client *self = m->self;
+    Py_ssize_t *count = PyMem_Calloc((size_t)self->nservers,
+                                     sizeof(Py_ssize_t));
+    Py_ssize_t *slot = PyMem_Calloc((size_t)self->nservers,
+                                    sizeof(Py_ssize_t));
+    m->order = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(m->nitems + 1));
+    m->parts = PyMem_Calloc((size_t)self->nservers, sizeof(struct part));
+    if (count == NULL || slot == NULL || m->order == NULL
+        || m->parts == NULL) {
+        PyMem_Free(count);
+        PyMem_Free(slot);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        count[m->items[i].server]++;
+    }
+    Py_ssize_t off = 0;
+    for (Py_ssize_t s = 0; s < self->nservers; s++) {
+        if (count[s] == 0) {
+            slot[s] = -1;
+            continue;
+        }
+        struct part *p = &m->parts[m->nparts];
+        slot[s] = m->nparts++;
+        p->srv = &self->servers[s];
+        p->items = m->order + off;
+        off += count[s];
+        mc_buf_init(&p->req);
+        p->fenced = m->noreply && self->fence;
+    }
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        struct part *p = &m->parts[slot[m->items[i].server]];
+        p->items[p->nitems++] = i;
+    }
+    PyMem_Free(count);
+    PyMem_Free(slot);
+
+    for (Py_ssize_t i = 0; i < m->nparts; i++) {
+        struct part *p = &m->parts[i];
+        p->conn = conn_take(self, p->srv, &p->fail);
+        if (p->conn != NULL && p->conn->reused && mc_conn_stale(p->conn->fd)) {
+            conn_close(p->conn);
+            p->conn = conn_take(self, p->srv, &p->fail);
+        }
+        if (p->conn == NULL) {
+            if (p->fail.code == MC_EPYTHON) {
+                return NULL;
+            }
+            p->done = true;
+            continue;
+        }
+        if (build_part(m, p, cmd, exptime, touch) < 0) {
+            PyErr_NoMemory();
+            return NULL;
+        }
+        p->out.iov = p->iov;
+        p->out.iovcnt = p->niov;
+        if (p->fenced) {
+            p->conn->fences++;
+        }
+    }
+    if (multi_run(m) < 0) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < m->nparts; i++) {
+        struct part *p = &m->parts[i];
+        if (p->fail.code != 0) {
+            raise_fail(self, p->srv, &p->fail);
+            attach_partial(m->result);
+            return NULL;
+        }
+    }
+    return Py_NewRef(m->result);
+}
+
+static int
+multi_init(struct multi *m, Client *self, enum multi_kind kind,
+           Py_ssize_t n)
+{
+    memset(m, 0, sizeof(*m));
+    m->self = self;
+    m->kind = kind;
+    m->items = PyMem_Calloc((size_t)(n ? n : 1), sizeof(struct item));
+    if (m->items == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+/* Fills item i from a key object. */
+static int
+multi_key(struct multi *m, PyObject *key, const char *pre,
+          Py_ssize_t pre_len)
+{
+    struct item *it = &m->items[m->nitems];
+    if (check_key(m->self, key, pre, pre_len, &it->wk) < 0) {
+        return -1;
+    }
+    it->orig = key;
+    it->server = server_of(m->self, &it->wk);
+    m->nitems++;
+    return 0;
+}
+
+static PyObject *
+get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+          PyObject *kwnames, const char *fname, bool with_cas)
+{
+    static const char *const names[] = {"keys", "key_prefix", "with_flags",
+                                        NULL};
+    PyObject *a[3];
+    const char *pre;
+    Py_ssize_t pre_len;
+    bool with_flags;
+    if (parse_args(fname, args, nargs, kwnames, names, 1, 2, a) < 0
+        || check_prefix(self, a[1], &pre, &pre_len) < 0
+        || to_bool(a[2], &with_flags) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(a[0], "keys must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **keys = PySequence_Fast_ITEMS(seq);
+    struct multi m;
+    PyObject *res = NULL;
+    if (multi_init(&m, self, MULTI_GET, n) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    m.with_flags = with_flags;
+    m.with_cas = with_cas;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
+            goto done;
+        }
+    }
+    m.result = PyDict_New();
+    if (m.result == NULL) {
+        goto done;
+    }
+    res = multi_execute(&m, with_cas ? "gets" : "get", 0, false);
+done:
+    multi_clear(&m);
+    Py_DECREF(seq);
+    return res;
+}
+
+static PyObject *
+Client_get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    return get_multi(self, args, nargs, kwnames, "get_multi", false);
+}
+
+static PyObject *
+Client_gets_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    return get_multi(self, args, nargs, kwnames, "gets_multi", true);
+}
+
+static PyObject *
+Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"mapping", "exptime", "flags",
+                                        "noreply", "key_prefix", NULL};
+    PyObject *a[5];
+    const char *pre;
+    Py_ssize_t pre_len;
+    int64_t exptime;
+    uint32_t flags;
+    bool noreply;
+    if (parse_args("set_multi", args, nargs, kwnames, names, 1, 5, a) < 0
+        || to_exptime(a[1], &exptime) < 0 || to_flags(a[2], &flags) < 0
+        || to_bool(a[3], &noreply) < 0
+        || check_prefix(self, a[4], &pre, &pre_len) < 0) {
+        return NULL;
+    }
+    if (!PyMapping_Check(a[0]) || PyUnicode_Check(a[0])
+        || PyBytes_Check(a[0])) {
+        PyErr_SetString(PyExc_TypeError, "set_multi() needs a mapping");
+        return NULL;
+    }
+    PyObject *pairs = PyMapping_Items(a[0]);
+    if (pairs == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    struct multi m;
+    PyObject *res = NULL;
+    if (multi_init(&m, self, MULTI_SET, n) < 0) {
+        Py_DECREF(pairs);
+        return NULL;
+    }
+    m.noreply = noreply;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(pairs, i);
+        PyObject *val = PyTuple_GET_ITEM(pair, 1);
+        struct item *it = &m.items[m.nitems];
+        it->flags = flags;
+        if (PyTuple_Check(val)) {
+            if (PyTuple_GET_SIZE(val) != 2) {
+                PyErr_SetString(PyExc_TypeError,
+                                "set_multi() values are bytes-like or "
+                                "(value, flags) pairs");
+                goto done;
+            }
+            if (to_flags(PyTuple_GET_ITEM(val, 1), &it->flags) < 0) {
+                goto done;
+            }
+            val = PyTuple_GET_ITEM(val, 0);
+        }
+        if (multi_key(&m, PyTuple_GET_ITEM(pair, 0), pre, pre_len) < 0) {
+            goto done;
+        }
+        if (get_value(self, val, &it->view) < 0) {
+            goto done;
+        }
+        it->has_view = true;
+    }
+    m.result = PyList_New(0);
+    if (m.result == NULL) {
+        goto done;
+    }
+    res = multi_execute(&m, "set", exptime, false);
+done:
+    multi_clear(&m);
+    Py_DECREF(pairs);
+    return res;
+}
+
+static PyObject *
+Client_delete_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    static const char *const names[] = {"keys", "noreply", "key_prefix",
+                                        NULL};
+    PyObject *a[3];
+    const char *pre;
+    Py_ssize_t pre_len;
+    bool noreply;
+    if (parse_args("delete_multi", args, nargs, kwnames, names, 1, 3, a) < 0
+        || to_bool(a[1], &noreply) < 0
+        || check_prefix(self, a[2], &pre, &pre_len) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(a[0], "keys must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **keys = PySequence_Fast_ITEMS(seq);
+    struct multi m;
+    PyObject *res = NULL;
+    if (multi_init(&m, self, MULTI_DELETE, n) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    m.noreply = noreply;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
+            goto done;
+        }
+    }
+    m.result = Py_NewRef(Py_True);
+    res = multi_execute(&m, "delete", 0, false);
+done:
+    multi_clear(&m);
+    Py_DECREF(seq);
+    return res;
+}
+
+/* ---- the type ----------------------------------------------------------- */
+
+static PyObject *
+Client_disconnect_all(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    for (Py_ssize_t i = 0; i < self->nservers; i++) {
+        server_drop_idle(&self->servers[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_enter(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+Client_exit(Client *self, PyObject *const *Py_UNUSED(args),
+            Py_ssize_t Py_UNUSED(nargs))
+{
+    return Client_disconnect_all(self, NULL);
+}
+
+static PyObject *
+Client_get_servers(Client *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->names);
+}
+
+static void
+client_free_servers(Client *self)
+{
+    for (Py_ssize_t i = 0; i < self->nservers; i++) {
+        server_drop_idle(&self->servers[i]);
+        PyMem_Free(self->servers[i].name);
+    }
+    PyMem_Free(self->servers);
+    self->servers = NULL;
+    self->nservers = 0;
+    PyMem_Free(self->buckets);
+    self->buckets = NULL;
+}
+
+/* Parses one server argument (str, or (str, weight)) into srv. */
+static int
+parse_server(Client *self, PyObject *obj, struct mc_server *srv,
+             long *weight)
+{
+    PyObject *spec = obj;
+    *weight = 1;
+    if (PyTuple_Check(obj)) {
+        if (PyTuple_GET_SIZE(obj) != 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "a server is \"host:port\" or (\"host:port\", "
+                         "weight), not %R", obj);
+            return -1;
+        }
+        spec = PyTuple_GET_ITEM(obj, 0);
+        PyObject *w = PyTuple_GET_ITEM(obj, 1);
+        if (!PyLong_Check(w)) {
+            PyErr_Format(PyExc_TypeError, "server weight must be an int, "
+                         "not %.200s", Py_TYPE(w)->tp_name);
+            return -1;
+        }
+        *weight = PyLong_AsLong(w);
+        if (*weight == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (*weight < 1 || *weight > 1000) {
+            PyErr_Format(self->state->InvalidServerError,
+                         "server weight must be 1..1000: %R", obj);
+            return -1;
+        }
+    }
+    if (!PyUnicode_Check(spec)) {
+        PyErr_Format(PyExc_TypeError, "a server is a str, not %.200s",
+                     Py_TYPE(spec)->tp_name);
+        return -1;
+    }
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(spec, &len);
+    if (s == NULL) {
+        return -1;
+    }
+    srv->name = PyMem_Malloc((size_t)len + 1);
+    if (srv->name == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(srv->name, s, (size_t)len + 1);
+    if (mc_server_parse(srv->name, (size_t)len, &srv->spec) < 0) {
+        PyErr_Format(self->state->InvalidServerError,
+                     "malformed server: %R", spec);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+to_ns(PyObject *obj, const char *what, double dflt, bool zero_ok,
+      int64_t *out)
+{
+    double v = dflt;
+    if (obj != NULL) {
+        v = PyFloat_AsDouble(obj);
+        if (v == -1.0 && PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (!(v > 0 || (zero_ok && v == 0)) || v > 1e9) {
+        PyErr_Format(PyExc_ValueError, "%s must be %s 1e9 seconds", what,
+                     zero_ok ? "0 ..." : "> 0 and <=");
+        return -1;
+    }
+    *out = (int64_t)(v * MC_NS);
+    return 0;
+}
+
+static PyObject *
+Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"servers", "timeout", "connect_timeout",
+                             "dead_retry", "max_value_size", "pool_size",
+                             "noreply_fence", NULL};
+    PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
+    PyObject *dead_retry = NULL;
+    Py_ssize_t max_value = 1024 * 1024;
+    int pool_size = 8, fence = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOOnip:StringClient",
+                                     kwlist, &servers, &timeout,
+                                     &connect_timeout, &dead_retry,
+                                     &max_value, &pool_size, &fence)) {
+        return NULL;
+    }
+    PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    Client *self = (Client *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->module = Py_NewRef(module);
+    self->state = mc_get_state(module);
+    self->fence = fence != 0;
+    if (to_ns(timeout, "timeout", 1.0, false, &self->timeout) < 0
+        || to_ns(connect_timeout, "connect_timeout", 1.0, false,
+                 &self->connect_timeout) < 0
+        || to_ns(dead_retry, "dead_retry", 30.0, true, &self->dead_retry)
+           < 0) {
+        goto error;
+    }
+    if (max_value < 1 || max_value > (1 << 30)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "max_value_size must be 1 ... 2**30");
+        goto error;
+    }
+    self->max_value = (size_t)max_value;
+    if (pool_size < 0 || pool_size > 1024) {
+        PyErr_SetString(PyExc_ValueError, "pool_size must be 0 ... 1024");
+        goto error;
+    }
+    self->pool_size = pool_size;
+
+    PyObject *list;
+    if (PyUnicode_Check(servers) || PyTuple_Check(servers)) {
+        list = PyTuple_Pack(1, servers);
+    }
+    else if (PyList_Check(servers)) {
+        list = PySequence_Tuple(servers);
+    }
+    else {
+        PyErr_Format(PyExc_TypeError, "servers must be a str or a list, not "
+                     "%.200s", Py_TYPE(servers)->tp_name);
+        goto error;
+    }
+    if (list == NULL) {
+        goto error;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(list);
+    if (n == 0) {
+        Py_DECREF(list);
+        PyErr_SetString(self->state->InvalidServerError, "no servers given");
+        goto error;
+    }
+    self->servers = PyMem_Calloc((size_t)n, sizeof(struct mc_server));
+    self->names = PyTuple_New(n);
+    long *weights = PyMem_Calloc((size_t)n, sizeof(long));
+    if (self->servers == NULL || self->names == NULL || weights == NULL) {
+        PyMem_Free(weights);
+        Py_DECREF(list);
+        PyErr_NoMemory();
+        goto error;
+    }
+    long total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        self->nservers = i + 1;
+        self->servers[i].generation = mc_fork_generation;
+        if (parse_server(self, PyTuple_GET_ITEM(list, i), &self->servers[i],
+                         &weights[i]) < 0) {
+            PyMem_Free(weights);
+            Py_DECREF(list);
+            goto error;
+        }
+        PyObject *name = PyUnicode_FromString(self->servers[i].name);
+        if (name == NULL) {
+            PyMem_Free(weights);
+            Py_DECREF(list);
+            goto error;
+        }
+        PyTuple_SET_ITEM(self->names, i, name);
+        total += weights[i];
+    }
+    Py_DECREF(list);
+    self->buckets = PyMem_Malloc(sizeof(uint32_t) * (size_t)total);
+    if (self->buckets == NULL) {
+        PyMem_Free(weights);
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (long w = 0; w < weights[i]; w++) {
+            self->buckets[self->nbuckets++] = (uint32_t)i;
+        }
+    }
+    PyMem_Free(weights);
+    return (PyObject *)self;
+
+error:
+    Py_DECREF(self);
+    return NULL;
+}
+
+static int
+Client_traverse(Client *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->module);
+    return 0;
+}
+
+static int
+Client_clear(Client *self)
+{
+    Py_CLEAR(self->module);
+    return 0;
+}
+
+static void
+Client_dealloc(Client *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    client_free_servers(self);
+    Py_CLEAR(self->names);
+    (void)Client_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+#define FASTKW(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, \
+     PyDoc_STR(doc)}
+
+static PyMethodDef Client_methods[] = {
+    FASTKW("get", Client_get,
+           "get(key, *, with_flags=False) -> bytes | None"),
+    FASTKW("gets", Client_gets,
+           "gets(key, *, with_flags=False) -> (bytes, cas) | None"),
+    FASTKW("gat", Client_gat,
+           "gat(key, exptime, *, with_flags=False) -> bytes | None"),
+    FASTKW("gats", Client_gats,
+           "gats(key, exptime, *, with_flags=False) -> (bytes, cas) | None"),
+    FASTKW("get_multi", Client_get_multi,
+           "get_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
+    FASTKW("gets_multi", Client_gets_multi,
+           "gets_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
+    FASTKW("set", Client_set,
+           "set(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("add", Client_add,
+           "add(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("replace", Client_replace,
+           "replace(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("append", Client_append,
+           "append(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("prepend", Client_prepend,
+           "prepend(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("cas", Client_cas,
+           "cas(key, value, cas, exptime=0, flags=0, noreply=False) -> "
+           "True | False | None"),
+    FASTKW("set_multi", Client_set_multi,
+           "set_multi(mapping, exptime=0, flags=0, noreply=False, "
+           "key_prefix=b'') -> list of keys not stored"),
+    FASTKW("delete", Client_delete, "delete(key, noreply=False) -> bool"),
+    FASTKW("delete_multi", Client_delete_multi,
+           "delete_multi(keys, noreply=False, key_prefix=b'') -> bool"),
+    FASTKW("incr", Client_incr,
+           "incr(key, delta=1, noreply=False) -> int | None"),
+    FASTKW("decr", Client_decr,
+           "decr(key, delta=1, noreply=False) -> int | None"),
+    FASTKW("touch", Client_touch,
+           "touch(key, exptime, noreply=False) -> bool"),
+    FASTKW("flush_all", Client_flush_all,
+           "flush_all(delay=0, noreply=False) -> True"),
+    FASTKW("get_stats", Client_get_stats,
+           "get_stats(args=None) -> [(server, {stat: value})]"),
+    {"version", (PyCFunction)Client_version, METH_NOARGS,
+     PyDoc_STR("version() -> {server: version}")},
+    {"server_index", (PyCFunction)Client_server_index, METH_O,
+     PyDoc_STR("server_index(key) -> index of the server holding key")},
+    {"disconnect_all", (PyCFunction)Client_disconnect_all, METH_NOARGS,
+     PyDoc_STR("Closes every idle connection.")},
+    {"close", (PyCFunction)Client_disconnect_all, METH_NOARGS,
+     PyDoc_STR("Closes every idle connection; the client stays usable.")},
+    {"__enter__", (PyCFunction)Client_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Client_exit, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Client_getset[] = {
+    {"servers", (getter)Client_get_servers, NULL,
+     PyDoc_STR("The server strings, in order."), NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Client_doc,
+"StringClient(servers, *, timeout=1.0, connect_timeout=1.0, dead_retry=30.0,\n"
+"             max_value_size=1048576, pool_size=8, noreply_fence=True)\n"
+"\n"
+"A memcached client speaking the text protocol on its own sockets: keys are\n"
+"bytes or str, values bytes-like in and bytes out, with 32-bit flags.");
+
+static PyType_Slot Client_slots[] = {
+    {Py_tp_doc, (void *)Client_doc},
+    {Py_tp_new, MC_SLOT(Client_new)},
+    {Py_tp_dealloc, MC_SLOT(Client_dealloc)},
+    {Py_tp_traverse, MC_SLOT(Client_traverse)},
+    {Py_tp_clear, MC_SLOT(Client_clear)},
+    {Py_tp_methods, Client_methods},
+    {Py_tp_getset, Client_getset},
+    {0, NULL},
+};
+
+PyType_Spec mc_client_spec = {
+    .name = "cmemcache.StringClient",
+    .basicsize = sizeof(Client),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Client_slots,
+};

@@ -1,0 +1,212 @@
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "conn.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t
+mc_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int
+mc_poll_timeout(int64_t deadline)
+{
+    int64_t left = deadline - mc_now();
+    if (left <= 0) {
+        return 0;
+    }
+    int64_t ms = (left + 999999) / 1000000;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+int
+mc_conn_wait(int fd, short events, int64_t deadline)
+{
+    struct pollfd p = {.fd = fd, .events = events};
+    int rc = poll(&p, 1, mc_poll_timeout(deadline));
+    if (rc < 0) {
+        return -errno;
+    }
+    if (rc == 0) {
+        return -ETIMEDOUT;
+    }
+    return p.revents;
+}
+
+/* Connects fd to addr, waiting until deadline.  Returns 0 or -errno. */
+static int
+connect_wait(int fd, const struct sockaddr *addr, socklen_t addrlen,
+             int64_t deadline)
+{
+    if (connect(fd, addr, addrlen) == 0) {
+        return 0;
+    }
+    if (errno != EINPROGRESS && errno != EAGAIN) {
+        return -errno;
+    }
+    int rc = mc_conn_wait(fd, POLLOUT, deadline);
+    if (rc < 0) {
+        return rc;
+    }
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) {
+        return -errno;
+    }
+    return err ? -err : 0;
+}
+
+static int
+open_one(int family, const struct sockaddr *addr, socklen_t addrlen,
+         int64_t deadline)
+{
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (family != AF_UNIX) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    int rc = connect_wait(fd, addr, addrlen, deadline);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+int
+mc_conn_open(const struct mc_server_spec *spec, int64_t deadline,
+             int *gai_err)
+{
+    char host[256];
+    *gai_err = 0;
+    if (spec->family == MC_UNIX) {
+        struct sockaddr_un sun;
+        memset(&sun, 0, sizeof(sun));
+        sun.sun_family = AF_UNIX;
+        if (spec->host_len >= sizeof(sun.sun_path)) {
+            return -ENAMETOOLONG;
+        }
+        memcpy(sun.sun_path, spec->host, spec->host_len);
+        return open_one(AF_UNIX, (const struct sockaddr *)&sun, sizeof(sun),
+                        deadline);
+    }
+    if (spec->host_len >= sizeof(host)) {
+        return -ENAMETOOLONG;
+    }
+    memcpy(host, spec->host, spec->host_len);
+    host[spec->host_len] = '\0';
+    char port[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)spec->port);
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = spec->family == MC_TCP6 ? AF_INET6 : AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int rc = getaddrinfo(host, port, &hints, &res);
+    if (rc != 0) {
+        *gai_err = rc;
+        return MC_ERESOLVE;
+    }
+    int fd = -ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        fd = open_one(ai->ai_family, ai->ai_addr, ai->ai_addrlen, deadline);
+        if (fd >= 0 || fd == -ETIMEDOUT || fd == -EINTR) {
+            break;
+        }
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+ssize_t
+mc_conn_send(int fd, struct mc_out *out)
+{
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = out->iov;
+    msg.msg_iovlen = (size_t)(out->iovcnt < IOV_MAX ? out->iovcnt : IOV_MAX);
+    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+    }
+    size_t left = (size_t)n;
+    while (out->iovcnt > 0 && left >= out->iov->iov_len) {
+        left -= out->iov->iov_len;
+        out->iov++;
+        out->iovcnt--;
+    }
+    if (left > 0) {
+        out->iov->iov_base = (char *)out->iov->iov_base + left;
+        out->iov->iov_len -= left;
+    }
+    return n;
+}
+
+ssize_t
+mc_conn_recv(int fd, struct mc_buf *b)
+{
+    ssize_t n = recv(fd, b->data + b->end, b->cap - b->end, MSG_DONTWAIT);
+    if (n > 0) {
+        b->end += (size_t)n;
+        return n;
+    }
+    if (n == 0) {
+        return MC_EEOF;
+    }
+    return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+ssize_t
+mc_conn_step(int fd, struct mc_out *out, struct mc_buf *b, bool want_reply,
+             int64_t deadline)
+{
+    if (out->iovcnt > 0) {
+        ssize_t n = mc_conn_send(fd, out);
+        if (n < 0 && n != -EAGAIN) {
+            return n;
+        }
+    }
+    if (!want_reply && out->iovcnt == 0) {
+        return 0;
+    }
+    short events = POLLIN;
+    if (out->iovcnt > 0) {
+        events = want_reply ? (POLLIN | POLLOUT) : POLLOUT;
+    }
+    int rev = mc_conn_wait(fd, events, deadline);
+    if (rev < 0) {
+        return rev;
+    }
+    if (rev & (POLLERR | POLLHUP) || (want_reply && (rev & POLLIN))) {
+        ssize_t n = mc_conn_recv(fd, b);
+        return n == -EAGAIN ? 0 : n;
+    }
+    return 0;
+}
+
+bool
+mc_conn_stale(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 0) != 0;
+}

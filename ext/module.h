@@ -1,0 +1,39 @@
+/* Shared between module.c (the module, its state and exceptions) and
+ * client.c (the StringClient type). */
+#ifndef CMEMCACHE_MODULE_H
+#define CMEMCACHE_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+typedef struct {
+    PyTypeObject *client_type;
+    PyObject *Error;
+    PyObject *ConnectionError;
+    PyObject *TimeoutError;
+    PyObject *ProtocolError;
+    PyObject *ServerError;
+    PyObject *ClientError;
+    PyObject *InvalidKeyError;
+    PyObject *ValueTooLargeError;
+    PyObject *InvalidServerError;
+} mc_state;
+
+/* A function for a PyType_Slot or PyModuleDef_Slot, whose pfunc is a void
+ * pointer (the detour through uintptr_t keeps ISO C quiet). */
+#define MC_SLOT(fn) ((void *)(uintptr_t)(fn))
+
+extern PyType_Spec mc_client_spec;
+extern struct PyModuleDef mc_module_def;
+
+/* Bumped in the child after fork(); connections opened under an older value
+ * belong to the parent and are dropped unused. */
+extern unsigned long mc_fork_generation;
+
+static inline mc_state *
+mc_get_state(PyObject *module)
+{
+    return (mc_state *)PyModule_GetState(module);
+}
+
+#endif

@@ -1,0 +1,507 @@
+#include "proto.h"
+
+#include <string.h>
+
+/* Parses an unsigned decimal of 1..20 digits, no sign, no spaces, that is at
+ * most max.  Returns 0 or -1. */
+static int
+parse_u64(const char *p, size_t len, uint64_t max, uint64_t *out)
+{
+    if (len == 0 || len > 20) {
+        return -1;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d = (unsigned char)p[i] - '0';
+        if (d > 9) {
+            return -1;
+        }
+        if (v > (UINT64_MAX - d) / 10) {
+            return -1;
+        }
+        v = v * 10 + d;
+    }
+    if (v > max) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Splits off the next space-separated token of line[*pos, len).  Tokens are
+ * separated by exactly one space; an empty token is an error.  Returns 0 or
+ * -1 when there is no token left or it is empty. */
+static int
+next_token(const char *line, size_t len, size_t *pos, const char **tok,
+           size_t *tok_len)
+{
+    size_t i = *pos;
+    if (i >= len) {
+        return -1;
+    }
+    size_t start = i;
+    while (i < len && line[i] != ' ') {
+        i++;
+    }
+    if (i == start) {
+        return -1;
+    }
+    *tok = line + start;
+    *tok_len = i - start;
+    if (i < len) {
+        i++;                    /* the separator */
+        if (i == len) {
+            return -1;          /* trailing space */
+        }
+    }
+    *pos = i;
+    return 0;
+}
+
+static bool
+word_is(const char *line, size_t len, const char *word, size_t word_len)
+{
+    return len == word_len && memcmp(line, word, word_len) == 0;
+}
+
+#define WORD_IS(line, len, lit) word_is((line), (len), (lit), sizeof(lit) - 1)
+
+static bool
+starts_with(const char *line, size_t len, const char *word, size_t word_len)
+{
+    return len >= word_len && memcmp(line, word, word_len) == 0;
+}
+
+#define STARTS_WITH(line, len, lit) \
+    starts_with((line), (len), (lit), sizeof(lit) - 1)
+
+static ssize_t
+parse_value(const char *buf, size_t len, const char *line, size_t line_len,
+            size_t frame_head, size_t max_value, struct mc_reply *r)
+{
+    size_t pos = 6;             /* after "VALUE " */
+    const char *tok;
+    size_t tok_len;
+    uint64_t n;
+
+    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
+        || tok_len > MC_MAX_KEY) {
+        return MC_EPROTO;
+    }
+    r->key = tok;
+    r->key_len = tok_len;
+    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
+        || parse_u64(tok, tok_len, UINT32_MAX, &n) < 0) {
+        return MC_EPROTO;
+    }
+    r->flags = (uint32_t)n;
+    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
+        || parse_u64(tok, tok_len, max_value, &n) < 0) {
+        return MC_EPROTO;
+    }
+    r->value_len = (size_t)n;
+    r->has_cas = false;
+    r->cas = 0;
+    if (pos < line_len) {
+        if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
+            || parse_u64(tok, tok_len, UINT64_MAX, &r->cas) < 0
+            || pos < line_len) {
+            return MC_EPROTO;
+        }
+        r->has_cas = true;
+    }
+    size_t frame = frame_head + r->value_len + 2;
+    if (len < frame) {
+        r->need = frame;
+        return MC_NEED_MORE;
+    }
+    r->value = buf + frame_head;
+    if (buf[frame - 2] != '\r' || buf[frame - 1] != '\n') {
+        return MC_EPROTO;
+    }
+    r->kind = MC_VALUE;
+    return (ssize_t)frame;
+}
+
+/* The text after a keyword: empty, or one space and a non-empty rest. */
+static int
+rest_text(const char *line, size_t line_len, size_t word_len,
+          struct mc_reply *r)
+{
+    if (line_len == word_len) {
+        r->text = line + word_len;
+        r->text_len = 0;
+        return 0;
+    }
+    if (line[word_len] != ' ') {
+        return -1;
+    }
+    r->text = line + word_len + 1;
+    r->text_len = line_len - word_len - 1;
+    return 0;
+}
+
+ssize_t
+mc_parse(const char *buf, size_t len, size_t max_value, struct mc_reply *r)
+{
+    r->need = 0;
+    size_t scan = len < MC_MAX_LINE ? len : MC_MAX_LINE;
+    const char *nl = memchr(buf, '\n', scan);
+    if (nl == NULL) {
+        if (len >= MC_MAX_LINE) {
+            return MC_EPROTO;
+        }
+        /* A bare CR followed by anything but LF can never become a line. */
+        const char *cr = memchr(buf, '\r', len);
+        if (cr != NULL && cr + 1 < buf + len) {
+            return MC_EPROTO;
+        }
+        return MC_NEED_MORE;
+    }
+    size_t line_len = (size_t)(nl - buf);
+    if (line_len == 0 || buf[line_len - 1] != '\r') {
+        return MC_EPROTO;
+    }
+    line_len--;                 /* drop the CR */
+    const char *line = buf;
+    size_t head = line_len + 2;
+    if (memchr(line, '\r', line_len) != NULL) {
+        return MC_EPROTO;
+    }
+
+    switch (line[0]) {
+    case 'V':
+        if (STARTS_WITH(line, line_len, "VALUE ")) {
+            return parse_value(buf, len, line, line_len, head, max_value, r);
+        }
+        if (STARTS_WITH(line, line_len, "VERSION ")) {
+            r->kind = MC_VERSION;
+            r->text = line + 8;
+            r->text_len = line_len - 8;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'E':
+        if (WORD_IS(line, line_len, "END")) {
+            r->kind = MC_END;
+            return (ssize_t)head;
+        }
+        if (WORD_IS(line, line_len, "EXISTS")) {
+            r->kind = MC_EXISTS;
+            return (ssize_t)head;
+        }
+        if (STARTS_WITH(line, line_len, "ERROR")) {
+            if (rest_text(line, line_len, 5, r) < 0) {
+                return MC_EPROTO;
+            }
+            r->kind = MC_ERROR;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'S':
+        if (WORD_IS(line, line_len, "STORED")) {
+            r->kind = MC_STORED;
+            return (ssize_t)head;
+        }
+        if (STARTS_WITH(line, line_len, "STAT ")) {
+            size_t pos = 5;
+            const char *tok;
+            size_t tok_len;
+            if (next_token(line, line_len, &pos, &tok, &tok_len) < 0) {
+                return MC_EPROTO;
+            }
+            r->kind = MC_STAT;
+            r->key = tok;
+            r->key_len = tok_len;
+            r->text = line + pos;
+            r->text_len = line_len - pos;
+            return (ssize_t)head;
+        }
+        if (STARTS_WITH(line, line_len, "SERVER_ERROR")) {
+            size_t word = 12;
+            if (line_len > word && line[word] == ':') {
+                word++;
+            }
+            if (rest_text(line, line_len, word, r) < 0) {
+                return MC_EPROTO;
+            }
+            r->kind = MC_SERVER_ERROR;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'N':
+        if (WORD_IS(line, line_len, "NOT_FOUND")) {
+            r->kind = MC_NOT_FOUND;
+            return (ssize_t)head;
+        }
+        if (WORD_IS(line, line_len, "NOT_STORED")) {
+            r->kind = MC_NOT_STORED;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'D':
+        if (WORD_IS(line, line_len, "DELETED")) {
+            r->kind = MC_DELETED;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'T':
+        if (WORD_IS(line, line_len, "TOUCHED")) {
+            r->kind = MC_TOUCHED;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'O':
+        if (WORD_IS(line, line_len, "OK")) {
+            r->kind = MC_OK;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'R':
+        if (WORD_IS(line, line_len, "RESET")) {
+            r->kind = MC_RESET;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'M':
+        if (WORD_IS(line, line_len, "MN")) {
+            r->kind = MC_MN;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case 'C':
+        if (STARTS_WITH(line, line_len, "CLIENT_ERROR")) {
+            if (rest_text(line, line_len, 12, r) < 0) {
+                return MC_EPROTO;
+            }
+            r->kind = MC_CLIENT_ERROR;
+            return (ssize_t)head;
+        }
+        return MC_EPROTO;
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        if (parse_u64(line, line_len, UINT64_MAX, &r->number) < 0) {
+            return MC_EPROTO;
+        }
+        r->kind = MC_NUMBER;
+        return (ssize_t)head;
+    default:
+        return MC_EPROTO;
+    }
+}
+
+enum mc_key_status
+mc_key_check(const char *key, size_t len)
+{
+    if (len == 0) {
+        return MC_KEY_EMPTY;
+    }
+    if (len > MC_MAX_KEY) {
+        return MC_KEY_TOO_LONG;
+    }
+    const unsigned char *p = (const unsigned char *)key;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] <= 0x20 || p[i] == 0x7f) {
+            return MC_KEY_BAD_CHAR;
+        }
+    }
+    return MC_KEY_OK;
+}
+
+size_t
+mc_fmt_u64(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    return n;
+}
+
+size_t
+mc_fmt_i64(char *out, int64_t v)
+{
+    if (v < 0) {
+        out[0] = '-';
+        return 1 + mc_fmt_u64(out + 1, (uint64_t)0 - (uint64_t)v);
+    }
+    return mc_fmt_u64(out, (uint64_t)v);
+}
+
+static size_t
+put(char *out, const char *s, size_t n)
+{
+    memcpy(out, s, n);
+    return n;
+}
+
+#define PUT(out, lit) put((out), (lit), sizeof(lit) - 1)
+
+static size_t
+put_end(char *out, bool noreply)
+{
+    size_t n = 0;
+    if (noreply) {
+        n += PUT(out, " noreply");
+    }
+    n += PUT(out + n, "\r\n");
+    return n;
+}
+
+size_t
+mc_fmt_store(char *out, enum mc_store cmd, const char *key, size_t key_len,
+             uint32_t flags, int64_t exptime, size_t value_len, uint64_t cas,
+             bool noreply)
+{
+    static const char *const names[] = {
+        [MC_SET] = "set ", [MC_ADD] = "add ", [MC_REPLACE] = "replace ",
+        [MC_APPEND] = "append ", [MC_PREPEND] = "prepend ", [MC_CAS] = "cas ",
+    };
+    size_t n = put(out, names[cmd], strlen(names[cmd]));
+    n += put(out + n, key, key_len);
+    out[n++] = ' ';
+    n += mc_fmt_u64(out + n, flags);
+    out[n++] = ' ';
+    n += mc_fmt_i64(out + n, exptime);
+    out[n++] = ' ';
+    n += mc_fmt_u64(out + n, value_len);
+    if (cmd == MC_CAS) {
+        out[n++] = ' ';
+        n += mc_fmt_u64(out + n, cas);
+    }
+    return n + put_end(out + n, noreply);
+}
+
+size_t
+mc_fmt_get(char *out, const char *cmd, bool has_exptime, int64_t exptime,
+           const char *key, size_t key_len)
+{
+    size_t n = put(out, cmd, strlen(cmd));
+    out[n++] = ' ';
+    if (has_exptime) {
+        n += mc_fmt_i64(out + n, exptime);
+        out[n++] = ' ';
+    }
+    n += put(out + n, key, key_len);
+    return n + PUT(out + n, "\r\n");
+}
+
+size_t
+mc_fmt_delete(char *out, const char *key, size_t key_len, bool noreply)
+{
+    size_t n = PUT(out, "delete ");
+    n += put(out + n, key, key_len);
+    return n + put_end(out + n, noreply);
+}
+
+size_t
+mc_fmt_arith(char *out, bool decr, const char *key, size_t key_len,
+             uint64_t delta, bool noreply)
+{
+    size_t n = decr ? PUT(out, "decr ") : PUT(out, "incr ");
+    n += put(out + n, key, key_len);
+    out[n++] = ' ';
+    n += mc_fmt_u64(out + n, delta);
+    return n + put_end(out + n, noreply);
+}
+
+size_t
+mc_fmt_touch(char *out, const char *key, size_t key_len, int64_t exptime,
+             bool noreply)
+{
+    size_t n = PUT(out, "touch ");
+    n += put(out + n, key, key_len);
+    out[n++] = ' ';
+    n += mc_fmt_i64(out + n, exptime);
+    return n + put_end(out + n, noreply);
+}
+
+static int
+parse_port(const char *p, size_t len, uint16_t *port)
+{
+    uint64_t v;
+    if (parse_u64(p, len, 65535, &v) < 0 || v == 0) {
+        return -1;
+    }
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static bool
+has_control(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c <= 0x20 || c == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int
+mc_server_parse(const char *s, size_t len, struct mc_server_spec *out)
+{
+    if (has_control(s, len)) {
+        return -1;
+    }
+    if (STARTS_WITH(s, len, "unix:") || (len > 0 && s[0] == '/')) {
+        size_t skip = s[0] == '/' ? 0 : 5;
+        if (len - skip == 0 || len - skip > 107) {
+            return -1;
+        }
+        out->family = MC_UNIX;
+        out->host = s + skip;
+        out->host_len = len - skip;
+        out->port = 0;
+        return 0;
+    }
+    bool inet6 = STARTS_WITH(s, len, "inet6:");
+    if (inet6) {
+        s += 6;
+        len -= 6;
+    }
+    out->port = 11211;
+    if (len > 0 && s[0] == '[') {
+        const char *close = memchr(s, ']', len);
+        if (close == NULL || close == s + 1) {
+            return -1;
+        }
+        out->family = MC_TCP6;
+        out->host = s + 1;
+        out->host_len = (size_t)(close - s - 1);
+        size_t rest = len - (size_t)(close - s) - 1;
+        if (rest > 0) {
+            if (close[1] != ':' || parse_port(close + 2, rest - 1,
+                                              &out->port) < 0) {
+                return -1;
+            }
+        }
+        return out->host_len > 255 ? -1 : 0;
+    }
+    if (inet6) {
+        return -1;              /* inet6: wants a bracketed address */
+    }
+    const char *colon = memchr(s, ':', len);
+    if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)
+                         != NULL) {
+        return -1;              /* a bare IPv6 literal is ambiguous */
+    }
+    size_t host_len = colon ? (size_t)(colon - s) : len;
+    if (host_len == 0 || host_len > 255) {
+        return -1;
+    }
+    if (colon != NULL && parse_port(colon + 1, len - host_len - 1,
+                                    &out->port) < 0) {
+        return -1;
+    }
+    out->family = MC_TCP;
+    out->host = s;
+    out->host_len = host_len;
+    return 0;
+}

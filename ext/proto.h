@@ -1,0 +1,140 @@
+/* The memcached text protocol as pure functions: parse one reply frame,
+ * format request header lines, check keys, parse server strings.
+ *
+ * Nothing here allocates, performs I/O or touches errno, so the file links
+ * into plain C tests and a libFuzzer target.
+ */
+#ifndef CMEMCACHE_PROTO_H
+#define CMEMCACHE_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* mc_parse() outcomes besides a frame length. */
+#define MC_NEED_MORE (-1)
+#define MC_EPROTO (-2)
+
+/* The longest reply line accepted (a maximal VALUE line is about 320 bytes;
+ * stats lines are short).  A longer line is a protocol error. */
+#define MC_MAX_LINE 8192
+
+/* Keys: 1..250 bytes, none of them <= 0x20 or 0x7f. */
+#define MC_MAX_KEY 250
+
+/* Room for the longest request header line mc_fmt_* can write. */
+#define MC_MAX_HEADER 400
+
+enum mc_kind {
+    MC_VALUE,        /* key, flags, value, cas when has_cas */
+    MC_END,
+    MC_STORED,
+    MC_NOT_STORED,
+    MC_EXISTS,
+    MC_NOT_FOUND,
+    MC_DELETED,
+    MC_TOUCHED,
+    MC_OK,
+    MC_RESET,
+    MC_MN,
+    MC_NUMBER,       /* number */
+    MC_VERSION,      /* text */
+    MC_STAT,         /* key = name, text = value (may be empty) */
+    MC_ERROR,        /* text = message after "ERROR", may be empty */
+    MC_CLIENT_ERROR, /* text */
+    MC_SERVER_ERROR, /* text */
+};
+
+struct mc_reply {
+    enum mc_kind kind;
+    const char *key;
+    size_t key_len;
+    const char *value;
+    size_t value_len;
+    const char *text;
+    size_t text_len;
+    uint64_t cas;
+    uint64_t number;
+    uint32_t flags;
+    bool has_cas;
+    /* Set with MC_NEED_MORE: the whole frame's length once its header line is
+     * in, so the caller can grow its buffer once; 0 while unknown. */
+    size_t need;
+};
+
+/* Reads at most one reply frame from buf[0, len).  Returns the frame length
+ * (status line, plus the value block and its CRLF for VALUE) when the whole
+ * frame is there, MC_NEED_MORE when it is not, and MC_EPROTO for anything
+ * outside the grammar, including a VALUE announcing more than max_value
+ * bytes (checked before the caller allocates anything).  Pointers in *r point
+ * into buf.  Numbers are parsed within the line; buf needs no terminator. */
+ssize_t mc_parse(const char *buf, size_t len, size_t max_value,
+                 struct mc_reply *r);
+
+/* True for the three error lines, which end a reply wherever they appear. */
+static inline bool
+mc_is_error(enum mc_kind kind)
+{
+    return kind == MC_ERROR || kind == MC_CLIENT_ERROR
+           || kind == MC_SERVER_ERROR;
+}
+
+enum mc_key_status {
+    MC_KEY_OK = 0,
+    MC_KEY_EMPTY,
+    MC_KEY_TOO_LONG,
+    MC_KEY_BAD_CHAR,
+};
+
+/* Checks one key as sent on the wire (prefix included). */
+enum mc_key_status mc_key_check(const char *key, size_t len);
+
+enum mc_store {
+    MC_SET, MC_ADD, MC_REPLACE, MC_APPEND, MC_PREPEND, MC_CAS,
+};
+
+/* The mc_fmt_* functions write one request header line, CRLF included, into
+ * out (at least MC_MAX_HEADER bytes) and return its length.  Keys must have
+ * passed mc_key_check; values go out separately, never through out. */
+size_t mc_fmt_store(char *out, enum mc_store cmd, const char *key,
+                    size_t key_len, uint32_t flags, int64_t exptime,
+                    size_t value_len, uint64_t cas, bool noreply);
+
+/* "<cmd> <key>\r\n" for get/gets; with has_exptime, "<cmd> <exptime> <key>"
+ * for gat/gats. */
+size_t mc_fmt_get(char *out, const char *cmd, bool has_exptime,
+                  int64_t exptime, const char *key, size_t key_len);
+
+size_t mc_fmt_delete(char *out, const char *key, size_t key_len,
+                     bool noreply);
+
+/* incr (decr false) or decr. */
+size_t mc_fmt_arith(char *out, bool decr, const char *key, size_t key_len,
+                    uint64_t delta, bool noreply);
+
+size_t mc_fmt_touch(char *out, const char *key, size_t key_len,
+                    int64_t exptime, bool noreply);
+
+/* Writes the decimal digits of v (a leading '-' when negative) and returns
+ * their count (at most 20). */
+size_t mc_fmt_i64(char *out, int64_t v);
+size_t mc_fmt_u64(char *out, uint64_t v);
+
+/* A parsed server string.  host points into the string given. */
+enum mc_family { MC_TCP, MC_TCP6, MC_UNIX };
+
+struct mc_server_spec {
+    enum mc_family family;
+    const char *host;     /* host name, IP literal (no brackets) or path */
+    size_t host_len;
+    uint16_t port;
+};
+
+/* Parses "host:port", "host" (port 11211), "[v6]:port", "inet6:[v6]:port",
+ * "unix:/path" or "/path".  Returns 0, or -1 for a malformed string (empty
+ * host, bad or out-of-range port, NUL or control bytes, unbalanced
+ * brackets, host over 255 bytes, path over 107 bytes). */
+int mc_server_parse(const char *s, size_t len, struct mc_server_spec *out);
+
+#endif
