@@ -18,6 +18,7 @@
 #include <poll.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -31,6 +32,7 @@
 #define MC_EREPLY (-10005)     /* an error line: kind and text kept */
 #define MC_EPYTHON (-10006)    /* a Python exception is already set */
 #define MC_EVALUE (-10007)     /* reply value larger than max_value_size */
+#define MC_ENOSERVER (-10008)  /* every server the key may use is down */
 
 #define MC_NS 1000000000.0
 #define MC_GET_CHUNK 16384     /* bytes of keys per get/gets line */
@@ -46,6 +48,7 @@ struct mc_fail {
 struct mc_conn {
     int fd;
     unsigned fences;           /* "mn" sent whose "MN" is still unread */
+    unsigned flush_oks;        /* flush_all sent on connect, "OK" unread */
     bool reused;
     unsigned long generation;
     struct mc_buf rbuf;
@@ -59,7 +62,11 @@ struct mc_server {
     int nidle;
     unsigned long generation;
     int64_t dead_until;
+    bool flush_pending;        /* flush_on_reconnect: flush once reachable */
 };
+
+enum mc_failover { MC_FAILOVER_NONE, MC_FAILOVER_REHASH };
+enum mc_key_hash { MC_HASH_PM, MC_HASH_PM160, MC_HASH_CRC32 };
 
 typedef struct {
     PyObject_HEAD
@@ -76,6 +83,9 @@ typedef struct {
     size_t max_value;
     int pool_size;
     bool fence;
+    bool flush_on_reconnect;
+    enum mc_failover failover;
+    enum mc_key_hash key_hash;
 } Client;
 
 static const char fence_line[] = "mn\r\n";
@@ -153,6 +163,7 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
         if (self->dead_retry > 0) {
             srv->dead_until = mc_now() + self->dead_retry;
         }
+        srv->flush_pending = self->flush_on_reconnect;
         return NULL;
     }
     srv->dead_until = 0;
@@ -164,6 +175,18 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
     }
     c->fd = fd;
     c->fences = 0;
+    c->flush_oks = 0;
+    if (srv->flush_pending) {
+        /* Back after a failure: drop what it may hold from before, ahead
+         * of the request.  Its "OK" is read before the request's reply. */
+        static const char flush_line[] = "flush_all\r\n";
+        if (send(fd, flush_line, sizeof(flush_line) - 1,
+                 MSG_NOSIGNAL | MSG_DONTWAIT)
+            == (ssize_t)(sizeof(flush_line) - 1)) {
+            c->flush_oks = 1;
+            srv->flush_pending = false;
+        }
+    }
     c->reused = false;
     c->generation = mc_fork_generation;
     c->next = NULL;
@@ -197,15 +220,22 @@ raise_fail(Client *self, struct mc_server *srv, const struct mc_fail *f)
     switch (f->code) {
     case MC_EPYTHON:
         return;
-    case MC_EDEAD:
-        PyErr_Format(st->ConnectionError,
-                     "%s: server marked dead after a failure, retried in "
-                     "%.1f s", name,
-                     (double)(srv->dead_until - mc_now()) / MC_NS);
+    case MC_EDEAD: {
+        char left[32];
+        PyOS_snprintf(left, sizeof(left), "%.1f",
+                      (double)(srv->dead_until - mc_now()) / MC_NS);
+        PyErr_Format(st->ConnectionError, "%s: server marked dead after a "
+                     "failure, retried in %s s", name, left);
         return;
+    }
     case MC_EEOF:
         PyErr_Format(st->ConnectionError, "%s: connection closed by the "
                      "server", name);
+        return;
+    case MC_ENOSERVER:
+        PyErr_SetString(st->ConnectionError,
+                        "no live server for this key: every server it may "
+                        "use is marked dead");
         return;
     case MC_ERESOLVE:
         PyErr_Format(st->ConnectionError, "%s: %s", name,
@@ -347,12 +377,25 @@ struct wire_key {
     Py_ssize_t pre_len;
     const char *key;
     Py_ssize_t key_len;
+    PyObject *hash;            /* borrowed: the int of a (hash, key) tuple */
 };
 
 static int
 check_key(Client *self, PyObject *obj, const char *pre, Py_ssize_t pre_len,
           struct wire_key *wk)
 {
+    wk->hash = NULL;
+    if (PyTuple_Check(obj)) {
+        /* python-memcached's (hash_value, key): the int picks the server. */
+        if (PyTuple_GET_SIZE(obj) != 2
+            || !PyLong_Check(PyTuple_GET_ITEM(obj, 0))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "a tuple key is (hash_value: int, key)");
+            return -1;
+        }
+        wk->hash = PyTuple_GET_ITEM(obj, 0);
+        obj = PyTuple_GET_ITEM(obj, 1);
+    }
     if (key_bytes(obj, &wk->key, &wk->key_len) < 0) {
         if (PyErr_ExceptionMatches(PyExc_UnicodeError)) {
             PyErr_Clear();
@@ -395,23 +438,120 @@ check_prefix(Client *self, PyObject *obj, const char **p, Py_ssize_t *n)
     return 0;
 }
 
-static Py_ssize_t
-server_of(Client *self, const struct wire_key *wk)
+static uint32_t
+key_hash(Client *self, const char *p, size_t n)
 {
-    if (self->nservers == 1) {
-        return 0;
+    switch (self->key_hash) {
+    case MC_HASH_PM160:
+        return mc_hash_pm160(p, n);
+    case MC_HASH_CRC32:
+        return mc_crc32(p, n);
+    default:
+        return mc_hash_pm(p, n);
     }
-    uint32_t h;
-    if (wk->pre_len == 0) {
-        h = mc_hash_pm(wk->key, (size_t)wk->key_len);
+}
+
+static bool
+server_dead(const struct mc_server *srv)
+{
+    return srv->dead_until != 0 && mc_now() < srv->dead_until;
+}
+
+/* The first bucket of a (hash, key) tuple: Python's hash % nbuckets, for
+ * ints of any size and sign.  Returns -1 with an exception set. */
+static Py_ssize_t
+tuple_bucket(Client *self, PyObject *hash)
+{
+    int overflow;
+    long long h = PyLong_AsLongLongAndOverflow(hash, &overflow);
+    if (!overflow) {
+        if (h == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        long long m = h % self->nbuckets;
+        return (Py_ssize_t)(m < 0 ? m + self->nbuckets : m);
+    }
+    PyObject *n = PyLong_FromSsize_t(self->nbuckets);
+    PyObject *m = n ? PyNumber_Remainder(hash, n) : NULL;
+    Py_XDECREF(n);
+    if (m == NULL) {
+        return -1;
+    }
+    Py_ssize_t r = PyLong_AsSsize_t(m);
+    Py_DECREF(m);
+    return r;
+}
+
+/* The server for a key: python-memcached's buckets[hash % len(buckets)].
+ * With failover "rehash", a server held down sends the key on
+ * python-memcached's walk: hash = H(str(hash) + str(attempt)), at most 10
+ * tries.  Returns the index, -1 when every try met a dead server, or -2
+ * with an exception set. */
+static Py_ssize_t
+pick_server(Client *self, const struct wire_key *wk)
+{
+    uint32_t h = 0;
+    Py_ssize_t bucket;
+    if (wk->hash != NULL) {
+        bucket = tuple_bucket(self, wk->hash);
+        if (bucket < 0) {
+            return -2;
+        }
+    }
+    else if (self->nservers == 1) {
+        bucket = 0;
+    }
+    else if (wk->pre_len == 0) {
+        h = key_hash(self, wk->key, (size_t)wk->key_len);
+        bucket = (Py_ssize_t)(h % (uint32_t)self->nbuckets);
     }
     else {
         char tmp[MC_MAX_KEY];
         memcpy(tmp, wk->pre, (size_t)wk->pre_len);
         memcpy(tmp + wk->pre_len, wk->key, (size_t)wk->key_len);
-        h = mc_hash_pm(tmp, (size_t)(wk->pre_len + wk->key_len));
+        h = key_hash(self, tmp, (size_t)(wk->pre_len + wk->key_len));
+        bucket = (Py_ssize_t)(h % (uint32_t)self->nbuckets);
     }
-    return self->buckets[h % (uint32_t)self->nbuckets];
+    Py_ssize_t idx = self->buckets[bucket];
+    if (self->failover != MC_FAILOVER_REHASH
+        || !server_dead(&self->servers[idx])) {
+        return idx;
+    }
+    if (self->nservers == 1 && wk->hash == NULL) {
+        h = key_hash(self, wk->key, (size_t)wk->key_len);
+    }
+    for (int attempt = 0; attempt < 9; attempt++) {
+        char text[48];
+        size_t n;
+        if (attempt == 0 && wk->hash != NULL) {
+            PyObject *str = PyObject_Str(wk->hash);
+            if (str == NULL) {
+                return -2;
+            }
+            Py_ssize_t len;
+            const char *p = PyUnicode_AsUTF8AndSize(str, &len);
+            if (p == NULL || len > 40) {
+                Py_DECREF(str);
+                if (p != NULL) {
+                    return -1;  /* absurd hash: treat as no server */
+                }
+                return -2;
+            }
+            memcpy(text, p, (size_t)len);
+            n = (size_t)len;
+            Py_DECREF(str);
+        }
+        else {
+            n = mc_fmt_u64(text, h);
+        }
+        n += mc_fmt_u64(text + n, (uint64_t)attempt);
+        h = key_hash(self, text, n);
+        idx = self->buckets[h % (uint32_t)self->nbuckets];
+        if (!server_dead(&self->servers[idx])) {
+            return idx;
+        }
+    }
+    return -1;
 }
 
 static int
@@ -586,6 +726,7 @@ typedef int (*frame_fn)(struct one *o, const struct mc_reply *r);
 struct one {
     Client *self;
     struct mc_server *srv;
+    const struct wire_key *wk; /* picks srv (again after a failover) */
     struct iovec iov[5];
     int iovcnt;
     bool noreply;
@@ -621,6 +762,15 @@ parse_frames(Client *self, struct mc_conn *c, reply_fn fn, void *ctx,
         if (n == MC_EPROTO) {
             fail_proto(fail, "unexpected bytes");
             return -1;
+        }
+        if (c->flush_oks > 0) {
+            mc_buf_consume(&c->rbuf, (size_t)n);
+            if (r.kind != MC_OK) {
+                fail_proto(fail, "unexpected reply to flush_all");
+                return -1;
+            }
+            c->flush_oks--;
+            continue;
         }
         if (c->fences > 0) {
             mc_buf_consume(&c->rbuf, (size_t)n);
@@ -667,10 +817,26 @@ run_one(struct one *o)
     struct iovec iov[6];
     bool retried = false;
     int64_t deadline = mc_now() + self->timeout;
+    int picks = 0;
 
+pick:
+    if (o->wk != NULL) {
+        Py_ssize_t idx = pick_server(self, o->wk);
+        if (idx < 0) {
+            fail_set(&o->fail, idx == -2 ? MC_EPYTHON : MC_ENOSERVER);
+            return -1;
+        }
+        o->srv = srv = &self->servers[idx];
+        picks++;
+    }
 again:;
     struct mc_conn *c = conn_take(self, srv, &o->fail);
     if (c == NULL) {
+        if (o->wk != NULL && self->failover == MC_FAILOVER_REHASH
+            && o->fail.code != MC_EPYTHON && o->fail.code != -ENOMEM
+            && server_dead(srv) && picks <= self->nservers) {
+            goto pick;          /* the walk now skips the dead server */
+        }
         return -1;
     }
     if (c->reused && !o->retry_safe && mc_conn_stale(c->fd)) {
@@ -778,6 +944,7 @@ one_init(struct one *o, Client *self, Py_ssize_t server)
 {
     o->self = self;
     o->srv = &self->servers[server];
+    o->wk = NULL;
     o->iovcnt = 0;
     o->noreply = false;
     o->retry_safe = true;
@@ -788,6 +955,15 @@ one_init(struct one *o, Client *self, Py_ssize_t server)
     o->with_cas = false;
     o->result = NULL;
     o->fail.code = 0;
+}
+
+/* A request for one key: the server is picked when it runs. */
+static void
+one_init_key(struct one *o, Client *self, const struct wire_key *wk)
+{
+    one_init(o, self, 0);
+    o->srv = NULL;
+    o->wk = wk;
 }
 
 static void
@@ -1022,7 +1198,7 @@ retrieve(Client *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     struct one o;
-    one_init(&o, self, server_of(self, &wk));
+    one_init_key(&o, self, &wk);
     if (!parse_with_flags(flags_obj, &o.with_flags)) {
         return NULL;
     }
@@ -1101,7 +1277,7 @@ store(Client *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     struct one o;
-    one_init(&o, self, server_of(self, &wk));
+    one_init_key(&o, self, &wk);
     char hdr[MC_MAX_HEADER];
     size_t n = mc_fmt_store(hdr, cmd, wk.key, (size_t)wk.key_len, flags,
                             exptime, (size_t)view.len, cas, noreply);
@@ -1154,7 +1330,7 @@ Client_delete(Client *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     struct one o;
-    one_init(&o, self, server_of(self, &wk));
+    one_init_key(&o, self, &wk);
     char hdr[MC_MAX_HEADER];
     one_add(&o, hdr, mc_fmt_delete(hdr, wk.key, (size_t)wk.key_len, noreply));
     o.noreply = noreply;
@@ -1179,7 +1355,7 @@ arith(Client *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     struct one o;
-    one_init(&o, self, server_of(self, &wk));
+    one_init_key(&o, self, &wk);
     char hdr[MC_MAX_HEADER];
     one_add(&o, hdr, mc_fmt_arith(hdr, decr, wk.key, (size_t)wk.key_len,
                                   delta, noreply));
@@ -1224,7 +1400,7 @@ Client_touch(Client *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     struct one o;
-    one_init(&o, self, server_of(self, &wk));
+    one_init_key(&o, self, &wk);
     char hdr[MC_MAX_HEADER];
     one_add(&o, hdr, mc_fmt_touch(hdr, wk.key, (size_t)wk.key_len, exptime,
                                   noreply));
@@ -1240,7 +1416,16 @@ Client_server_index(Client *self, PyObject *key)
     if (check_key(self, key, "", 0, &wk) < 0) {
         return NULL;
     }
-    return PyLong_FromSsize_t(server_of(self, &wk));
+    Py_ssize_t idx = pick_server(self, &wk);
+    if (idx == -2) {
+        return NULL;
+    }
+    if (idx == -1) {
+        PyErr_SetString(self->state->ConnectionError,
+                        "no live server for this key");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(idx);
 }
 
 /* ---- commands sent to every server -------------------------------------- */
@@ -1815,9 +2000,99 @@ multi_clear(struct multi *m)
     Py_CLEAR(m->result);
 }
 
-/* Groups the checked items by server, opens the connections, builds the
- * requests, runs them, and returns the result (raising the first server's
- * failure, with .partial, if any failed). */
+/* Records an item that no live server would take. */
+static int
+multi_unplaced(struct multi *m, struct item *it)
+{
+    if (m->kind == MULTI_SET) {
+        return PyList_Append(m->result, it->orig);
+    }
+    if (m->kind == MULTI_DELETE) {
+        Py_SETREF(m->result, Py_NewRef(Py_False));
+    }
+    return 0;
+}
+
+/* Picks each item's server, groups the items into parts and takes a
+ * connection for each part.  Returns 1 when a connect failed and failover
+ * "rehash" may place those keys elsewhere (the caller goes again), 0 when
+ * done, -1 with an exception set. */
+static int
+multi_place(struct multi *m, Py_ssize_t *count, Py_ssize_t *slot, bool last)
+{
+    Client *self = m->self;
+    memset(count, 0, sizeof(Py_ssize_t) * (size_t)self->nservers);
+    memset(m->parts, 0, sizeof(struct part) * (size_t)self->nservers);
+    m->nparts = 0;
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        struct item *it = &m->items[i];
+        it->server = pick_server(self, &it->wk);
+        if (it->server == -2) {
+            return -1;
+        }
+        if (it->server >= 0) {
+            count[it->server]++;
+        }
+    }
+    Py_ssize_t off = 0;
+    for (Py_ssize_t s = 0; s < self->nservers; s++) {
+        slot[s] = -1;
+        if (count[s] == 0) {
+            continue;
+        }
+        struct part *p = &m->parts[m->nparts];
+        slot[s] = m->nparts++;
+        p->srv = &self->servers[s];
+        p->items = m->order + off;
+        off += count[s];
+        mc_buf_init(&p->req);
+        p->fenced = m->noreply && self->fence;
+    }
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        if (m->items[i].server >= 0) {
+            struct part *p = &m->parts[slot[m->items[i].server]];
+            p->items[p->nitems++] = i;
+        }
+    }
+    bool moved = false;
+    for (Py_ssize_t i = 0; i < m->nparts; i++) {
+        struct part *p = &m->parts[i];
+        p->conn = conn_take(self, p->srv, &p->fail);
+        if (p->conn != NULL && p->conn->reused && mc_conn_stale(p->conn->fd)) {
+            conn_close(p->conn);
+            p->conn = conn_take(self, p->srv, &p->fail);
+        }
+        if (p->conn == NULL) {
+            if (p->fail.code == MC_EPYTHON) {
+                return -1;
+            }
+            p->done = true;
+            if (!last && self->failover == MC_FAILOVER_REHASH
+                && server_dead(p->srv)) {
+                moved = true;
+            }
+        }
+    }
+    if (moved) {
+        for (Py_ssize_t i = 0; i < m->nparts; i++) {
+            if (m->parts[i].conn != NULL) {
+                conn_give(self, m->parts[i].srv, m->parts[i].conn);
+                m->parts[i].conn = NULL;
+            }
+        }
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        if (m->items[i].server < 0 && multi_unplaced(m, &m->items[i]) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Places the checked items on their servers, builds the requests, runs
+ * them, and returns the result (raising the first server's failure, with
+ * .partial, if any failed). */
 static PyObject *
 multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
 {
@@ -1835,42 +2110,25 @@ multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
         PyErr_NoMemory();
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < m->nitems; i++) {
-        count[m->items[i].server]++;
-    }
-    Py_ssize_t off = 0;
-    for (Py_ssize_t s = 0; s < self->nservers; s++) {
-        if (count[s] == 0) {
-            slot[s] = -1;
-            continue;
+    int rc;
+    for (Py_ssize_t attempt = 0;; attempt++) {
+        rc = multi_place(m, count, slot, attempt >= self->nservers);
+        if (rc != 1) {
+            break;
         }
-        struct part *p = &m->parts[m->nparts];
-        slot[s] = m->nparts++;
-        p->srv = &self->servers[s];
-        p->items = m->order + off;
-        off += count[s];
-        mc_buf_init(&p->req);
-        p->fenced = m->noreply && self->fence;
-    }
-    for (Py_ssize_t i = 0; i < m->nitems; i++) {
-        struct part *p = &m->parts[slot[m->items[i].server]];
-        p->items[p->nitems++] = i;
     }
     PyMem_Free(count);
     PyMem_Free(slot);
-
+    if (rc < 0) {
+        return NULL;
+    }
+    bool unplaced = false;
+    for (Py_ssize_t i = 0; i < m->nitems; i++) {
+        unplaced |= m->items[i].server < 0;
+    }
     for (Py_ssize_t i = 0; i < m->nparts; i++) {
         struct part *p = &m->parts[i];
-        p->conn = conn_take(self, p->srv, &p->fail);
-        if (p->conn != NULL && p->conn->reused && mc_conn_stale(p->conn->fd)) {
-            conn_close(p->conn);
-            p->conn = conn_take(self, p->srv, &p->fail);
-        }
         if (p->conn == NULL) {
-            if (p->fail.code == MC_EPYTHON) {
-                return NULL;
-            }
-            p->done = true;
             continue;
         }
         if (build_part(m, p, cmd, exptime, touch) < 0) {
@@ -1887,12 +2145,28 @@ multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < m->nparts; i++) {
+        /* Keys of a failed server were not (or not surely) stored. */
+        struct part *p = &m->parts[i];
+        for (Py_ssize_t k = p->cursor; p->fail.code != 0 && k < p->nitems
+                                       && m->kind != MULTI_GET; k++) {
+            if (multi_unplaced(m, &m->items[p->items[k]]) < 0) {
+                return NULL;
+            }
+        }
+    }
+    for (Py_ssize_t i = 0; i < m->nparts; i++) {
         struct part *p = &m->parts[i];
         if (p->fail.code != 0) {
             raise_fail(self, p->srv, &p->fail);
             attach_partial(m->result);
             return NULL;
         }
+    }
+    if (unplaced) {
+        struct mc_fail f = {.code = MC_ENOSERVER};
+        raise_fail(self, NULL, &f);
+        attach_partial(m->result);
+        return NULL;
     }
     return Py_NewRef(m->result);
 }
@@ -1922,7 +2196,6 @@ multi_key(struct multi *m, PyObject *key, const char *pre,
         return -1;
     }
     it->orig = key;
-    it->server = server_of(m->self, &it->wk);
     m->nitems++;
     return 0;
 }
@@ -2110,6 +2383,33 @@ Client_disconnect_all(Client *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+Client_forget_dead(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    for (Py_ssize_t i = 0; i < self->nservers; i++) {
+        self->servers[i].dead_until = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_dead_servers(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    for (Py_ssize_t i = 0; list != NULL && i < self->nservers; i++) {
+        if (server_dead(&self->servers[i])) {
+            PyObject *n = PyLong_FromSsize_t(i);
+            if (n == NULL || PyList_Append(list, n) < 0) {
+                Py_XDECREF(n);
+                Py_CLEAR(list);
+                break;
+            }
+            Py_DECREF(n);
+        }
+    }
+    return list;
+}
+
+static PyObject *
 Client_enter(Client *self, PyObject *Py_UNUSED(ignored))
 {
     return Py_NewRef(self);
@@ -2222,15 +2522,19 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"servers", "timeout", "connect_timeout",
                              "dead_retry", "max_value_size", "pool_size",
-                             "noreply_fence", NULL};
+                             "noreply_fence", "failover", "key_hash",
+                             "flush_on_reconnect", NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL;
     Py_ssize_t max_value = 1024 * 1024;
-    int pool_size = 8, fence = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|$OOOnip:StringClient",
-                                     kwlist, &servers, &timeout,
-                                     &connect_timeout, &dead_retry,
-                                     &max_value, &pool_size, &fence)) {
+    int pool_size = 8, fence = 1, flush_on_reconnect = 0;
+    const char *failover = "none", *hash = "python-memcached";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "O|$OOOnipssp:StringClient", kwlist,
+                                     &servers, &timeout, &connect_timeout,
+                                     &dead_retry, &max_value, &pool_size,
+                                     &fence, &failover, &hash,
+                                     &flush_on_reconnect)) {
         return NULL;
     }
     PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
@@ -2244,6 +2548,33 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->module = Py_NewRef(module);
     self->state = mc_get_state(module);
     self->fence = fence != 0;
+    self->flush_on_reconnect = flush_on_reconnect != 0;
+    if (strcmp(failover, "none") == 0) {
+        self->failover = MC_FAILOVER_NONE;
+    }
+    else if (strcmp(failover, "rehash") == 0) {
+        self->failover = MC_FAILOVER_REHASH;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "failover must be 'none' or "
+                     "'rehash', not '%s'", failover);
+        goto error;
+    }
+    if (strcmp(hash, "python-memcached") == 0) {
+        self->key_hash = MC_HASH_PM;
+    }
+    else if (strcmp(hash, "python-memcached-1.60") == 0) {
+        self->key_hash = MC_HASH_PM160;
+    }
+    else if (strcmp(hash, "crc32") == 0) {
+        self->key_hash = MC_HASH_CRC32;
+    }
+    else {
+        PyErr_Format(PyExc_ValueError, "key_hash must be "
+                     "'python-memcached', 'python-memcached-1.60' or "
+                     "'crc32', not '%s'", hash);
+        goto error;
+    }
     if (to_ns(timeout, "timeout", 1.0, false, &self->timeout) < 0
         || to_ns(connect_timeout, "connect_timeout", 1.0, false,
                  &self->connect_timeout) < 0
@@ -2413,6 +2744,10 @@ static PyMethodDef Client_methods[] = {
      PyDoc_STR("Closes every idle connection.")},
     {"close", (PyCFunction)Client_disconnect_all, METH_NOARGS,
      PyDoc_STR("Closes every idle connection; the client stays usable.")},
+    {"forget_dead", (PyCFunction)Client_forget_dead, METH_NOARGS,
+     PyDoc_STR("Clears every server's dead mark.")},
+    {"dead_servers", (PyCFunction)Client_dead_servers, METH_NOARGS,
+     PyDoc_STR("dead_servers() -> indexes of the servers marked dead")},
     {"__enter__", (PyCFunction)Client_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)(void (*)(void))Client_exit, METH_FASTCALL,
      NULL},

@@ -64,3 +64,9 @@ mc_hash_pm(const char *key, size_t len)
     uint32_t h = (mc_crc32(key, len) >> 16) & 0x7fff;
     return h ? h : 1;
 }
+
+uint32_t
+mc_hash_pm160(const char *key, size_t len)
+{
+    return (mc_crc32(key, len) >> 16) & 0x7fff;
+}

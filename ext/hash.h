@@ -12,4 +12,7 @@ uint32_t mc_crc32(const char *data, size_t len);
  * so the result is 1..32767. */
 uint32_t mc_hash_pm(const char *key, size_t len);
 
+/* python-memcached >= 1.60: the same without the 0 -> 1 rule (0..32767). */
+uint32_t mc_hash_pm160(const char *key, size_t len);
+
 #endif
