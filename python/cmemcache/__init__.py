@@ -1,7 +1,11 @@
 """cmemcache: a memcached client whose protocol engine is C on raw sockets.
 
-``StringClient`` is the C type: bytes in, bytes out, with 32-bit flags.
+``Client`` is a drop-in replacement for python-memcached's ``memcache.Client``
+(``import cmemcache as memcache``).  ``StringClient`` is the C type under it:
+bytes in, bytes out, with 32-bit flags and exceptions on every failure.
 """
+
+from importlib.metadata import version as _version
 
 from ._cmemcache import (
     MAX_KEY_LENGTH,
@@ -16,13 +20,25 @@ from ._cmemcache import (
     TimeoutError,
     ValueTooLargeError,
 )
-
-from importlib.metadata import version as _version
+from .client import (
+    _DEAD_RETRY,
+    _SOCKET_TIMEOUT,
+    SERVER_MAX_KEY_LENGTH,
+    SERVER_MAX_VALUE_LENGTH,
+    Client,
+    cmemcache_hash,
+    serverHashFunction,
+    useOldServerHashFunction,
+    valid_key_chars_re,
+)
 
 __version__ = _version("cmemcache")
 
 __all__ = [
     "MAX_KEY_LENGTH",
+    "SERVER_MAX_KEY_LENGTH",
+    "SERVER_MAX_VALUE_LENGTH",
+    "Client",
     "ClientError",
     "ConnectionError",
     "Error",
@@ -33,4 +49,8 @@ __all__ = [
     "StringClient",
     "TimeoutError",
     "ValueTooLargeError",
+    "cmemcache_hash",
+    "serverHashFunction",
+    "useOldServerHashFunction",
+    "valid_key_chars_re",
 ]

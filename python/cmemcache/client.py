@@ -1,0 +1,769 @@
+"""cmemcache.Client: python-memcached's API and behaviour on the C engine.
+
+``import cmemcache as memcache`` and the code written for python-memcached
+keeps working: same constructor, same methods and return values, same value
+encoding (flags), same key -> server mapping.  What differs is listed in the
+README's compatibility table.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import re
+import sys
+import threading
+import zlib
+from collections import Counter
+from datetime import timedelta
+from typing import Any, Callable, Iterable, Mapping
+
+from . import _cmemcache
+from ._cmemcache import Error, InvalidKeyError, StringClient, ValueTooLargeError
+from ._serialize import (
+    FLAG_COMPRESSED,
+    FLAG_INTEGER,
+    FLAG_LONG,
+    FLAG_PICKLE,
+    FLAG_TEXT,
+    Serializer,
+    Undecodable,
+)
+
+log = logging.getLogger("cmemcache")
+
+SERVER_MAX_KEY_LENGTH = 250
+SERVER_MAX_VALUE_LENGTH = 1024 * 1024
+_DEAD_RETRY = 30
+_SOCKET_TIMEOUT = 3
+
+valid_key_chars_re = re.compile(b"[\x21-\x7e\x80-\xff]+")
+
+_KEY_TYPES = (bytes, str)
+_HARD_MAX_VALUE = 1 << 30
+
+
+def cmemcache_hash(key: bytes) -> int:
+    """python-memcached's server hash of a key: 15 bits of its CRC-32, with
+    0 read as 1 (the rule of python-memcached up to 1.59; see ``key_hash``)."""
+    return ((zlib.crc32(key) & 0xFFFFFFFF) >> 16) & 0x7FFF or 1
+
+
+serverHashFunction = cmemcache_hash
+_key_hash = "python-memcached"
+
+
+def useOldServerHashFunction() -> None:
+    """Map keys with plain CRC-32, as python-memcached before 1.45 did.
+    Affects clients created afterwards."""
+    global serverHashFunction, _key_hash
+    serverHashFunction = zlib.crc32
+    _key_hash = "crc32"
+
+
+class _Host:
+    """What python-memcached's ``client.servers`` lists: one per server."""
+
+    __slots__ = ("spec", "weight", "family", "address", "ip", "port", "_client", "_index")
+
+    def __init__(self, spec: str | tuple[str, int], client: Client, index: int) -> None:
+        import socket
+
+        if isinstance(spec, tuple):
+            spec, self.weight = spec
+        else:
+            self.weight = 1
+        self.spec = spec
+        self._client = client
+        self._index = index
+        self.ip = None
+        self.port = None
+        m = re.match(r"^unix:(?P<path>.*)$", spec)
+        if m:
+            self.family = socket.AF_UNIX
+            self.address = m["path"]
+            return
+        m = re.match(r"^(?:inet6:)?\[(?P<host>[^\[\]]+)\](:(?P<port>[0-9]+))?$", spec)
+        if m:
+            self.family = socket.AF_INET6
+        else:
+            m = re.match(r"^(?:inet:)?(?P<host>[^:]+)(:(?P<port>[0-9]+))?$", spec)
+            self.family = socket.AF_INET
+        if m is None:
+            raise ValueError(f'Unable to parse connection string: "{spec}"')
+        self.ip = m["host"]
+        self.port = int(m["port"] or 11211)
+        self.address = (self.ip, self.port)
+
+    @property
+    def deaduntil(self) -> int:
+        return 1 if self._index in self._client._sc.dead_servers() else 0
+
+    def label(self) -> str:
+        """The name get_stats() gives this server."""
+        import socket
+
+        if self.family == socket.AF_INET:
+            return f"{self.ip}:{self.port} ({self.weight})"
+        if self.family == socket.AF_INET6:
+            return f"[{self.ip}]:{self.port} ({self.weight})"
+        return f"unix:{self.address} ({self.weight})"
+
+    def __str__(self) -> str:
+        import socket
+
+        d = " (dead)" if self.deaduntil else ""
+        if self.family == socket.AF_INET:
+            return f"inet:{self.ip}:{self.port}{d}"
+        if self.family == socket.AF_INET6:
+            return f"inet6:[{self.ip}]:{self.port}{d}"
+        return f"unix:{self.address}{d}"
+
+
+def _engine_spec(spec: Any) -> Any:
+    """A python-memcached server string as the C engine spells it."""
+    weight = None
+    if isinstance(spec, tuple):
+        spec, weight = spec
+    if isinstance(spec, str) and spec.startswith("inet:"):
+        spec = spec[5:]
+    return spec if weight is None else (spec, weight)
+
+
+class Client:
+    """A memcached client with python-memcached's interface.
+
+    One object may be shared by threads (each call takes its own connection)
+    and survives ``fork()`` (the child opens its own connections).  Network
+    failures return python-memcached's neutral values (a miss, ``0``,
+    ``None``) and are logged on the ``cmemcache`` logger and counted in
+    ``error_counts``; with ``strict=True`` they raise ``cmemcache.Error``
+    subclasses instead.
+    """
+
+    _FLAG_PICKLE = FLAG_PICKLE
+    _FLAG_INTEGER = FLAG_INTEGER
+    _FLAG_LONG = FLAG_LONG
+    _FLAG_COMPRESSED = FLAG_COMPRESSED
+    _FLAG_TEXT = FLAG_TEXT
+
+    _SERVER_RETRIES = 10
+
+    class MemcachedKeyError(Exception):
+        pass
+
+    class MemcachedKeyLengthError(MemcachedKeyError):
+        pass
+
+    class MemcachedKeyCharacterError(MemcachedKeyError):
+        pass
+
+    class MemcachedKeyNoneError(MemcachedKeyError):
+        pass
+
+    class MemcachedKeyTypeError(MemcachedKeyError):
+        pass
+
+    class MemcachedStringEncodingError(Exception):
+        pass
+
+    def __init__(
+        self,
+        servers: Iterable[str | tuple[str, int]],
+        debug: int = 0,
+        pickleProtocol: int = 0,
+        pickler: Any = pickle.Pickler,
+        unpickler: Any = pickle.Unpickler,
+        compressor: Callable[[bytes], bytes] = zlib.compress,
+        decompressor: Callable[[bytes], bytes] = zlib.decompress,
+        pload: Callable[[Any], Any] | None = None,
+        pid: Callable[[Any], Any] | None = None,
+        server_max_key_length: int | None = None,
+        server_max_value_length: int | None = None,
+        dead_retry: float = _DEAD_RETRY,
+        socket_timeout: float = _SOCKET_TIMEOUT,
+        cache_cas: bool = False,
+        flush_on_reconnect: int = 0,
+        check_keys: bool = True,
+        key_encoder: Callable[[Any], Any] | None = None,
+        *,
+        strict: bool = False,
+        connect_timeout: float | None = None,
+        pool_size: int = 8,
+        failover: str = "rehash",
+        key_hash: str | None = None,
+    ) -> None:
+        self.debug = debug
+        self.dead_retry = dead_retry
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = socket_timeout if connect_timeout is None else connect_timeout
+        self.flush_on_reconnect = flush_on_reconnect
+        self.strict = strict
+        self.pool_size = pool_size
+        self.failover = failover
+        self.key_hash = _key_hash if key_hash is None else key_hash
+        self.stats: dict[str, int] = {}
+        self.error_counts: Counter[str] = Counter()
+        self.cache_cas = cache_cas
+        self._local = threading.local()
+        self.do_check_key = check_keys
+        self.pickleProtocol = pickleProtocol
+        self.pickler = pickler
+        self.unpickler = unpickler
+        self.compressor = compressor
+        self.decompressor = decompressor
+        self.persistent_load = pload
+        self.persistent_id = pid
+        self.server_max_key_length = (
+            SERVER_MAX_KEY_LENGTH if server_max_key_length is None else server_max_key_length
+        )
+        self.server_max_value_length = (
+            SERVER_MAX_VALUE_LENGTH if server_max_value_length is None else server_max_value_length
+        )
+        self.key_encoder = key_encoder
+        self._serializer = Serializer(
+            pickleProtocol, pickler, unpickler, compressor, decompressor, pid, pload
+        )
+        self.picklerIsKeyword = self._serializer._pickler_keyword
+        self.set_servers(servers)
+
+    # -- configuration ------------------------------------------------------
+
+    def set_servers(self, servers: Iterable[str | tuple[str, int]]) -> None:
+        """Use this list of servers from now on (closes the old connections)."""
+        if isinstance(servers, (str, tuple)):
+            servers = [servers]
+        servers = list(servers)
+        old = getattr(self, "_sc", None)
+        if old is not None:
+            old.disconnect_all()
+        limit = self.server_max_value_length
+        self._sc = StringClient(
+            [_engine_spec(s) for s in servers],
+            timeout=self.socket_timeout,
+            connect_timeout=self.connect_timeout,
+            dead_retry=self.dead_retry,
+            max_value_size=limit if 0 < limit <= _HARD_MAX_VALUE else _HARD_MAX_VALUE,
+            pool_size=self.pool_size,
+            failover=self.failover,
+            key_hash=self.key_hash,
+            flush_on_reconnect=bool(self.flush_on_reconnect),
+        )
+        self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
+        self.buckets = [h for h in self.servers for _ in range(h.weight)]
+        self._bind()
+
+    def _bind(self) -> None:
+        sc = self._sc
+        self._sc_get = sc.get
+        self._sc_set = sc.set
+        # The engine always checks keys; the Python check runs first only when
+        # it can differ (a shorter length limit, or key_encoder output).
+        self._python_check = self.do_check_key and (
+            self.server_max_key_length not in (0, SERVER_MAX_KEY_LENGTH)
+        )
+
+    @property
+    def cas_ids(self) -> dict[bytes, int]:
+        """The cas ids remembered by gets() with cache_cas, for this thread."""
+        ids = getattr(self._local, "cas_ids", None)
+        if ids is None:
+            ids = self._local.cas_ids = {}
+        return ids
+
+    def reset_cas(self) -> None:
+        """Forget the cas ids remembered by gets() (cache_cas=True)."""
+        self._local.cas_ids = {}
+
+    def forget_dead_hosts(self) -> None:
+        """Treat every server as alive again."""
+        self._sc.forget_dead()
+
+    def disconnect_all(self) -> None:
+        """Close every connection; the next call reconnects."""
+        self._sc.disconnect_all()
+
+    def quit_all(self) -> None:
+        """Close every connection (python-memcached sends "quit" first)."""
+        self._sc.disconnect_all()
+
+    close = disconnect_all
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect_all()
+
+    def debuglog(self, str: str) -> None:
+        if self.debug:
+            sys.stderr.write(f"MemCached: {str}\n")
+
+    def _statlog(self, func: str) -> None:
+        self.stats[func] = self.stats.get(func, 0) + 1
+
+    # -- errors -------------------------------------------------------------
+
+    def _failed(self, op: str, exc: Error) -> None:
+        """A call met a network or server failure: raise it (strict) or log
+        and count it, for the caller to return python-memcached's value."""
+        if self.strict:
+            raise exc
+        name = type(exc).__name__
+        self.error_counts[name] += 1
+        level = logging.DEBUG if "marked dead" in str(exc) else logging.WARNING
+        log.log(level, "%s failed: %s: %s", op, name, exc)
+        self.debuglog(f"{op} failed: {exc}")
+
+    def _undecodable(self, key: Any, exc: Undecodable) -> None:
+        self.error_counts["Undecodable"] += 1
+        log.warning("value of %r read as a miss: %s", key, exc)
+        self.debuglog(f"value of {key!r} read as a miss: {exc}")
+
+    # -- keys ---------------------------------------------------------------
+
+    def _encode_key(self, key: Any) -> Any:
+        if self.key_encoder is not None:
+            key = self.key_encoder(key)
+        if isinstance(key, str):
+            return key.encode("utf-8")
+        if isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], str):
+            return (key[0], key[1].encode("utf-8"))
+        return key
+
+    def check_key(self, key: Any, key_extra_len: int = 0) -> None:
+        """Raises a MemcachedKeyError subclass for a key memcached would not
+        take: None, not bytes, too long (prefix counted), or holding a space,
+        control character or DEL (a trailing newline included)."""
+        if isinstance(key, tuple):
+            key = key[1]
+        if key is None:
+            raise Client.MemcachedKeyNoneError("Key is None")
+        if key == "" or key == b"":
+            if key_extra_len == 0:
+                raise Client.MemcachedKeyNoneError("Key is empty")
+            return
+        if not isinstance(key, bytes):
+            raise Client.MemcachedKeyTypeError("Key must be a binary string")
+        limit = self.server_max_key_length
+        if (limit != 0 and len(key) + key_extra_len > limit) or (
+            len(key) + key_extra_len > SERVER_MAX_KEY_LENGTH
+        ):
+            raise Client.MemcachedKeyLengthError(f"Key length is > {limit or SERVER_MAX_KEY_LENGTH}")
+        if not valid_key_chars_re.fullmatch(key):
+            raise Client.MemcachedKeyCharacterError(
+                f"Control/space characters not allowed (key={key!r})"
+            )
+
+    def _prepare_key(self, key: Any) -> Any:
+        """The key as the engine takes it (bytes, str or (hash, key))."""
+        if self.key_encoder is not None:
+            key = self._encode_key(key)
+            if self.do_check_key:
+                self.check_key(key)
+        elif self._python_check:
+            self.check_key(self._encode_key(key))
+        return key
+
+    def _key_error(self, key: Any, exc: Exception) -> Exception:
+        """The python-memcached exception for a key the engine refused."""
+        try:
+            self.check_key(self._encode_key(key))
+        except Client.MemcachedKeyError as e:
+            return e
+        if isinstance(exc, TypeError):
+            return Client.MemcachedKeyTypeError(str(exc))
+        return Client.MemcachedKeyCharacterError(str(exc))
+
+    # -- retrieval ----------------------------------------------------------
+
+    def _decode(self, key: Any, data: bytes, flags: int, default: Any) -> Any:
+        try:
+            return self._serializer.loads(data, flags)
+        except Undecodable as e:
+            self._undecodable(key, e)
+            return default
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value of key; ``default`` on a miss, ``None`` when the server
+        cannot be reached."""
+        if self.key_encoder is not None or self._python_check:
+            key = self._prepare_key(key)
+        try:
+            r = self._sc_get(key, with_flags=True)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            self._failed("get", e)
+            return None
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+        if r is None:
+            return default
+        data, flags = r
+        if flags == 0:
+            return data
+        return self._decode(key, data, flags, default)
+
+    def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
+        """Like get(); remembers the cas id for cas() when cache_cas is set.
+        ``with_token=True`` returns ``(value, cas_id)`` (``(default, None)``
+        on a miss) for an explicit ``cas(..., token=cas_id)``."""
+        key = self._prepare_key(key)
+        try:
+            r = self._sc.gets(key, with_flags=True)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            self._failed("gets", e)
+            return (None, None) if with_token else None
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+        if r is None:
+            return (default, None) if with_token else default
+        data, flags, cas_id = r
+        if self.cache_cas:
+            self.cas_ids[self._wire_key(key)] = cas_id
+        value = self._decode(key, data, flags, default)
+        return (value, cas_id) if with_token else value
+
+    def _wire_key(self, key: Any) -> bytes:
+        """The bytes sent for a prepared key (cache_cas remembers by them)."""
+        key = self._encode_key_plain(key)
+        return key[1] if isinstance(key, tuple) else key
+
+    def _multi_keys(self, keys: Iterable[Any]) -> tuple[list[Any], dict[Any, Any] | None]:
+        """The keys for the engine, and a map back to the caller's keys when
+        any had to change (key_encoder, or ints and other str()-able keys)."""
+        keys = list(keys)
+        if self.key_encoder is None and all(type(k) in _KEY_TYPES for k in keys):
+            if self._python_check:
+                for k in keys:
+                    self.check_key(self._encode_key(k))
+            return keys, None
+        engine: list[Any] = []
+        back: dict[Any, Any] = {}
+        for orig in keys:
+            k = self.key_encoder(orig) if self.key_encoder is not None else orig
+            if orig is None:
+                self.check_key(None)
+            if isinstance(k, tuple):
+                h, inner = k
+                if not isinstance(inner, _KEY_TYPES):
+                    inner = str(inner)
+                k = (h, inner)
+            elif not isinstance(k, _KEY_TYPES):
+                k = str(k)
+            if self.do_check_key:
+                self.check_key(self._encode_key_plain(k))
+            engine.append(k)
+            back[k] = k if self.key_encoder is not None else orig
+        return engine, back
+
+    @staticmethod
+    def _encode_key_plain(key: Any) -> Any:
+        if isinstance(key, str):
+            return key.encode("utf-8")
+        if isinstance(key, tuple) and isinstance(key[1], str):
+            return (key[0], key[1].encode("utf-8"))
+        return key
+
+    def _prefix(self, key_prefix: Any) -> Any:
+        if key_prefix and self.do_check_key:
+            self.check_key(self._encode_key_plain(key_prefix))
+        return key_prefix or b""
+
+    def get_multi(self, keys: Iterable[Any], key_prefix: Any = "") -> dict[Any, Any]:
+        """A dict of the keys found (prefix not included in its keys). One
+        request per server, all servers at once; keys of an unreachable
+        server are left out."""
+        self._statlog("get_multi")
+        engine, back = self._multi_keys(keys)
+        prefix = self._prefix(key_prefix)
+        try:
+            found = self._sc.get_multi(engine, prefix, with_flags=True)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._first_key_error(engine, prefix, e) from None
+            self._failed("get_multi", e)
+            found = getattr(e, "partial", None) or {}
+        out = {}
+        loads = self._serializer.loads
+        for k, (data, flags) in found.items():
+            ck = k if back is None else back[k]
+            if flags == 0:
+                out[ck] = data
+                continue
+            try:
+                out[ck] = loads(data, flags)
+            except Undecodable as e:
+                self._undecodable(ck, e)
+        return out
+
+    def _first_key_error(self, keys: list[Any], prefix: Any, exc: Exception) -> Exception:
+        extra = len(self._encode_key_plain(prefix)) if prefix else 0
+        for k in keys:
+            try:
+                self.check_key(self._encode_key_plain(k), key_extra_len=extra)
+            except Client.MemcachedKeyError as e:
+                return e
+        return Client.MemcachedKeyCharacterError(str(exc))
+
+    # -- storage ------------------------------------------------------------
+
+    @staticmethod
+    def _exptime(time: Any) -> int:
+        if type(time) is int:
+            return time
+        if isinstance(time, timedelta):
+            return int(time.total_seconds())
+        return int(time)
+
+    def _store(
+        self, op: str, key: Any, val: Any, time: Any, min_compress_len: int, noreply: bool,
+        token: int | None = None,
+    ) -> Any:
+        self._statlog(op)
+        key = self._prepare_key(key)
+        data, flags = self._serializer.dumps(val, min_compress_len)
+        limit = self.server_max_value_length
+        if limit and len(data) > limit:
+            return 0
+        try:
+            if op == "set":
+                ok = self._sc_set(key, data, self._exptime(time), flags, noreply)
+            elif op == "cas":
+                ok = self._sc.cas(key, data, token, self._exptime(time), flags, noreply)
+            else:
+                ok = getattr(self._sc, op)(key, data, self._exptime(time), flags, noreply)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            if isinstance(e, ValueTooLargeError):
+                return 0
+            self._failed(op, e)
+            return 0
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+        return ok is True
+
+    def set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+            noreply: bool = False) -> Any:
+        """Store val under key.  True when stored, False when the server did
+        not store it, 0 when it was not sent (too large, server down)."""
+        if self.key_encoder is not None or self._python_check:
+            key = self._prepare_key(key)
+        self.stats["set"] = self.stats.get("set", 0) + 1
+        t = type(val)
+        if t is bytes:
+            data, flags = val, 0
+        elif t is str and not min_compress_len:
+            data, flags = val.encode("utf-8"), FLAG_TEXT
+        else:
+            data, flags = self._serializer.dumps(val, min_compress_len)
+        limit = self.server_max_value_length
+        if limit and len(data) > limit:
+            return 0
+        try:
+            ok = self._sc_set(key, data, time if type(time) is int else self._exptime(time),
+                              flags, noreply)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            if isinstance(e, ValueTooLargeError):
+                return 0
+            self._failed("set", e)
+            return 0
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+        return ok is True
+
+    def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+            noreply: bool = False) -> Any:
+        """Store only if key is absent."""
+        return self._store("add", key, val, time, min_compress_len, noreply)
+
+    def replace(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                noreply: bool = False) -> Any:
+        """Store only if key is present."""
+        return self._store("replace", key, val, time, min_compress_len, noreply)
+
+    def append(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+               noreply: bool = False) -> Any:
+        """Add val's bytes at the end of the stored value."""
+        return self._store("append", key, val, time, min_compress_len, noreply)
+
+    def prepend(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                noreply: bool = False) -> Any:
+        """Add val's bytes at the start of the stored value."""
+        return self._store("prepend", key, val, time, min_compress_len, noreply)
+
+    def cas(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+            noreply: bool = False, *, token: int | None = None) -> Any:
+        """Check and set.  With ``token`` (from ``gets(key, with_token=True)``)
+        stores only if the value is unchanged since.  Without it, as in
+        python-memcached: the id remembered by gets() when cache_cas is set,
+        and a plain set() when there is none.  True when stored, False when
+        the value changed or is gone."""
+        if token is None:
+            if self.cache_cas:
+                token = self.cas_ids.get(self._wire_key(self._prepare_key(key)))
+            if token is None:
+                return self.set(key, val, time, min_compress_len, noreply)
+        return self._store("cas", key, val, time, min_compress_len, noreply, token)
+
+    def set_multi(self, mapping: Mapping[Any, Any], time: Any = 0, key_prefix: Any = "",
+                  min_compress_len: int = 0, noreply: bool = False) -> list[Any]:
+        """Store every pair in one round trip per server.  Returns the keys
+        not stored: refused by the server, too large, or on a server that
+        could not be reached."""
+        self._statlog("set_multi")
+        engine, back = self._multi_keys(mapping.keys())
+        prefix = self._prefix(key_prefix)
+        values = list(mapping.values())
+        dumps = self._serializer.dumps
+        limit = self.server_max_value_length
+        batch: dict[Any, Any] = {}
+        notstored: list[Any] = []
+        for k, v in zip(engine, values):
+            data, flags = dumps(v, min_compress_len)
+            if limit and len(data) > limit:
+                notstored.append(k)
+            else:
+                batch[k] = (data, flags)
+        try:
+            failed = self._sc.set_multi(batch, self._exptime(time), 0, noreply, prefix)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._first_key_error(engine, prefix, e) from None
+            self._failed("set_multi", e)
+            failed = getattr(e, "partial", None)
+            if failed is None:
+                failed = list(batch)
+        notstored.extend(failed)
+        if back is None:
+            return notstored
+        return [back[k] for k in notstored]
+
+    # -- other commands -----------------------------------------------------
+
+    def delete(self, key: Any, noreply: bool = False) -> int:
+        """1 when deleted, 0 when not found or the server is unreachable."""
+        self._statlog("delete")
+        key = self._prepare_key(key)
+        try:
+            return 1 if self._sc.delete(key, noreply) else 0
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            self._failed("delete", e)
+            return 0
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+
+    def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
+                     noreply: bool = False) -> int:
+        """Delete every key, one round trip per server.  1 unless a server
+        could not be reached (whether the keys existed does not matter).
+        ``time`` is accepted and ignored: memcached dropped delete delays."""
+        self._statlog("delete_multi")
+        engine, _ = self._multi_keys(keys)
+        prefix = self._prefix(key_prefix)
+        try:
+            self._sc.delete_multi(engine, noreply, prefix)
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._first_key_error(engine, prefix, e) from None
+            self._failed("delete_multi", e)
+            return 0
+        return 1
+
+    def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
+        """Set a new expiry: 1 when touched, 0 when not found or down."""
+        self._statlog("touch")
+        key = self._prepare_key(key)
+        try:
+            return 1 if self._sc.touch(key, self._exptime(time), noreply) else 0
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            self._failed("touch", e)
+            return 0
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+
+    def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
+        self._statlog(op)
+        key = self._prepare_key(key)
+        try:
+            return getattr(self._sc, op)(key, int(delta), noreply)
+        except _cmemcache.ClientError as e:
+            if self.strict:
+                raise
+            # python-memcached: int() of the error line
+            raise ValueError(str(e)) from e
+        except Error as e:
+            if isinstance(e, InvalidKeyError):
+                raise self._key_error(key, e) from None
+            self._failed(op, e)
+            return None
+        except TypeError as e:
+            raise self._key_error(key, e) from None
+
+    def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Add delta to a decimal value: the new value, None when not found
+        (or noreply, or down).  Wraps at 2**64."""
+        return self._incrdecr("incr", key, delta, noreply)
+
+    def decr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Subtract delta from a decimal value, stopping at 0."""
+        return self._incrdecr("decr", key, delta, noreply)
+
+    def flush_all(self, delay: int = 0) -> None:
+        """Invalidate every item on every reachable server (after delay
+        seconds when given)."""
+        try:
+            self._sc.flush_all(delay)
+        except Error as e:
+            self._failed("flush_all", e)
+
+    def _stats(self, args: str | None) -> list[tuple[_Host, dict[str, str]]]:
+        try:
+            rows = self._sc.get_stats(args)
+        except Error as e:
+            self._failed("get_stats", e)
+            rows = getattr(e, "partial", None) or []
+        index = {name: i for i, name in enumerate(self._sc.servers)}
+        return [(self.servers[index[name]], stats) for name, stats in rows]
+
+    def get_stats(self, stat_args: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """[(server name, {stat: value})] of the reachable servers; values
+        are strings as the server sent them."""
+        return [(h.label(), stats) for h, stats in self._stats(stat_args)]
+
+    def get_slab_stats(self) -> list[tuple[str, dict[str, Any]]]:
+        """`stats slabs` per server: {slab id: {field: value}}, plus
+        active_slabs and total_malloced."""
+        out = []
+        for h, stats in self._stats("slabs"):
+            data: dict[str, Any] = {}
+            for name, value in stats.items():
+                if name in ("active_slabs", "total_malloced"):
+                    data[name] = value
+                    continue
+                slab, _, field = name.partition(":")
+                data.setdefault(slab, {})[field] = value
+            out.append((h.label(), data))
+        return out
+
+    def get_slabs(self) -> list[tuple[str, dict[str, dict[str, str]]]]:
+        """`stats items` per server: {slab id: {field: value}}."""
+        out = []
+        for h, stats in self._stats("items"):
+            data: dict[str, dict[str, str]] = {}
+            for name, value in stats.items():
+                parts = name.split(":", 2)
+                if len(parts) == 3:
+                    data.setdefault(parts[1], {})[parts[2]] = value
+            out.append((h.label(), data))
+        return out
