@@ -23,6 +23,7 @@
 
 #include "buf.h"
 #include "conn.h"
+#include "dist.h"
 #include "hash.h"
 #include "proto.h"
 
@@ -65,8 +66,7 @@ struct mc_server {
     bool flush_pending;        /* flush_on_reconnect: flush once reachable */
 };
 
-enum mc_failover { MC_FAILOVER_NONE, MC_FAILOVER_REHASH };
-enum mc_key_hash { MC_HASH_PM, MC_HASH_PM160, MC_HASH_CRC32 };
+enum mc_failover { MC_FAILOVER_NONE, MC_FAILOVER_REHASH, MC_FAILOVER_NEXT };
 
 typedef struct {
     PyObject_HEAD
@@ -74,8 +74,8 @@ typedef struct {
     mc_state *state;
     struct mc_server *servers;
     Py_ssize_t nservers;
-    uint32_t *buckets;
-    Py_ssize_t nbuckets;
+    struct mc_dist dist;
+    bool *dead;                /* scratch: dead flag per server */
     PyObject *names;
     int64_t timeout;
     int64_t connect_timeout;
@@ -85,7 +85,6 @@ typedef struct {
     bool fence;
     bool flush_on_reconnect;
     enum mc_failover failover;
-    enum mc_key_hash key_hash;
 } Client;
 
 static const char fence_line[] = "mn\r\n";
@@ -378,6 +377,7 @@ struct wire_key {
     const char *key;
     Py_ssize_t key_len;
     PyObject *hash;            /* borrowed: the int of a (hash, key) tuple */
+    PyObject *obj;             /* borrowed: the key as given (no tuple) */
 };
 
 static int
@@ -396,6 +396,7 @@ check_key(Client *self, PyObject *obj, const char *pre, Py_ssize_t pre_len,
         wk->hash = PyTuple_GET_ITEM(obj, 0);
         obj = PyTuple_GET_ITEM(obj, 1);
     }
+    wk->obj = obj;
     if (key_bytes(obj, &wk->key, &wk->key_len) < 0) {
         if (PyErr_ExceptionMatches(PyExc_UnicodeError)) {
             PyErr_Clear();
@@ -441,14 +442,7 @@ check_prefix(Client *self, PyObject *obj, const char **p, Py_ssize_t *n)
 static uint32_t
 key_hash(Client *self, const char *p, size_t n)
 {
-    switch (self->key_hash) {
-    case MC_HASH_PM160:
-        return mc_hash_pm160(p, n);
-    case MC_HASH_CRC32:
-        return mc_crc32(p, n);
-    default:
-        return mc_hash_pm(p, n);
-    }
+    return mc_dist_hash(&self->dist, p, n);
 }
 
 static bool
@@ -457,21 +451,43 @@ server_dead(const struct mc_server *srv)
     return srv->dead_until != 0 && mc_now() < srv->dead_until;
 }
 
+/* The dead flag of every server, or NULL when none is held down. */
+static const bool *
+dead_flags(Client *self)
+{
+    bool any = false;
+    int64_t now = 0;
+    for (Py_ssize_t i = 0; i < self->nservers; i++) {
+        int64_t until = self->servers[i].dead_until;
+        bool dead = false;
+        if (until != 0) {
+            if (now == 0) {
+                now = mc_now();
+            }
+            dead = now < until;
+        }
+        self->dead[i] = dead;
+        any |= dead;
+    }
+    return any ? self->dead : NULL;
+}
+
 /* The first bucket of a (hash, key) tuple: Python's hash % nbuckets, for
  * ints of any size and sign.  Returns -1 with an exception set. */
 static Py_ssize_t
 tuple_bucket(Client *self, PyObject *hash)
 {
+    Py_ssize_t nb = (Py_ssize_t)self->dist.nbuckets;
     int overflow;
     long long h = PyLong_AsLongLongAndOverflow(hash, &overflow);
     if (!overflow) {
         if (h == -1 && PyErr_Occurred()) {
             return -1;
         }
-        long long m = h % self->nbuckets;
-        return (Py_ssize_t)(m < 0 ? m + self->nbuckets : m);
+        long long m = h % nb;
+        return (Py_ssize_t)(m < 0 ? m + nb : m);
     }
-    PyObject *n = PyLong_FromSsize_t(self->nbuckets);
+    PyObject *n = PyLong_FromSsize_t(nb);
     PyObject *m = n ? PyNumber_Remainder(hash, n) : NULL;
     Py_XDECREF(n);
     if (m == NULL) {
@@ -482,15 +498,36 @@ tuple_bucket(Client *self, PyObject *hash)
     return r;
 }
 
-/* The server for a key: python-memcached's buckets[hash % len(buckets)].
- * With failover "rehash", a server held down sends the key on
- * python-memcached's walk: hash = H(str(hash) + str(attempt)), at most 10
- * tries.  Returns the index, -1 when every try met a dead server, or -2
- * with an exception set. */
+/* Writes the decimal text of a Python int (at most 40 characters) into
+ * text.  Returns its length, -1 when longer, -2 with an exception set. */
 static Py_ssize_t
-pick_server(Client *self, const struct wire_key *wk)
+int_text(PyObject *v, char *text)
 {
-    uint32_t h = 0;
+    PyObject *str = PyObject_Str(v);
+    if (str == NULL) {
+        return -2;
+    }
+    Py_ssize_t len;
+    const char *p = PyUnicode_AsUTF8AndSize(str, &len);
+    if (p == NULL) {
+        Py_DECREF(str);
+        return -2;
+    }
+    if (len > 40) {
+        Py_DECREF(str);
+        return -1;
+    }
+    memcpy(text, p, (size_t)len);
+    Py_DECREF(str);
+    return len;
+}
+
+/* python-memcached: buckets[hash % len(buckets)]; with failover "rehash" a
+ * server held down sends the key on python-memcached's walk,
+ * hash = H(str(hash) + str(attempt)), at most 10 tries in all. */
+static Py_ssize_t
+pick_python_memcached(Client *self, const struct wire_key *wk, uint32_t h)
+{
     Py_ssize_t bucket;
     if (wk->hash != NULL) {
         bucket = tuple_bucket(self, wk->hash);
@@ -498,60 +535,108 @@ pick_server(Client *self, const struct wire_key *wk)
             return -2;
         }
     }
-    else if (self->nservers == 1) {
-        bucket = 0;
-    }
-    else if (wk->pre_len == 0) {
-        h = key_hash(self, wk->key, (size_t)wk->key_len);
-        bucket = (Py_ssize_t)(h % (uint32_t)self->nbuckets);
-    }
     else {
-        char tmp[MC_MAX_KEY];
-        memcpy(tmp, wk->pre, (size_t)wk->pre_len);
-        memcpy(tmp + wk->pre_len, wk->key, (size_t)wk->key_len);
-        h = key_hash(self, tmp, (size_t)(wk->pre_len + wk->key_len));
-        bucket = (Py_ssize_t)(h % (uint32_t)self->nbuckets);
+        bucket = (Py_ssize_t)(h % (uint32_t)self->dist.nbuckets);
     }
-    Py_ssize_t idx = self->buckets[bucket];
+    Py_ssize_t idx = self->dist.buckets[bucket];
     if (self->failover != MC_FAILOVER_REHASH
         || !server_dead(&self->servers[idx])) {
         return idx;
     }
-    if (self->nservers == 1 && wk->hash == NULL) {
-        h = key_hash(self, wk->key, (size_t)wk->key_len);
-    }
     for (int attempt = 0; attempt < 9; attempt++) {
-        char text[48];
-        size_t n;
+        char text[64];
+        Py_ssize_t n;
         if (attempt == 0 && wk->hash != NULL) {
-            PyObject *str = PyObject_Str(wk->hash);
-            if (str == NULL) {
-                return -2;
+            n = int_text(wk->hash, text);
+            if (n < 0) {
+                return n;       /* -1: an absurd hash finds no server */
             }
-            Py_ssize_t len;
-            const char *p = PyUnicode_AsUTF8AndSize(str, &len);
-            if (p == NULL || len > 40) {
-                Py_DECREF(str);
-                if (p != NULL) {
-                    return -1;  /* absurd hash: treat as no server */
-                }
-                return -2;
-            }
-            memcpy(text, p, (size_t)len);
-            n = (size_t)len;
-            Py_DECREF(str);
         }
         else {
-            n = mc_fmt_u64(text, h);
+            n = (Py_ssize_t)mc_fmt_u64(text, h);
         }
-        n += mc_fmt_u64(text + n, (uint64_t)attempt);
-        h = key_hash(self, text, n);
-        idx = self->buckets[h % (uint32_t)self->nbuckets];
+        n += (Py_ssize_t)mc_fmt_u64(text + n, (uint64_t)attempt);
+        h = key_hash(self, text, (size_t)n);
+        idx = self->dist.buckets[h % (uint32_t)self->dist.nbuckets];
         if (!server_dead(&self->servers[idx])) {
             return idx;
         }
     }
     return -1;
+}
+
+/* The key as pymemcache's HashClient formats it with %s: a str as its
+ * characters (each cut to 8 bits), bytes as their repr "b'...'". */
+static Py_ssize_t
+rendezvous_text(PyObject *obj, char *out, size_t cap)
+{
+    PyObject *s = PyUnicode_Check(obj) ? Py_NewRef(obj) : PyObject_Str(obj);
+    if (s == NULL) {
+        return -2;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(s);
+    if ((size_t)n > cap) {
+        n = (Py_ssize_t)cap;
+    }
+    int kind = PyUnicode_KIND(s);
+    const void *data = PyUnicode_DATA(s);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[i] = (char)(PyUnicode_READ(kind, data, i) & 0xff);
+    }
+    Py_DECREF(s);
+    return n;
+}
+
+/* The server for a key under the client's distribution and failover.
+ * Returns the index, -1 when no live server would take it, or -2 with an
+ * exception set. */
+static Py_ssize_t
+pick_server(Client *self, const struct wire_key *wk)
+{
+    enum mc_distribution kind = self->dist.kind;
+    if (self->nservers == 1 && kind != MC_DIST_PYTHON_MEMCACHED) {
+        return 0;
+    }
+    char text[1100];
+    const char *p = wk->key;
+    size_t n = (size_t)wk->key_len;
+    if (wk->hash != NULL && kind != MC_DIST_PYTHON_MEMCACHED) {
+        /* (hash, key): the server of str(hash), as if it were the key. */
+        Py_ssize_t t = int_text(wk->hash, text);
+        if (t < 0) {
+            return t;
+        }
+        p = text;
+        n = (size_t)t;
+    }
+    else if (kind == MC_DIST_RENDEZVOUS) {
+        Py_ssize_t t = rendezvous_text(wk->obj, text, sizeof(text));
+        if (t < 0) {
+            return t;
+        }
+        p = text;
+        n = (size_t)t;
+    }
+    else if (wk->pre_len > 0) {
+        memcpy(text, wk->pre, (size_t)wk->pre_len);
+        memcpy(text + wk->pre_len, wk->key, (size_t)wk->key_len);
+        n = (size_t)(wk->pre_len + wk->key_len);
+        p = text;
+    }
+    if (kind == MC_DIST_PYTHON_MEMCACHED) {
+        uint32_t h = 0;
+        if (wk->hash == NULL && (self->nservers > 1
+                                 || self->failover == MC_FAILOVER_REHASH)) {
+            h = key_hash(self, p, n);
+        }
+        return pick_python_memcached(self, wk, h);
+    }
+    const bool *dead = self->failover == MC_FAILOVER_NEXT ? dead_flags(self)
+                                                          : NULL;
+    if (kind == MC_DIST_RENDEZVOUS) {
+        return mc_dist_pick_rendezvous(&self->dist, p, n, dead);
+    }
+    return mc_dist_pick(&self->dist, key_hash(self, p, n), dead);
 }
 
 static int
@@ -832,7 +917,7 @@ pick:
 again:;
     struct mc_conn *c = conn_take(self, srv, &o->fail);
     if (c == NULL) {
-        if (o->wk != NULL && self->failover == MC_FAILOVER_REHASH
+        if (o->wk != NULL && self->failover != MC_FAILOVER_NONE
             && o->fail.code != MC_EPYTHON && o->fail.code != -ENOMEM
             && server_dead(srv) && picks <= self->nservers) {
             goto pick;          /* the walk now skips the dead server */
@@ -2067,7 +2152,7 @@ multi_place(struct multi *m, Py_ssize_t *count, Py_ssize_t *slot, bool last)
                 return -1;
             }
             p->done = true;
-            if (!last && self->failover == MC_FAILOVER_REHASH
+            if (!last && self->failover != MC_FAILOVER_NONE
                 && server_dead(p->srv)) {
                 moved = true;
             }
@@ -2438,8 +2523,112 @@ client_free_servers(Client *self)
     PyMem_Free(self->servers);
     self->servers = NULL;
     self->nservers = 0;
-    PyMem_Free(self->buckets);
-    self->buckets = NULL;
+    mc_dist_free(&self->dist);
+    PyMem_Free(self->dead);
+    self->dead = NULL;
+}
+
+struct named {
+    const char *label;
+    enum mc_distribution kind;
+    enum mc_hash_fn hash;      /* the default key hash of a distribution */
+};
+
+static const struct named distributions[] = {
+    {"python-memcached", MC_DIST_PYTHON_MEMCACHED, MC_HASH_PM},
+    {"ketama", MC_DIST_KETAMA, MC_HASH_MD5},
+    {"libmemcached-ketama", MC_DIST_LIBMEMCACHED_KETAMA, MC_HASH_OAAT},
+    {"modula", MC_DIST_MODULA, MC_HASH_OAAT},
+    {"rendezvous", MC_DIST_RENDEZVOUS, MC_HASH_MURMUR3},
+    {NULL, 0, 0},
+};
+
+static const struct named hashes[] = {
+    {"python-memcached", 0, MC_HASH_PM},
+    {"python-memcached-1.60", 0, MC_HASH_PM160},
+    {"crc", 0, MC_HASH_PM160},
+    {"crc32", 0, MC_HASH_CRC32},
+    {"one_at_a_time", 0, MC_HASH_OAAT},
+    {"md5", 0, MC_HASH_MD5},
+    {"murmur3", 0, MC_HASH_MURMUR3},
+    {NULL, 0, 0},
+};
+
+static const struct named *
+find_named(const struct named *table, const char *label)
+{
+    for (; table->label != NULL; table++) {
+        if (strcmp(table->label, label) == 0) {
+            return table;
+        }
+    }
+    return NULL;
+}
+
+/* Which key hashes each distribution takes (a mask of 1 << mc_hash_fn). */
+static unsigned
+hashes_allowed(enum mc_distribution kind)
+{
+    switch (kind) {
+    case MC_DIST_PYTHON_MEMCACHED:
+        return 1u << MC_HASH_PM | 1u << MC_HASH_PM160 | 1u << MC_HASH_CRC32;
+    case MC_DIST_KETAMA:
+        return 1u << MC_HASH_MD5;
+    case MC_DIST_LIBMEMCACHED_KETAMA:
+        return 1u << MC_HASH_OAAT | 1u << MC_HASH_MD5;
+    case MC_DIST_MODULA:
+        return 1u << MC_HASH_OAAT | 1u << MC_HASH_PM160 | 1u << MC_HASH_MD5;
+    case MC_DIST_RENDEZVOUS:
+        return 1u << MC_HASH_MURMUR3;
+    }
+    return 0;
+}
+
+/* The name a server has on a ring: its host text, plus ":port" unless the
+ * port is 11211 (libmemcached, twemproxy); for rendezvous always
+ * "host:port" (pymemcache).  A unix socket is its path. */
+static size_t
+ring_name(const struct mc_server *srv, bool always_port, char *out)
+{
+    memcpy(out, srv->spec.host, srv->spec.host_len);
+    size_t n = srv->spec.host_len;
+    if (srv->spec.family != MC_UNIX
+        && (always_port || srv->spec.port != 11211)) {
+        out[n++] = ':';
+        n += mc_fmt_u64(out + n, srv->spec.port);
+    }
+    return n;
+}
+
+static int
+build_distribution(Client *self, enum mc_distribution kind,
+                   enum mc_hash_fn hash, const long *weights)
+{
+    Py_ssize_t n = self->nservers;
+    struct mc_dist_server *ds = PyMem_Calloc((size_t)n, sizeof(*ds));
+    char *names = PyMem_Malloc((size_t)n * 272);
+    self->dead = PyMem_Calloc((size_t)n, sizeof(bool));
+    if (ds == NULL || names == NULL || self->dead == NULL) {
+        PyMem_Free(ds);
+        PyMem_Free(names);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        ds[i].name = names + 272 * i;
+        ds[i].name_len = ring_name(&self->servers[i],
+                                   kind == MC_DIST_RENDEZVOUS,
+                                   names + 272 * i);
+        ds[i].weight = (uint32_t)weights[i];
+    }
+    int rc = mc_dist_build(&self->dist, kind, hash, ds, (size_t)n);
+    PyMem_Free(ds);
+    PyMem_Free(names);
+    if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
 }
 
 /* Parses one server argument (str, or (str, weight)) into srv. */
@@ -2522,19 +2711,20 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"servers", "timeout", "connect_timeout",
                              "dead_retry", "max_value_size", "pool_size",
-                             "noreply_fence", "failover", "key_hash",
-                             "flush_on_reconnect", NULL};
+                             "noreply_fence", "distribution", "key_hash",
+                             "failover", "flush_on_reconnect", NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL;
     Py_ssize_t max_value = 1024 * 1024;
     int pool_size = 8, fence = 1, flush_on_reconnect = 0;
-    const char *failover = "none", *hash = "python-memcached";
+    const char *failover = "none", *hash = NULL;
+    const char *distribution = "python-memcached";
     if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     "O|$OOOnipssp:StringClient", kwlist,
+                                     "O|$OOOnipszsp:StringClient", kwlist,
                                      &servers, &timeout, &connect_timeout,
                                      &dead_retry, &max_value, &pool_size,
-                                     &fence, &failover, &hash,
-                                     &flush_on_reconnect)) {
+                                     &fence, &distribution, &hash,
+                                     &failover, &flush_on_reconnect)) {
         return NULL;
     }
     PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
@@ -2549,30 +2739,38 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->state = mc_get_state(module);
     self->fence = fence != 0;
     self->flush_on_reconnect = flush_on_reconnect != 0;
+    const struct named *dist = find_named(distributions, distribution);
+    if (dist == NULL) {
+        PyErr_Format(PyExc_ValueError, "distribution must be "
+                     "'python-memcached', 'ketama', 'libmemcached-ketama', "
+                     "'modula' or 'rendezvous', not '%s'", distribution);
+        goto error;
+    }
+    enum mc_hash_fn hash_fn = dist->hash;
+    if (hash != NULL) {
+        const struct named *h = find_named(hashes, hash);
+        if (h == NULL || !(hashes_allowed(dist->kind) & (1u << h->hash))) {
+            PyErr_Format(PyExc_ValueError, "key_hash '%s' does not go with "
+                         "distribution '%s'", hash, distribution);
+            goto error;
+        }
+        hash_fn = h->hash;
+    }
     if (strcmp(failover, "none") == 0) {
         self->failover = MC_FAILOVER_NONE;
     }
-    else if (strcmp(failover, "rehash") == 0) {
+    else if (strcmp(failover, "rehash") == 0
+             && dist->kind == MC_DIST_PYTHON_MEMCACHED) {
         self->failover = MC_FAILOVER_REHASH;
     }
-    else {
-        PyErr_Format(PyExc_ValueError, "failover must be 'none' or "
-                     "'rehash', not '%s'", failover);
-        goto error;
-    }
-    if (strcmp(hash, "python-memcached") == 0) {
-        self->key_hash = MC_HASH_PM;
-    }
-    else if (strcmp(hash, "python-memcached-1.60") == 0) {
-        self->key_hash = MC_HASH_PM160;
-    }
-    else if (strcmp(hash, "crc32") == 0) {
-        self->key_hash = MC_HASH_CRC32;
+    else if (strcmp(failover, "next") == 0
+             && dist->kind != MC_DIST_PYTHON_MEMCACHED) {
+        self->failover = MC_FAILOVER_NEXT;
     }
     else {
-        PyErr_Format(PyExc_ValueError, "key_hash must be "
-                     "'python-memcached', 'python-memcached-1.60' or "
-                     "'crc32', not '%s'", hash);
+        PyErr_Format(PyExc_ValueError, "failover must be 'none', 'rehash' "
+                     "(distribution 'python-memcached') or 'next' (the "
+                     "others), not '%s'", failover);
         goto error;
     }
     if (to_ns(timeout, "timeout", 1.0, false, &self->timeout) < 0
@@ -2624,7 +2822,6 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_NoMemory();
         goto error;
     }
-    long total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         self->nservers = i + 1;
         self->servers[i].generation = mc_fork_generation;
@@ -2641,21 +2838,13 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
             goto error;
         }
         PyTuple_SET_ITEM(self->names, i, name);
-        total += weights[i];
     }
     Py_DECREF(list);
-    self->buckets = PyMem_Malloc(sizeof(uint32_t) * (size_t)total);
-    if (self->buckets == NULL) {
-        PyMem_Free(weights);
-        PyErr_NoMemory();
+    int rc = build_distribution(self, dist->kind, hash_fn, weights);
+    PyMem_Free(weights);
+    if (rc < 0) {
         goto error;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        for (long w = 0; w < weights[i]; w++) {
-            self->buckets[self->nbuckets++] = (uint32_t)i;
-        }
-    }
-    PyMem_Free(weights);
     return (PyObject *)self;
 
 error:

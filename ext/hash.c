@@ -1,5 +1,8 @@
 #include "hash.h"
 
+#include <math.h>
+#include <stdlib.h>
+
 /* The reflected CRC-32 table for polynomial 0xedb88320. */
 static const uint32_t crc_table[256] = {
     0x00000000u, 0x77073096u, 0xee0e612cu, 0x990951bau, 0x076dc419u, 0x706af48fu,
@@ -69,4 +72,263 @@ uint32_t
 mc_hash_pm160(const char *key, size_t len)
 {
     return (mc_crc32(key, len) >> 16) & 0x7fff;
+}
+
+uint32_t
+mc_one_at_a_time(const char *key, size_t len)
+{
+    uint32_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        v += (uint32_t)(int32_t)(signed char)key[i];
+        v += v << 10;
+        v ^= v >> 6;
+    }
+    v += v << 3;
+    v ^= v >> 11;
+    v += v << 15;
+    return v;
+}
+
+/* ---- MD5 (RFC 1321) ---- */
+
+static const uint32_t md5_k[64] = {
+    0xd76aa478u, 0xe8c7b756u, 0x242070dbu, 0xc1bdceeeu, 0xf57c0fafu,
+    0x4787c62au, 0xa8304613u, 0xfd469501u, 0x698098d8u, 0x8b44f7afu,
+    0xffff5bb1u, 0x895cd7beu, 0x6b901122u, 0xfd987193u, 0xa679438eu,
+    0x49b40821u, 0xf61e2562u, 0xc040b340u, 0x265e5a51u, 0xe9b6c7aau,
+    0xd62f105du, 0x02441453u, 0xd8a1e681u, 0xe7d3fbc8u, 0x21e1cde6u,
+    0xc33707d6u, 0xf4d50d87u, 0x455a14edu, 0xa9e3e905u, 0xfcefa3f8u,
+    0x676f02d9u, 0x8d2a4c8au, 0xfffa3942u, 0x8771f681u, 0x6d9d6122u,
+    0xfde5380cu, 0xa4beea44u, 0x4bdecfa9u, 0xf6bb4b60u, 0xbebfbc70u,
+    0x289b7ec6u, 0xeaa127fau, 0xd4ef3085u, 0x04881d05u, 0xd9d4d039u,
+    0xe6db99e5u, 0x1fa27cf8u, 0xc4ac5665u, 0xf4292244u, 0x432aff97u,
+    0xab9423a7u, 0xfc93a039u, 0x655b59c3u, 0x8f0ccc92u, 0xffeff47du,
+    0x85845dd1u, 0x6fa87e4fu, 0xfe2ce6e0u, 0xa3014314u, 0x4e0811a1u,
+    0xf7537e82u, 0xbd3af235u, 0x2ad7d2bbu, 0xeb86d391u,
+};
+
+static const unsigned char md5_r[64] = {
+    7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
+    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
+    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
+    6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21,
+};
+
+static uint32_t
+rotl32(uint32_t x, unsigned n)
+{
+    return (x << n) | (x >> (32 - n));
+}
+
+static void
+md5_block(uint32_t h[4], const unsigned char *block)
+{
+    uint32_t w[16];
+    for (int i = 0; i < 16; i++) {
+        w[i] = mc_md5_word(block, i);
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
+    for (int i = 0; i < 64; i++) {
+        uint32_t f;
+        int g;
+        if (i < 16) {
+            f = (b & c) | (~b & d);
+            g = i;
+        }
+        else if (i < 32) {
+            f = (d & b) | (~d & c);
+            g = (5 * i + 1) % 16;
+        }
+        else if (i < 48) {
+            f = b ^ c ^ d;
+            g = (3 * i + 5) % 16;
+        }
+        else {
+            f = c ^ (b | ~d);
+            g = (7 * i) % 16;
+        }
+        uint32_t t = d;
+        d = c;
+        c = b;
+        b = b + rotl32(a + f + md5_k[i] + w[g], md5_r[i]);
+        a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+}
+
+void
+mc_md5(const void *data, size_t len, unsigned char digest[16])
+{
+    uint32_t h[4] = {0x67452301u, 0xefcdab89u, 0x98badcfeu, 0x10325476u};
+    const unsigned char *p = data;
+    size_t left = len;
+    while (left >= 64) {
+        md5_block(h, p);
+        p += 64;
+        left -= 64;
+    }
+    unsigned char tail[128] = {0};
+    for (size_t i = 0; i < left; i++) {
+        tail[i] = p[i];
+    }
+    tail[left] = 0x80;
+    size_t tail_len = left < 56 ? 64 : 128;
+    uint64_t bits = (uint64_t)len * 8;
+    for (int i = 0; i < 8; i++) {
+        tail[tail_len - 8 + (size_t)i] = (unsigned char)(bits >> (8 * i));
+    }
+    md5_block(h, tail);
+    if (tail_len == 128) {
+        md5_block(h, tail + 64);
+    }
+    for (int i = 0; i < 4; i++) {
+        for (int k = 0; k < 4; k++) {
+            digest[4 * i + k] = (unsigned char)(h[i] >> (8 * k));
+        }
+    }
+}
+
+uint32_t
+mc_md5_32(const char *key, size_t len)
+{
+    unsigned char d[16];
+    mc_md5(key, len, d);
+    return mc_md5_word(d, 0);
+}
+
+uint32_t
+mc_murmur3_32(const unsigned char *data, size_t len, uint32_t seed)
+{
+    const uint32_t c1 = 0xcc9e2d51u, c2 = 0x1b873593u;
+    uint32_t h = seed;
+    size_t nblocks = len / 4;
+    for (size_t i = 0; i < nblocks; i++) {
+        uint32_t k = mc_md5_word(data + 4 * i, 0);
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+        h = rotl32(h, 13);
+        h = h * 5 + 0xe6546b64u;
+    }
+    const unsigned char *tail = data + 4 * nblocks;
+    uint32_t k = 0;
+    switch (len & 3) {
+    case 3:
+        k ^= (uint32_t)tail[2] << 16;
+        /* fall through */
+    case 2:
+        k ^= (uint32_t)tail[1] << 8;
+        /* fall through */
+    case 1:
+        k ^= tail[0];
+        k *= c1;
+        k = rotl32(k, 15);
+        k *= c2;
+        h ^= k;
+        break;
+    default:
+        break;
+    }
+    h ^= (uint32_t)len;
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+/* ---- consistent hashing rings ---- */
+
+uint32_t
+mc_ketama_weighted_points(uint32_t weight, uint64_t total, uint32_t nservers)
+{
+    float pct = (float)weight / (float)total;
+    float x = pct * 160.0f / 4.0f * (float)nservers;
+    float y = (float)((double)x + 0.0000000001);
+    return (uint32_t)floorf(y) * 4;
+}
+
+/* Writes "<name>-<i>" into buf (at least name_len + 12 bytes). */
+static size_t
+point_name(char *buf, const char *name, size_t name_len, uint32_t i)
+{
+    for (size_t k = 0; k < name_len; k++) {
+        buf[k] = name[k];
+    }
+    size_t n = name_len;
+    buf[n++] = '-';
+    char digits[10];
+    size_t nd = 0;
+    do {
+        digits[nd++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i != 0);
+    while (nd > 0) {
+        buf[n++] = digits[--nd];
+    }
+    return n;
+}
+
+void
+mc_ketama_weighted_fill(const char *name, size_t name_len, uint32_t npoints,
+                        uint32_t server, struct mc_point *out)
+{
+    char buf[320];
+    for (uint32_t i = 0; i < npoints / 4; i++) {
+        unsigned char d[16];
+        mc_md5(buf, point_name(buf, name, name_len, i), d);
+        for (int w = 0; w < 4; w++) {
+            out[4 * i + (uint32_t)w].value = mc_md5_word(d, w);
+            out[4 * i + (uint32_t)w].server = server;
+        }
+    }
+}
+
+void
+mc_ketama_plain_fill(const char *name, size_t name_len, bool md5,
+                     uint32_t server, struct mc_point *out)
+{
+    char buf[320];
+    for (uint32_t i = 0; i < MC_KETAMA_PLAIN_POINTS; i++) {
+        size_t n = point_name(buf, name, name_len, i);
+        out[i].value = md5 ? mc_md5_32(buf, n) : mc_one_at_a_time(buf, n);
+        out[i].server = server;
+    }
+}
+
+static int
+point_cmp(const void *a, const void *b)
+{
+    const struct mc_point *x = a, *y = b;
+    if (x->value != y->value) {
+        return x->value < y->value ? -1 : 1;
+    }
+    return (x->server > y->server) - (x->server < y->server);
+}
+
+void
+mc_ring_sort(struct mc_point *ring, size_t n)
+{
+    qsort(ring, n, sizeof(*ring), point_cmp);
+}
+
+size_t
+mc_ring_find(const struct mc_point *ring, size_t n, uint32_t h)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ring[mid].value < h) {
+            lo = mid + 1;
+        }
+        else {
+            hi = mid;
+        }
+    }
+    return lo == n ? 0 : lo;
 }
