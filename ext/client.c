@@ -84,6 +84,7 @@ typedef struct {
     int pool_size;
     bool fence;
     bool flush_on_reconnect;
+    bool proxy;                /* twemproxy in front: no meta, no gat */
     enum mc_failover failover;
 } Client;
 
@@ -1240,6 +1241,19 @@ on_stats(struct one *o, const struct mc_reply *r)
     return 0;
 }
 
+/* Refuses a command a proxy in front would answer by closing the
+ * connection.  Returns -1 with ClientError set, 0 when allowed. */
+static int
+proxy_refuses(Client *self, const char *cmd)
+{
+    if (!self->proxy) {
+        return 0;
+    }
+    PyErr_Format(self->state->ClientError, "%s is not supported through "
+                 "twemproxy (it closes the connection on it)", cmd);
+    return -1;
+}
+
 /* ---- single-key methods ------------------------------------------------- */
 
 static bool
@@ -1259,6 +1273,9 @@ retrieve(Client *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *a[3];
     PyObject *key_obj, *flags_obj;
     int64_t exptime = 0;
+    if (touch && proxy_refuses(self, cmd) < 0) {
+        return NULL;
+    }
     if (kwnames == NULL && nargs == 1 + touch) {
         key_obj = args[0];
         flags_obj = NULL;
@@ -1580,6 +1597,9 @@ Client_flush_all(Client *self, PyObject *const *args, Py_ssize_t nargs,
     PyObject *a[2];
     int64_t delay = 0;
     bool noreply;
+    if (proxy_refuses(self, "flush_all") < 0) {
+        return NULL;
+    }
     if (parse_args("flush_all", args, nargs, kwnames, names, 0, 2, a) < 0
         || (a[0] != NULL
             && to_int64(a[0], "delay", 0, EXPTIME_MAX, &delay) < 0)
@@ -1617,6 +1637,9 @@ Client_get_stats(Client *self, PyObject *const *args, Py_ssize_t nargs,
 {
     static const char *const names[] = {"args", NULL};
     PyObject *a[1];
+    if (proxy_refuses(self, "stats") < 0) {
+        return NULL;
+    }
     if (parse_args("get_stats", args, nargs, kwnames, names, 0, 1, a) < 0) {
         return NULL;
     }
@@ -2712,19 +2735,21 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"servers", "timeout", "connect_timeout",
                              "dead_retry", "max_value_size", "pool_size",
                              "noreply_fence", "distribution", "key_hash",
-                             "failover", "flush_on_reconnect", NULL};
+                             "failover", "flush_on_reconnect", "proxy",
+                             NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL;
     Py_ssize_t max_value = 1024 * 1024;
     int pool_size = 8, fence = 1, flush_on_reconnect = 0;
-    const char *failover = "none", *hash = NULL;
+    const char *failover = "none", *hash = NULL, *proxy = NULL;
     const char *distribution = "python-memcached";
     if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     "O|$OOOnipszsp:StringClient", kwlist,
+                                     "O|$OOOnipszspz:StringClient", kwlist,
                                      &servers, &timeout, &connect_timeout,
                                      &dead_retry, &max_value, &pool_size,
                                      &fence, &distribution, &hash,
-                                     &failover, &flush_on_reconnect)) {
+                                     &failover, &flush_on_reconnect,
+                                     &proxy)) {
         return NULL;
     }
     PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
@@ -2739,6 +2764,17 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->state = mc_get_state(module);
     self->fence = fence != 0;
     self->flush_on_reconnect = flush_on_reconnect != 0;
+    if (proxy != NULL) {
+        if (strcmp(proxy, "twemproxy") != 0) {
+            PyErr_Format(PyExc_ValueError, "proxy must be None or "
+                         "'twemproxy', not '%s'", proxy);
+            goto error;
+        }
+        /* twemproxy closes the connection on "mn", gat, flush_all and
+         * stats: no fence, and those calls refused before sending. */
+        self->proxy = true;
+        self->fence = false;
+    }
     const struct named *dist = find_named(distributions, distribution);
     if (dist == NULL) {
         PyErr_Format(PyExc_ValueError, "distribution must be "

@@ -190,8 +190,10 @@ class Client:
         strict: bool = False,
         connect_timeout: float | None = None,
         pool_size: int = 8,
-        failover: str = "rehash",
+        distribution: str = "python-memcached",
+        failover: str | None = None,
         key_hash: str | None = None,
+        proxy: str | None = None,
     ) -> None:
         self.debug = debug
         self.dead_retry = dead_retry
@@ -200,8 +202,14 @@ class Client:
         self.flush_on_reconnect = flush_on_reconnect
         self.strict = strict
         self.pool_size = pool_size
+        self.distribution = distribution
+        self.proxy = proxy
+        if failover is None:
+            failover = "rehash" if distribution == "python-memcached" else "next"
         self.failover = failover
-        self.key_hash = _key_hash if key_hash is None else key_hash
+        if key_hash is None and distribution == "python-memcached":
+            key_hash = _key_hash
+        self.key_hash = key_hash
         self.stats: dict[str, int] = {}
         self.error_counts: Counter[str] = Counter()
         self.cache_cas = cache_cas
@@ -245,9 +253,11 @@ class Client:
             dead_retry=self.dead_retry,
             max_value_size=limit if 0 < limit <= _HARD_MAX_VALUE else _HARD_MAX_VALUE,
             pool_size=self.pool_size,
+            distribution=self.distribution,
             failover=self.failover,
             key_hash=self.key_hash,
             flush_on_reconnect=bool(self.flush_on_reconnect),
+            proxy=self.proxy,
         )
         self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
         self.buckets = [h for h in self.servers for _ in range(h.weight)]
