@@ -822,6 +822,9 @@ struct one {
     size_t key_len;
     bool with_flags;
     bool with_cas;
+    bool decoding;             /* get_decoded: plain flags decoded here */
+    bool pending;              /* result is raw bytes for the decoder */
+    uint32_t rflags;           /* flags of a pending result */
     PyObject *result;          /* owned; NULL until set */
     struct mc_fail fail;
 };
@@ -1039,6 +1042,8 @@ one_init(struct one *o, Client *self, Py_ssize_t server)
     o->key_len = 0;
     o->with_flags = false;
     o->with_cas = false;
+    o->decoding = false;
+    o->pending = false;
     o->result = NULL;
     o->fail.code = 0;
 }
@@ -1085,6 +1090,63 @@ make_value(const struct mc_reply *r, bool with_flags, bool with_cas)
     return t;
 }
 
+/* python-memcached's simple flags, decoded without calling back into
+ * Python: 0 bytes, 16 UTF-8 text, 2 and 4 decimal ints.  Returns a new
+ * reference, or NULL with *pending set when the decoder must take it (other
+ * flags, or bytes that do not decode), or NULL with an exception set. */
+#define FLAG_INTEGER 2
+#define FLAG_LONG 4
+#define FLAG_TEXT 16
+
+static PyObject *
+decode_plain(const struct mc_reply *r, bool *pending)
+{
+    *pending = false;
+    const char *p = r->value;
+    Py_ssize_t n = (Py_ssize_t)r->value_len;
+    if (r->flags == 0) {
+        return PyBytes_FromStringAndSize(p, n);
+    }
+    if (r->flags == FLAG_TEXT) {
+        PyObject *v = PyUnicode_DecodeUTF8(p, n, NULL);
+        if (v != NULL || !PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+            return v;
+        }
+        PyErr_Clear();
+    }
+    else if ((r->flags == FLAG_INTEGER || r->flags == FLAG_LONG) && n > 0
+             && n <= 18) {
+        long long v = 0;
+        Py_ssize_t i = p[0] == '-';
+        bool ok = i < n;
+        for (; i < n && ok; i++) {
+            unsigned d = (unsigned char)p[i] - '0';
+            ok = d <= 9;
+            v = v * 10 + d;
+        }
+        if (ok) {
+            return PyLong_FromLongLong(p[0] == '-' ? -v : v);
+        }
+    }
+    *pending = true;
+    return NULL;
+}
+
+/* Runs the Python decoder on raw bytes: decoder(data, flags, default). */
+static PyObject *
+call_decoder(PyObject *decoder, PyObject *data, uint32_t flags,
+             PyObject *dflt)
+{
+    PyObject *f = PyLong_FromUnsignedLong(flags);
+    if (f == NULL) {
+        return NULL;
+    }
+    PyObject *args[3] = {data, f, dflt};
+    PyObject *v = PyObject_Vectorcall(decoder, args, 3, NULL);
+    Py_DECREF(f);
+    return v;
+}
+
 static int
 unexpected(struct one *o, const struct mc_reply *r)
 {
@@ -1115,7 +1177,17 @@ on_get(struct one *o, const struct mc_reply *r)
         fail_proto(&o->fail, "VALUE without cas");
         return -1;
     }
-    o->result = make_value(r, o->with_flags, o->with_cas);
+    if (o->decoding) {
+        o->result = decode_plain(r, &o->pending);
+        if (o->pending) {
+            o->rflags = r->flags;
+            o->result = PyBytes_FromStringAndSize(r->value,
+                                                  (Py_ssize_t)r->value_len);
+        }
+    }
+    else {
+        o->result = make_value(r, o->with_flags, o->with_cas);
+    }
     if (o->result == NULL) {
         fail_set(&o->fail, MC_EPYTHON);
         return -1;
@@ -1341,6 +1413,44 @@ Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
     return retrieve(self, args, nargs, kwnames, "gats", true, true);
+}
+
+/* get_decoded(key, default, decoder): the hook of serializing layers. */
+static PyObject *
+Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_decoded(key, default, decoder) takes 3 "
+                        "arguments");
+        return NULL;
+    }
+    struct wire_key wk;
+    if (check_key(self, args[0], "", 0, &wk) < 0) {
+        return NULL;
+    }
+    struct one o;
+    one_init_key(&o, self, &wk);
+    char hdr[MC_MAX_HEADER];
+    one_add(&o, hdr, mc_fmt_get(hdr, "get", false, 0, wk.key,
+                                (size_t)wk.key_len));
+    o.on_frame = on_get;
+    o.key = wk.key;
+    o.key_len = (size_t)wk.key_len;
+    o.decoding = true;
+    if (run_one(&o) < 0) {
+        raise_fail(self, o.srv, &o.fail);
+        return NULL;
+    }
+    if (o.result == NULL) {
+        return Py_NewRef(args[1]);
+    }
+    if (!o.pending) {
+        return o.result;
+    }
+    PyObject *v = call_decoder(args[2], o.result, o.rflags, args[1]);
+    Py_DECREF(o.result);
+    return v;
 }
 
 static PyObject *
@@ -1712,6 +1822,8 @@ struct multi {
     bool noreply;
     bool with_flags;
     bool with_cas;
+    bool decoding;             /* get_multi_decoded */
+    PyObject *pending;         /* keys whose values wait for the decoder */
     PyObject *result;          /* dict (get), list (set), bool (delete) */
 };
 
@@ -1890,7 +2002,22 @@ part_frame(void *ctx, const struct mc_reply *r)
             return -1;
         }
         struct item *it = &m->items[p->items[p->cursor++]];
-        PyObject *v = make_value(r, m->with_flags, m->with_cas);
+        PyObject *v;
+        if (m->decoding) {
+            bool pending;
+            v = decode_plain(r, &pending);
+            if (pending) {
+                v = Py_BuildValue("(y#k)", r->value,
+                                  (Py_ssize_t)r->value_len,
+                                  (unsigned long)r->flags);
+                if (v != NULL && PyList_Append(m->pending, it->orig) < 0) {
+                    Py_CLEAR(v);
+                }
+            }
+        }
+        else {
+            v = make_value(r, m->with_flags, m->with_cas);
+        }
         if (v == NULL || PyDict_SetItem(m->result, it->orig, v) < 0) {
             Py_XDECREF(v);
             fail_set(&p->fail, MC_EPYTHON);
@@ -2106,6 +2233,50 @@ multi_clear(struct multi *m)
     PyMem_Free(m->items);
     PyMem_Free(m->order);
     Py_CLEAR(m->result);
+    Py_CLEAR(m->pending);
+}
+
+/* Runs the decoder on the values left pending in m->result: each becomes
+ * decoder(data, flags, omit), and a key whose value comes back as omit is
+ * dropped.  Keeps an exception being raised aside meanwhile. */
+static int
+multi_decode(struct multi *m, PyObject *decoder, PyObject *omit)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    int rc = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(m->pending); i++) {
+        PyObject *key = PyList_GET_ITEM(m->pending, i);
+        PyObject *raw = PyDict_GetItemWithError(m->result, key);
+        if (raw == NULL || !PyTuple_Check(raw)) {
+            continue;           /* the key came twice; decoded already */
+        }
+        Py_INCREF(raw);
+        PyObject *v = call_decoder(
+            decoder, PyTuple_GET_ITEM(raw, 0),
+            (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(raw, 1)), omit);
+        Py_DECREF(raw);
+        if (v == NULL) {
+            rc = -1;
+            break;
+        }
+        int r = v == omit ? PyDict_DelItem(m->result, key)
+                          : PyDict_SetItem(m->result, key, v);
+        Py_DECREF(v);
+        if (r < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc < 0) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    else {
+        PyErr_Restore(type, value, tb);
+    }
+    return rc;
 }
 
 /* Records an item that no live server would take. */
@@ -2347,6 +2518,56 @@ get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         goto done;
     }
     res = multi_execute(&m, with_cas ? "gets" : "get", 0, false);
+done:
+    multi_clear(&m);
+    Py_DECREF(seq);
+    return res;
+}
+
+/* get_multi_decoded(keys, key_prefix, decoder, omit). */
+static PyObject *
+Client_get_multi_decoded(Client *self, PyObject *const *args,
+                         Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "get_multi_decoded(keys, key_prefix, decoder, omit) "
+                        "takes 4 arguments");
+        return NULL;
+    }
+    const char *pre;
+    Py_ssize_t pre_len;
+    if (check_prefix(self, args[1], &pre, &pre_len) < 0) {
+        return NULL;
+    }
+    PyObject *seq = PySequence_Fast(args[0], "keys must be iterable");
+    if (seq == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject **keys = PySequence_Fast_ITEMS(seq);
+    struct multi m;
+    PyObject *res = NULL;
+    if (multi_init(&m, self, MULTI_GET, n) < 0) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    m.decoding = true;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
+            goto done;
+        }
+    }
+    m.result = PyDict_New();
+    m.pending = PyList_New(0);
+    if (m.result == NULL || m.pending == NULL) {
+        goto done;
+    }
+    res = multi_execute(&m, "get", 0, false);
+    if (PyList_GET_SIZE(m.pending) > 0
+        && multi_decode(&m, args[2], args[3]) < 0) {
+        Py_CLEAR(res);
+    }
 done:
     multi_clear(&m);
     Py_DECREF(seq);
@@ -2932,6 +3153,16 @@ static PyMethodDef Client_methods[] = {
            "get_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
     FASTKW("gets_multi", Client_gets_multi,
            "gets_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
+    {"get_decoded", (PyCFunction)(void (*)(void))Client_get_decoded,
+     METH_FASTCALL,
+     PyDoc_STR("get_decoded(key, default, decoder) -> value\n\n"
+               "default on a miss; bytes, str or int for flags 0, 16, 2 and "
+               "4; otherwise decoder(data, flags, default).")},
+    {"get_multi_decoded",
+     (PyCFunction)(void (*)(void))Client_get_multi_decoded, METH_FASTCALL,
+     PyDoc_STR("get_multi_decoded(keys, key_prefix, decoder, omit) -> dict"
+               "\n\nLike get_decoded for many keys; a key whose decoder "
+               "returns omit is left out.")},
     FASTKW("set", Client_set,
            "set(key, value, exptime=0, flags=0, noreply=False) -> bool"),
     FASTKW("add", Client_add,

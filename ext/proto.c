@@ -95,8 +95,9 @@ parse_value(const char *buf, size_t len, const char *line, size_t line_len,
         return MC_EPROTO;
     }
     r->flags = (uint32_t)n;
+    uint64_t limit = max_value < UINT32_MAX ? max_value : UINT32_MAX;
     if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
-        || parse_u64(tok, tok_len, max_value, &n) < 0) {
+        || parse_u64(tok, tok_len, limit, &n) < 0) {
         return MC_EPROTO;
     }
     r->value_len = (size_t)n;
@@ -145,6 +146,9 @@ ssize_t
 mc_parse(const char *buf, size_t len, size_t max_value, struct mc_reply *r)
 {
     r->need = 0;
+    if (len == 0) {
+        return MC_NEED_MORE;
+    }
     size_t scan = len < MC_MAX_LINE ? len : MC_MAX_LINE;
     const char *nl = memchr(buf, '\n', scan);
     if (nl == NULL) {
@@ -191,7 +195,9 @@ mc_parse(const char *buf, size_t len, size_t max_value, struct mc_reply *r)
             return (ssize_t)head;
         }
         if (STARTS_WITH(line, line_len, "ERROR")) {
-            if (rest_text(line, line_len, 5, r) < 0) {
+            /* "ERROR: shutdown not enabled" has a colon, like SERVER_ERROR */
+            size_t word = line_len > 5 && line[5] == ':' ? 6 : 5;
+            if (rest_text(line, line_len, word, r) < 0) {
                 return MC_EPROTO;
             }
             r->kind = MC_ERROR;
@@ -469,7 +475,8 @@ mc_server_parse(const char *s, size_t len, struct mc_server_spec *out)
     out->port = 11211;
     if (len > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', len);
-        if (close == NULL || close == s + 1) {
+        if (close == NULL || close == s + 1
+            || memchr(s + 1, '[', (size_t)(close - s - 1)) != NULL) {
             return -1;
         }
         out->family = MC_TCP6;
@@ -486,6 +493,9 @@ mc_server_parse(const char *s, size_t len, struct mc_server_spec *out)
     }
     if (inet6) {
         return -1;              /* inet6: wants a bracketed address */
+    }
+    if (memchr(s, '[', len) != NULL || memchr(s, ']', len) != NULL) {
+        return -1;              /* brackets belong around an IPv6 address */
     }
     const char *colon = memchr(s, ':', len);
     if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1)

@@ -1,0 +1,52 @@
+#!/bin/sh
+# Builds and runs the plain C tests of ext/proto.c and ext/buf.c.
+#
+# Usage (from anywhere; paths are resolved against the repository root):
+#   tests/c/build.sh [BUILD_DIR] [asan|valgrind|all]
+#
+#   BUILD_DIR  where the binaries go (default build/ctest, relative to the root)
+#   asan       (default) ASan + UBSan build, every finding fatal
+#   valgrind   plain -O1 build run under valgrind memcheck
+#   all        both
+#
+# CC selects the compiler (default cc).  Exit status is non-zero when the
+# build fails, a check fails or a sanitizer/valgrind reports an error.
+set -eu
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+
+build=${1:-build/ctest}
+mode=${2:-asan}
+cc=${CC:-cc}
+
+case $mode in
+asan|valgrind|all) ;;
+*) echo "unknown mode '$mode' (asan, valgrind or all)" >&2; exit 2 ;;
+esac
+
+mkdir -p "$build"
+status=0
+
+warn="-std=c11 -Wall -Wextra -Wpedantic -Werror"
+srcs="ext/proto.c ext/buf.c tests/c/test_proto.c"
+
+if [ "$mode" = asan ] || [ "$mode" = all ]; then
+    echo "== $cc, ASan + UBSan: $build/test_proto"
+    # shellcheck disable=SC2086
+    $cc $warn -O1 -g -fno-omit-frame-pointer \
+        -fsanitize=address,undefined -fno-sanitize-recover=all \
+        -I ext $srcs -o "$build/test_proto"
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        "$build/test_proto" || status=1
+fi
+
+if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
+    echo "== $cc, valgrind memcheck: $build/test_proto_plain"
+    # shellcheck disable=SC2086
+    $cc $warn -O1 -g -I ext $srcs -o "$build/test_proto_plain"
+    valgrind -q --error-exitcode=99 --leak-check=full \
+        --errors-for-leak-kinds=definite "$build/test_proto_plain" || status=1
+fi
+exit $status
