@@ -595,8 +595,10 @@ static Py_ssize_t
 pick_server(Client *self, const struct wire_key *wk)
 {
     enum mc_distribution kind = self->dist.kind;
-    if (self->nservers == 1 && kind != MC_DIST_PYTHON_MEMCACHED) {
-        return 0;
+    if (self->nservers == 1
+        && (kind != MC_DIST_PYTHON_MEMCACHED
+            || (wk->hash == NULL && self->servers[0].dead_until == 0))) {
+        return 0;               /* the common case: nothing to hash */
     }
     char text[1100];
     const char *p = wk->key;
@@ -625,11 +627,7 @@ pick_server(Client *self, const struct wire_key *wk)
         p = text;
     }
     if (kind == MC_DIST_PYTHON_MEMCACHED) {
-        uint32_t h = 0;
-        if (wk->hash == NULL && (self->nservers > 1
-                                 || self->failover == MC_FAILOVER_REHASH)) {
-            h = key_hash(self, p, n);
-        }
+        uint32_t h = wk->hash == NULL ? key_hash(self, p, n) : 0;
         return pick_python_memcached(self, wk, h);
     }
     const bool *dead = self->failover == MC_FAILOVER_NEXT ? dead_flags(self)

@@ -102,9 +102,18 @@ size_t mc_fmt_store(char *out, enum mc_store cmd, const char *key,
                     size_t value_len, uint64_t cas, bool noreply);
 
 /* "<cmd> <key>\r\n" for get/gets; with has_exptime, "<cmd> <exptime> <key>"
- * for gat/gats. */
-size_t mc_fmt_get(char *out, const char *cmd, bool has_exptime,
-                  int64_t exptime, const char *key, size_t key_len);
+ * for gat/gats.  mc_fmt_get_n takes the command's length. */
+size_t mc_fmt_get_n(char *out, const char *cmd, size_t cmd_len,
+                    bool has_exptime, int64_t exptime, const char *key,
+                    size_t key_len);
+
+static inline size_t
+mc_fmt_get(char *out, const char *cmd, bool has_exptime, int64_t exptime,
+           const char *key, size_t key_len)
+{
+    return mc_fmt_get_n(out, cmd, __builtin_strlen(cmd), has_exptime,
+                        exptime, key, key_len);
+}
 
 size_t mc_fmt_delete(char *out, const char *key, size_t key_len,
                      bool noreply);

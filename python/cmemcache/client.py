@@ -40,6 +40,7 @@ _SOCKET_TIMEOUT = 3
 valid_key_chars_re = re.compile(b"[\x21-\x7e\x80-\xff]+")
 
 _KEY_TYPES = (bytes, str)
+_OMIT = object()  # a value the decoder could not read: left out of get_multi
 _HARD_MAX_VALUE = 1 << 30
 
 
@@ -265,13 +266,16 @@ class Client:
 
     def _bind(self) -> None:
         sc = self._sc
-        self._sc_get = sc.get
+        self._decode_cb = self._decoder
+        self._sc_get = sc.get_decoded
+        self._sc_get_multi = sc.get_multi_decoded
         self._sc_set = sc.set
         # The engine always checks keys; the Python check runs first only when
         # it can differ (a shorter length limit, or key_encoder output).
         self._python_check = self.do_check_key and (
             self.server_max_key_length not in (0, SERVER_MAX_KEY_LENGTH)
         )
+        self._prepare = self.key_encoder is not None or self._python_check
 
     @property
     def cas_ids(self) -> dict[bytes, int]:
@@ -394,13 +398,22 @@ class Client:
             self._undecodable(key, e)
             return default
 
+    def _decoder(self, data: bytes, flags: int, default: Any) -> Any:
+        """What the engine calls for values it does not decode itself
+        (pickles, compressed values, unknown flags)."""
+        try:
+            return self._serializer.loads(data, flags)
+        except Undecodable as e:
+            self._undecodable("a value", e)
+            return default
+
     def get(self, key: Any, default: Any = None) -> Any:
         """The value of key; ``default`` on a miss, ``None`` when the server
         cannot be reached."""
-        if self.key_encoder is not None or self._python_check:
+        if self._prepare:
             key = self._prepare_key(key)
         try:
-            r = self._sc_get(key, with_flags=True)
+            return self._sc_get(key, default, self._decode_cb)
         except Error as e:
             if isinstance(e, InvalidKeyError):
                 raise self._key_error(key, e) from None
@@ -408,12 +421,6 @@ class Client:
             return None
         except TypeError as e:
             raise self._key_error(key, e) from None
-        if r is None:
-            return default
-        data, flags = r
-        if flags == 0:
-            return data
-        return self._decode(key, data, flags, default)
 
     def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
         """Like get(); remembers the cas id for cas() when cache_cas is set.
@@ -491,24 +498,15 @@ class Client:
         engine, back = self._multi_keys(keys)
         prefix = self._prefix(key_prefix)
         try:
-            found = self._sc.get_multi(engine, prefix, with_flags=True)
+            found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT)
         except Error as e:
             if isinstance(e, InvalidKeyError):
                 raise self._first_key_error(engine, prefix, e) from None
             self._failed("get_multi", e)
             found = getattr(e, "partial", None) or {}
-        out = {}
-        loads = self._serializer.loads
-        for k, (data, flags) in found.items():
-            ck = k if back is None else back[k]
-            if flags == 0:
-                out[ck] = data
-                continue
-            try:
-                out[ck] = loads(data, flags)
-            except Undecodable as e:
-                self._undecodable(ck, e)
-        return out
+        if back is None:
+            return found
+        return {back[k]: v for k, v in found.items()}
 
     def _first_key_error(self, keys: list[Any], prefix: Any, exc: Exception) -> Exception:
         extra = len(self._encode_key_plain(prefix)) if prefix else 0
@@ -561,7 +559,7 @@ class Client:
             noreply: bool = False) -> Any:
         """Store val under key.  True when stored, False when the server did
         not store it, 0 when it was not sent (too large, server down)."""
-        if self.key_encoder is not None or self._python_check:
+        if self._prepare:
             key = self._prepare_key(key)
         self.stats["set"] = self.stats.get("set", 0) + 1
         t = type(val)
