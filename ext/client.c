@@ -68,6 +68,20 @@ struct mc_server {
 
 enum mc_failover { MC_FAILOVER_NONE, MC_FAILOVER_REHASH, MC_FAILOVER_NEXT };
 
+/* Calls counted per command, for python-memcached's Client.stats. */
+enum mc_call {
+    CALL_GET, CALL_GETS, CALL_GAT, CALL_GATS, CALL_GET_MULTI,
+    CALL_GETS_MULTI, CALL_SET, CALL_ADD, CALL_REPLACE, CALL_APPEND,
+    CALL_PREPEND, CALL_CAS, CALL_SET_MULTI, CALL_DELETE, CALL_DELETE_MULTI,
+    CALL_INCR, CALL_DECR, CALL_TOUCH, CALL_COUNT
+};
+
+static const char *const call_names[CALL_COUNT] = {
+    "get", "gets", "gat", "gats", "get_multi", "gets_multi", "set", "add",
+    "replace", "append", "prepend", "cas", "set_multi", "delete",
+    "delete_multi", "incr", "decr", "touch",
+};
+
 typedef struct {
     PyObject_HEAD
     PyObject *module;
@@ -86,6 +100,7 @@ typedef struct {
     bool flush_on_reconnect;
     bool proxy;                /* twemproxy in front: no meta, no gat */
     enum mc_failover failover;
+    uint64_t calls[CALL_COUNT];
 } Client;
 
 static const char fence_line[] = "mn\r\n";
@@ -905,11 +920,19 @@ run_one(struct one *o)
     bool retried = false;
     int64_t deadline = mc_now() + self->timeout;
     int picks = 0;
+    struct mc_fail connect_fail = {0};
 
 pick:
     if (o->wk != NULL) {
         Py_ssize_t idx = pick_server(self, o->wk);
         if (idx < 0) {
+            if (idx == -1 && connect_fail.code != 0) {
+                /* The servers died in this call: say why, not just that
+                 * none is left. */
+                srv = o->srv;
+                o->fail = connect_fail;
+                return -1;
+            }
             fail_set(&o->fail, idx == -2 ? MC_EPYTHON : MC_ENOSERVER);
             return -1;
         }
@@ -922,16 +945,18 @@ again:;
         if (o->wk != NULL && self->failover != MC_FAILOVER_NONE
             && o->fail.code != MC_EPYTHON && o->fail.code != -ENOMEM
             && server_dead(srv) && picks <= self->nservers) {
+            if (o->fail.code != MC_EDEAD) {
+                connect_fail = o->fail;
+            }
             goto pick;          /* the walk now skips the dead server */
         }
         return -1;
     }
     if (c->reused && !o->retry_safe && mc_conn_stale(c->fd)) {
+        /* Closed by the server while idle (a restart): nothing was sent
+         * yet, so any other connection, or a new one, may take it. */
         conn_close(c);
-        c = conn_take(self, srv, &o->fail);
-        if (c == NULL) {
-            return -1;
-        }
+        goto again;
     }
     int iovcnt = o->iovcnt;
     memcpy(iov, o->iov, sizeof(struct iovec) * (size_t)iovcnt);
@@ -1130,17 +1155,18 @@ decode_plain(const struct mc_reply *r, bool *pending)
     return NULL;
 }
 
-/* Runs the Python decoder on raw bytes: decoder(data, flags, default). */
+/* Runs the Python decoder on raw bytes: decoder(key, data, flags,
+ * default). */
 static PyObject *
-call_decoder(PyObject *decoder, PyObject *data, uint32_t flags,
-             PyObject *dflt)
+call_decoder(PyObject *decoder, PyObject *key, PyObject *data,
+             uint32_t flags, PyObject *dflt)
 {
     PyObject *f = PyLong_FromUnsignedLong(flags);
     if (f == NULL) {
         return NULL;
     }
-    PyObject *args[3] = {data, f, dflt};
-    PyObject *v = PyObject_Vectorcall(decoder, args, 3, NULL);
+    PyObject *args[4] = {key, data, f, dflt};
+    PyObject *v = PyObject_Vectorcall(decoder, args, 4, NULL);
     Py_DECREF(f);
     return v;
 }
@@ -1389,6 +1415,7 @@ static PyObject *
 Client_get(Client *self, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
+    self->calls[CALL_GET]++;
     return retrieve(self, args, nargs, kwnames, "get", false, false);
 }
 
@@ -1396,6 +1423,7 @@ static PyObject *
 Client_gets(Client *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
+    self->calls[CALL_GETS]++;
     return retrieve(self, args, nargs, kwnames, "gets", true, false);
 }
 
@@ -1403,6 +1431,7 @@ static PyObject *
 Client_gat(Client *self, PyObject *const *args, Py_ssize_t nargs,
            PyObject *kwnames)
 {
+    self->calls[CALL_GAT]++;
     return retrieve(self, args, nargs, kwnames, "gat", false, true);
 }
 
@@ -1410,6 +1439,7 @@ static PyObject *
 Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
             PyObject *kwnames)
 {
+    self->calls[CALL_GATS]++;
     return retrieve(self, args, nargs, kwnames, "gats", true, true);
 }
 
@@ -1417,6 +1447,7 @@ Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    self->calls[CALL_GET]++;
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError,
                         "get_decoded(key, default, decoder) takes 3 "
@@ -1446,7 +1477,7 @@ Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
     if (!o.pending) {
         return o.result;
     }
-    PyObject *v = call_decoder(args[2], o.result, o.rflags, args[1]);
+    PyObject *v = call_decoder(args[2], args[0], o.result, o.rflags, args[1]);
     Py_DECREF(o.result);
     return v;
 }
@@ -1455,6 +1486,7 @@ static PyObject *
 store(Client *self, PyObject *const *args, Py_ssize_t nargs,
       PyObject *kwnames, enum mc_store cmd, const char *fname)
 {
+    self->calls[CALL_SET + (int)cmd]++;
     static const char *const names[] = {"key", "value", "exptime", "flags",
                                         "noreply", NULL};
     static const char *const names_cas[] = {"key", "value", "cas", "exptime",
@@ -1530,6 +1562,7 @@ static PyObject *
 Client_delete(Client *self, PyObject *const *args, Py_ssize_t nargs,
               PyObject *kwnames)
 {
+    self->calls[CALL_DELETE]++;
     static const char *const names[] = {"key", "noreply", NULL};
     PyObject *a[2];
     bool noreply;
@@ -1552,6 +1585,7 @@ static PyObject *
 arith(Client *self, PyObject *const *args, Py_ssize_t nargs,
       PyObject *kwnames, bool decr)
 {
+    self->calls[decr ? CALL_DECR : CALL_INCR]++;
     static const char *const names[] = {"key", "delta", "noreply", NULL};
     PyObject *a[3];
     bool noreply;
@@ -1599,6 +1633,7 @@ static PyObject *
 Client_touch(Client *self, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
+    self->calls[CALL_TOUCH]++;
     static const char *const names[] = {"key", "exptime", "noreply", NULL};
     PyObject *a[3];
     bool noreply;
@@ -1822,6 +1857,8 @@ struct multi {
     bool with_cas;
     bool decoding;             /* get_multi_decoded */
     PyObject *pending;         /* keys whose values wait for the decoder */
+    struct mc_fail connect_fail; /* a connect that failed while placing */
+    struct mc_server *connect_srv;
     PyObject *result;          /* dict (get), list (set), bool (delete) */
 };
 
@@ -2235,7 +2272,7 @@ multi_clear(struct multi *m)
 }
 
 /* Runs the decoder on the values left pending in m->result: each becomes
- * decoder(data, flags, omit), and a key whose value comes back as omit is
+ * decoder(key, data, flags, omit), and a key whose value comes back as omit is
  * dropped.  Keeps an exception being raised aside meanwhile. */
 static int
 multi_decode(struct multi *m, PyObject *decoder, PyObject *omit)
@@ -2251,7 +2288,7 @@ multi_decode(struct multi *m, PyObject *decoder, PyObject *omit)
         }
         Py_INCREF(raw);
         PyObject *v = call_decoder(
-            decoder, PyTuple_GET_ITEM(raw, 0),
+            decoder, key, PyTuple_GET_ITEM(raw, 0),
             (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(raw, 1)), omit);
         Py_DECREF(raw);
         if (v == NULL) {
@@ -2344,6 +2381,10 @@ multi_place(struct multi *m, Py_ssize_t *count, Py_ssize_t *slot, bool last)
                 return -1;
             }
             p->done = true;
+            if (p->fail.code != MC_EDEAD && m->connect_srv == NULL) {
+                m->connect_fail = p->fail;
+                m->connect_srv = p->srv;
+            }
             if (!last && self->failover != MC_FAILOVER_NONE
                 && server_dead(p->srv)) {
                 moved = true;
@@ -2441,7 +2482,12 @@ multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
     }
     if (unplaced) {
         struct mc_fail f = {.code = MC_ENOSERVER};
-        raise_fail(self, NULL, &f);
+        if (m->connect_srv != NULL) {
+            raise_fail(self, m->connect_srv, &m->connect_fail);
+        }
+        else {
+            raise_fail(self, NULL, &f);
+        }
         attach_partial(m->result);
         return NULL;
     }
@@ -2527,6 +2573,7 @@ static PyObject *
 Client_get_multi_decoded(Client *self, PyObject *const *args,
                          Py_ssize_t nargs)
 {
+    self->calls[CALL_GET_MULTI]++;
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError,
                         "get_multi_decoded(keys, key_prefix, decoder, omit) "
@@ -2576,6 +2623,7 @@ static PyObject *
 Client_get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
+    self->calls[CALL_GET_MULTI]++;
     return get_multi(self, args, nargs, kwnames, "get_multi", false);
 }
 
@@ -2583,6 +2631,7 @@ static PyObject *
 Client_gets_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames)
 {
+    self->calls[CALL_GETS_MULTI]++;
     return get_multi(self, args, nargs, kwnames, "gets_multi", true);
 }
 
@@ -2590,6 +2639,7 @@ static PyObject *
 Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
+    self->calls[CALL_SET_MULTI]++;
     static const char *const names[] = {"mapping", "exptime", "flags",
                                         "noreply", "key_prefix", NULL};
     PyObject *a[5];
@@ -2604,8 +2654,8 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         || check_prefix(self, a[4], &pre, &pre_len) < 0) {
         return NULL;
     }
-    if (!PyMapping_Check(a[0]) || PyUnicode_Check(a[0])
-        || PyBytes_Check(a[0])) {
+    if (!PyDict_Check(a[0])
+        && (!PyMapping_Check(a[0]) || PySequence_Check(a[0]))) {
         PyErr_SetString(PyExc_TypeError, "set_multi() needs a mapping");
         return NULL;
     }
@@ -2661,6 +2711,7 @@ static PyObject *
 Client_delete_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames)
 {
+    self->calls[CALL_DELETE_MULTI]++;
     static const char *const names[] = {"keys", "noreply", "key_prefix",
                                         NULL};
     PyObject *a[3];
@@ -2706,6 +2757,32 @@ Client_disconnect_all(Client *self, PyObject *Py_UNUSED(ignored))
     for (Py_ssize_t i = 0; i < self->nservers; i++) {
         server_drop_idle(&self->servers[i]);
     }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_call_counts(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d != NULL && i < CALL_COUNT; i++) {
+        if (self->calls[i] == 0) {
+            continue;
+        }
+        PyObject *v = PyLong_FromUnsignedLongLong(self->calls[i]);
+        if (v == NULL || PyDict_SetItemString(d, call_names[i], v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(d);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyObject *
+Client_reset_call_counts(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    memset(self->calls, 0, sizeof(self->calls));
     Py_RETURN_NONE;
 }
 
@@ -2777,7 +2854,7 @@ struct named {
 };
 
 static const struct named distributions[] = {
-    {"python-memcached", MC_DIST_PYTHON_MEMCACHED, MC_HASH_PM},
+    {"python-memcached", MC_DIST_PYTHON_MEMCACHED, MC_HASH_PM160},
     {"ketama", MC_DIST_KETAMA, MC_HASH_MD5},
     {"libmemcached-ketama", MC_DIST_LIBMEMCACHED_KETAMA, MC_HASH_OAAT},
     {"modula", MC_DIST_MODULA, MC_HASH_OAAT},
@@ -2786,8 +2863,8 @@ static const struct named distributions[] = {
 };
 
 static const struct named hashes[] = {
-    {"python-memcached", 0, MC_HASH_PM},
-    {"python-memcached-1.60", 0, MC_HASH_PM160},
+    {"python-memcached", 0, MC_HASH_PM160},
+    {"python-memcached-1.59", 0, MC_HASH_PM},
     {"crc", 0, MC_HASH_PM160},
     {"crc32", 0, MC_HASH_CRC32},
     {"one_at_a_time", 0, MC_HASH_OAAT},
@@ -3155,7 +3232,7 @@ static PyMethodDef Client_methods[] = {
      METH_FASTCALL,
      PyDoc_STR("get_decoded(key, default, decoder) -> value\n\n"
                "default on a miss; bytes, str or int for flags 0, 16, 2 and "
-               "4; otherwise decoder(data, flags, default).")},
+               "4; otherwise decoder(key, data, flags, default).")},
     {"get_multi_decoded",
      (PyCFunction)(void (*)(void))Client_get_multi_decoded, METH_FASTCALL,
      PyDoc_STR("get_multi_decoded(keys, key_prefix, decoder, omit) -> dict"
@@ -3198,6 +3275,10 @@ static PyMethodDef Client_methods[] = {
      PyDoc_STR("Closes every idle connection.")},
     {"close", (PyCFunction)Client_disconnect_all, METH_NOARGS,
      PyDoc_STR("Closes every idle connection; the client stays usable.")},
+    {"call_counts", (PyCFunction)Client_call_counts, METH_NOARGS,
+     PyDoc_STR("call_counts() -> {command: calls made}")},
+    {"reset_call_counts", (PyCFunction)Client_reset_call_counts, METH_NOARGS,
+     PyDoc_STR("Sets every call count back to 0.")},
     {"forget_dead", (PyCFunction)Client_forget_dead, METH_NOARGS,
      PyDoc_STR("Clears every server's dead mark.")},
     {"dead_servers", (PyCFunction)Client_dead_servers, METH_NOARGS,

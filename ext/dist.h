@@ -22,7 +22,7 @@ enum mc_distribution {
 };
 
 enum mc_hash_fn {
-    MC_HASH_PM,                 /* python-memcached <= 1.59 (0 -> 1) */
+    MC_HASH_PM,                 /* python-memcached <= 1.59 (0 read as 1) */
     MC_HASH_PM160,              /* python-memcached >= 1.60, libmemcached crc */
     MC_HASH_CRC32,              /* plain crc32 (useOldServerHashFunction) */
     MC_HASH_OAAT,               /* libmemcached "default" one-at-a-time */

@@ -8,6 +8,8 @@ README's compatibility table.
 
 from __future__ import annotations
 
+import binascii
+import errno
 import logging
 import pickle
 import re
@@ -40,26 +42,40 @@ _SOCKET_TIMEOUT = 3
 valid_key_chars_re = re.compile(b"[\x21-\x7e\x80-\xff]+")
 
 _KEY_TYPES = (bytes, str)
+_CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.EHOSTUNREACH, errno.ENETUNREACH,
+                   errno.EADDRNOTAVAIL, errno.ECONNABORTED}
 _OMIT = object()  # a value the decoder could not read: left out of get_multi
 _HARD_MAX_VALUE = 1 << 30
 
 
 def cmemcache_hash(key: bytes) -> int:
-    """python-memcached's server hash of a key: 15 bits of its CRC-32, with
-    0 read as 1 (the rule of python-memcached up to 1.59; see ``key_hash``)."""
-    return ((zlib.crc32(key) & 0xFFFFFFFF) >> 16) & 0x7FFF or 1
+    """python-memcached's server hash of a key: 15 bits of its CRC-32 (as
+    python-memcached 1.60 and later; up to 1.59 a 0 was read as 1, which
+    ``key_hash="python-memcached-1.59"`` reproduces)."""
+    return ((zlib.crc32(key) & 0xFFFFFFFF) >> 16) & 0x7FFF
 
 
 serverHashFunction = cmemcache_hash
-_key_hash = "python-memcached"
 
 
 def useOldServerHashFunction() -> None:
     """Map keys with plain CRC-32, as python-memcached before 1.45 did.
     Affects clients created afterwards."""
-    global serverHashFunction, _key_hash
+    global serverHashFunction
     serverHashFunction = zlib.crc32
-    _key_hash = "crc32"
+    package = sys.modules.get(__package__ or "cmemcache")
+    if package is not None:
+        package.serverHashFunction = zlib.crc32  # type: ignore[attr-defined]
+
+
+def _server_hash_function() -> Callable[[bytes], int]:
+    """The hash function set by the application, on the package as in
+    python-memcached (``memcache.serverHashFunction = f``)."""
+    package = sys.modules.get(__package__ or "cmemcache")
+    fn = getattr(package, "serverHashFunction", serverHashFunction)
+    if fn is cmemcache_hash and serverHashFunction is not cmemcache_hash:
+        fn = serverHashFunction
+    return fn
 
 
 class _Host:
@@ -208,10 +224,20 @@ class Client:
         if failover is None:
             failover = "rehash" if distribution == "python-memcached" else "next"
         self.failover = failover
+        # python-memcached's module-level serverHashFunction: the two known
+        # ones run in the engine, any other is called here per key.
+        self._custom_hash: Callable[[bytes], int] | None = None
         if key_hash is None and distribution == "python-memcached":
-            key_hash = _key_hash
+            fn = _server_hash_function()
+            if fn is cmemcache_hash:
+                key_hash = "python-memcached"
+            elif fn in (zlib.crc32, binascii.crc32):
+                key_hash = "crc32"
+            else:
+                key_hash = "python-memcached"
+                self._custom_hash = fn
         self.key_hash = key_hash
-        self.stats: dict[str, int] = {}
+        self._extra_stats: Counter[str] = Counter()
         self.error_counts: Counter[str] = Counter()
         self.cache_cas = cache_cas
         self._local = threading.local()
@@ -275,7 +301,9 @@ class Client:
         self._python_check = self.do_check_key and (
             self.server_max_key_length not in (0, SERVER_MAX_KEY_LENGTH)
         )
-        self._prepare = self.key_encoder is not None or self._python_check
+        self._prepare = (
+            self.key_encoder is not None or self._python_check or self._custom_hash is not None
+        )
 
     @property
     def cas_ids(self) -> dict[bytes, int]:
@@ -314,7 +342,19 @@ class Client:
             sys.stderr.write(f"MemCached: {str}\n")
 
     def _statlog(self, func: str) -> None:
-        self.stats[func] = self.stats.get(func, 0) + 1
+        self._extra_stats[func] += 1
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Calls made per command, as python-memcached counts them."""
+        counts = Counter(self._sc.call_counts())
+        counts.update(self._extra_stats)
+        return dict(counts)
+
+    @stats.setter
+    def stats(self, value: dict[str, int]) -> None:
+        self._sc.reset_call_counts()
+        self._extra_stats = Counter(value)
 
     # -- errors -------------------------------------------------------------
 
@@ -325,9 +365,27 @@ class Client:
             raise exc
         name = type(exc).__name__
         self.error_counts[name] += 1
+        # A server held down fails every call until dead_retry passes: the
+        # first failure is a warning, the repeats are counted quietly.
         level = logging.DEBUG if "marked dead" in str(exc) else logging.WARNING
         log.log(level, "%s failed: %s: %s", op, name, exc)
         self.debuglog(f"{op} failed: {exc}")
+
+    @staticmethod
+    def _unreachable(exc: Error) -> bool:
+        """True when a call failed before anything was sent: no server could
+        be connected (python-memcached skips such keys)."""
+        return isinstance(exc, _cmemcache.ConnectionError) and (
+            exc.errno in _CONNECT_ERRNOS or exc.errno is None
+        )
+
+    def _refused(self, op: str, exc: Error) -> bool:
+        """The server answered SERVER_ERROR (object too large, out of
+        memory): python-memcached reads any such line as "not stored"."""
+        self.error_counts[type(exc).__name__] += 1
+        log.info("%s not stored: %s", op, exc)
+        self.debuglog(f"{op} not stored: {exc}")
+        return False
 
     def _undecodable(self, key: Any, exc: Undecodable) -> None:
         self.error_counts["Undecodable"] += 1
@@ -353,7 +411,9 @@ class Client:
             key = key[1]
         if key is None:
             raise Client.MemcachedKeyNoneError("Key is None")
-        if key == "" or key == b"":
+        if key == "":
+            # python-memcached: only a str can be "empty" here; an empty
+            # bytes key fails the character check below.
             if key_extra_len == 0:
                 raise Client.MemcachedKeyNoneError("Key is empty")
             return
@@ -377,7 +437,17 @@ class Client:
                 self.check_key(key)
         elif self._python_check:
             self.check_key(self._encode_key(key))
-        return key
+        return self._hashed(key)
+
+    def _hashed(self, key: Any) -> Any:
+        """With an application's serverHashFunction, the key as the
+        (hash, key) pair that carries the server choice to the engine."""
+        if self._custom_hash is None or isinstance(key, tuple):
+            return key
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        if not isinstance(raw, bytes):
+            return key  # the engine raises the key type error
+        return (self._custom_hash(raw), key)
 
     def _key_error(self, key: Any, exc: Exception) -> Exception:
         """The python-memcached exception for a key the engine refused."""
@@ -398,13 +468,13 @@ class Client:
             self._undecodable(key, e)
             return default
 
-    def _decoder(self, data: bytes, flags: int, default: Any) -> Any:
+    def _decoder(self, key: Any, data: bytes, flags: int, default: Any) -> Any:
         """What the engine calls for values it does not decode itself
         (pickles, compressed values, unknown flags)."""
         try:
             return self._serializer.loads(data, flags)
         except Undecodable as e:
-            self._undecodable("a value", e)
+            self._undecodable(key, e)
             return default
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -449,14 +519,16 @@ class Client:
         key = self._encode_key_plain(key)
         return key[1] if isinstance(key, tuple) else key
 
-    def _multi_keys(self, keys: Iterable[Any]) -> tuple[list[Any], dict[Any, Any] | None]:
+    def _multi_keys(self, keys: Iterable[Any], prefix: Any = b"") -> tuple[list[Any], dict[Any, Any] | None]:
         """The keys for the engine, and a map back to the caller's keys when
         any had to change (key_encoder, or ints and other str()-able keys)."""
         keys = list(keys)
-        if self.key_encoder is None and all(type(k) in _KEY_TYPES for k in keys):
+        extra = len(self._encode_key_plain(prefix)) if prefix else 0
+        if (self.key_encoder is None and self._custom_hash is None and all(keys)
+                and all(type(k) in _KEY_TYPES for k in keys)):
             if self._python_check:
                 for k in keys:
-                    self.check_key(self._encode_key(k))
+                    self.check_key(self._encode_key(k), key_extra_len=extra)
             return keys, None
         engine: list[Any] = []
         back: dict[Any, Any] = {}
@@ -472,9 +544,13 @@ class Client:
             elif not isinstance(k, _KEY_TYPES):
                 k = str(k)
             if self.do_check_key:
-                self.check_key(self._encode_key_plain(k))
+                self.check_key(self._encode_key_plain(k), key_extra_len=extra)
+            shown = k if self.key_encoder is not None else orig
+            if self._custom_hash is not None and not isinstance(k, tuple):
+                raw = (self._encode_key_plain(prefix) if prefix else b"") + self._encode_key_plain(k)
+                k = (self._custom_hash(raw), k)
             engine.append(k)
-            back[k] = k if self.key_encoder is not None else orig
+            back[k] = shown
         return engine, back
 
     @staticmethod
@@ -494,9 +570,8 @@ class Client:
         """A dict of the keys found (prefix not included in its keys). One
         request per server, all servers at once; keys of an unreachable
         server are left out."""
-        self._statlog("get_multi")
-        engine, back = self._multi_keys(keys)
         prefix = self._prefix(key_prefix)
+        engine, back = self._multi_keys(keys, prefix)
         try:
             found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT)
         except Error as e:
@@ -531,7 +606,6 @@ class Client:
         self, op: str, key: Any, val: Any, time: Any, min_compress_len: int, noreply: bool,
         token: int | None = None,
     ) -> Any:
-        self._statlog(op)
         key = self._prepare_key(key)
         data, flags = self._serializer.dumps(val, min_compress_len)
         limit = self.server_max_value_length
@@ -549,6 +623,8 @@ class Client:
                 raise self._key_error(key, e) from None
             if isinstance(e, ValueTooLargeError):
                 return 0
+            if isinstance(e, _cmemcache.ServerError) and not self.strict:
+                return self._refused(op, e)
             self._failed(op, e)
             return 0
         except TypeError as e:
@@ -561,7 +637,6 @@ class Client:
         not store it, 0 when it was not sent (too large, server down)."""
         if self._prepare:
             key = self._prepare_key(key)
-        self.stats["set"] = self.stats.get("set", 0) + 1
         t = type(val)
         if t is bytes:
             data, flags = val, 0
@@ -580,6 +655,8 @@ class Client:
                 raise self._key_error(key, e) from None
             if isinstance(e, ValueTooLargeError):
                 return 0
+            if isinstance(e, _cmemcache.ServerError) and not self.strict:
+                return self._refused("set", e)
             self._failed("set", e)
             return 0
         except TypeError as e:
@@ -617,6 +694,7 @@ class Client:
             if self.cache_cas:
                 token = self.cas_ids.get(self._wire_key(self._prepare_key(key)))
             if token is None:
+                self._statlog("cas")  # python-memcached counts both
                 return self.set(key, val, time, min_compress_len, noreply)
         return self._store("cas", key, val, time, min_compress_len, noreply, token)
 
@@ -625,9 +703,8 @@ class Client:
         """Store every pair in one round trip per server.  Returns the keys
         not stored: refused by the server, too large, or on a server that
         could not be reached."""
-        self._statlog("set_multi")
-        engine, back = self._multi_keys(mapping.keys())
         prefix = self._prefix(key_prefix)
+        engine, back = self._multi_keys(mapping.keys(), prefix)
         values = list(mapping.values())
         dumps = self._serializer.dumps
         limit = self.server_max_value_length
@@ -657,7 +734,6 @@ class Client:
 
     def delete(self, key: Any, noreply: bool = False) -> int:
         """1 when deleted, 0 when not found or the server is unreachable."""
-        self._statlog("delete")
         key = self._prepare_key(key)
         try:
             return 1 if self._sc.delete(key, noreply) else 0
@@ -674,21 +750,21 @@ class Client:
         """Delete every key, one round trip per server.  1 unless a server
         could not be reached (whether the keys existed does not matter).
         ``time`` is accepted and ignored: memcached dropped delete delays."""
-        self._statlog("delete_multi")
-        engine, _ = self._multi_keys(keys)
         prefix = self._prefix(key_prefix)
+        engine, _ = self._multi_keys(keys, prefix)
         try:
             self._sc.delete_multi(engine, noreply, prefix)
         except Error as e:
             if isinstance(e, InvalidKeyError):
                 raise self._first_key_error(engine, prefix, e) from None
             self._failed("delete_multi", e)
-            return 0
+            # python-memcached skips the keys of servers it cannot connect
+            # to and still answers 1; 0 means a send or read failed.
+            return 1 if self._unreachable(e) else 0
         return 1
 
     def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
         """Set a new expiry: 1 when touched, 0 when not found or down."""
-        self._statlog("touch")
         key = self._prepare_key(key)
         try:
             return 1 if self._sc.touch(key, self._exptime(time), noreply) else 0
@@ -701,7 +777,6 @@ class Client:
             raise self._key_error(key, e) from None
 
     def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
-        self._statlog(op)
         key = self._prepare_key(key)
         try:
             return getattr(self._sc, op)(key, int(delta), noreply)

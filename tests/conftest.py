@@ -1,0 +1,509 @@
+"""Shared fixtures: real memcached servers on free loopback ports, a scripted
+fake server, and a per-test hang guard."""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from fakeserver import FakeServer  # noqa: E402
+
+MEMCACHED = os.environ.get("MEMCACHED", shutil.which("memcached") or "/usr/bin/memcached")
+
+#: seconds a single test may run before the process is stopped with a traceback
+DEFAULT_HANG_TIMEOUT = 60.0
+
+
+# -- hang guard --------------------------------------------------------------------------
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "hang_timeout(seconds): stop the run with a traceback if this test runs longer",
+    )
+
+
+def _real_stderr(config):
+    """The terminal's stderr, not pytest's capture file (which is lost when
+    the guard ends the process)."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        return config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return sys.__stderr__
+
+
+@pytest.fixture(autouse=True)
+def _hang_guard(request):
+    """A hanging test dumps every thread's traceback and ends the run instead
+    of blocking CI (pytest-timeout is not required)."""
+    marker = request.node.get_closest_marker("hang_timeout")
+    seconds = float(marker.args[0]) if marker else DEFAULT_HANG_TIMEOUT
+    faulthandler.dump_traceback_later(seconds, exit=True, file=_real_stderr(request.config))
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
+# -- utilities ---------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def ipv6_available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it is true or ``timeout`` passes (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+def run_python(code: str, *args: str, timeout: float = 60.0, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter; a crash shows as a negative returncode."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def _load_prctl():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()  # looked up now: nothing is imported after fork()
+
+
+def _die_with_parent():  # runs in the child between fork and exec
+    """Linux: SIGKILL this process when the test run dies (e.g. the hang
+    guard ends it), so no memcached outlives the run."""
+    PR_SET_PDEATHSIG = 1
+    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+
+
+class MemcachedServer:
+    """A real memcached process on a free loopback port (or a Unix socket)."""
+
+    def __init__(
+        self,
+        extra_args=(),
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        unix_path: str | None = None,
+        memory_mb: int = 64,
+    ):
+        self.host = host
+        self.unix_path = unix_path
+        self.extra_args = list(extra_args)
+        self.memory_mb = memory_mb
+        self._fixed_port = port is not None
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.paused = False
+        self.start()
+
+    # -- addressing ------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        if self.unix_path is not None:
+            return f"unix:{self.unix_path}"
+        if ":" in self.host:
+            return f"inet6:[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _connect(self, timeout: float) -> socket.socket:
+        if self.unix_path is not None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(self.unix_path)
+            except BaseException:
+                s.close()
+                raise
+            return s
+        return socket.create_connection((self.host, self.port), timeout=timeout)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def _argv(self):
+        argv = [MEMCACHED, "-U", "0", "-t", "1", "-m", str(self.memory_mb)]
+        if self.unix_path is not None:
+            argv += ["-s", self.unix_path]
+        else:
+            argv += ["-l", self.host, "-p", str(self.port)]
+        if os.geteuid() == 0:
+            argv += ["-u", "root"]
+        return argv + self.extra_args
+
+    def start(self):
+        attempts = 1 if (self._fixed_port or self.unix_path) else 5
+        last = ""
+        for _ in range(attempts):
+            if self.unix_path is None and not self._fixed_port:
+                self.port = free_port(self.host)
+            if self.unix_path is not None and os.path.exists(self.unix_path):
+                os.unlink(self.unix_path)
+            self._stderr = tempfile.TemporaryFile()
+            self.proc = subprocess.Popen(
+                self._argv(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=self._stderr,
+                preexec_fn=_die_with_parent if _prctl is not None else None,
+            )
+            self.paused = False
+            if self._wait_ready(5.0):
+                self._fixed_port = True  # a later start() reuses the port
+                return
+            last = self._abort()
+        raise RuntimeError(f"memcached did not start: {self._argv()}: {last}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with self._connect(0.5) as s:
+                    s.sendall(b"version\r\n")
+                    if s.recv(64).startswith(b"VERSION "):
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.02)
+        return False
+
+    def _abort(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self._reap()
+        self._stderr.seek(0)
+        err = self._stderr.read()
+        self._stderr.close()
+        return err.decode(errors="replace")
+
+    def _reap(self, timeout: float = 5.0):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def _close_stderr(self):
+        if not self._stderr.closed:
+            self._stderr.close()
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGCONT (in case it is paused), then SIGTERM and wait."""
+        if not self.running():
+            return
+        self.resume()
+        self.proc.terminate()
+        self._reap()
+        self._close_stderr()
+
+    def kill(self):
+        """SIGKILL and wait."""
+        if not self.running():
+            return
+        self.proc.kill()
+        self.paused = False
+        self._reap()
+        self._close_stderr()
+
+    def _stopped(self) -> bool:
+        """True when every thread of the process is stopped (from /proc)."""
+        task_dir = f"/proc/{self.proc.pid}/task"
+        try:
+            tids = os.listdir(task_dir)
+            for tid in tids:
+                with open(f"{task_dir}/{tid}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+                        return False
+        except (OSError, IndexError):
+            return False
+        return bool(tids)
+
+    def dispose(self):
+        """Teardown: SIGCONT, then SIGKILL (memcached takes up to a second
+        to act on SIGTERM, and nothing of its state is needed any more)."""
+        self.resume()
+        self.kill()
+
+    def pause(self):
+        """SIGSTOP, and wait until the process really is stopped (the signal
+        is delivered asynchronously)."""
+        self.proc.send_signal(signal.SIGSTOP)
+        self.paused = True
+        if os.path.isdir(f"/proc/{self.proc.pid}/task"):
+            if not wait_until(self._stopped, timeout=5.0, interval=0.001):
+                raise RuntimeError(f"memcached {self.proc.pid} did not stop")
+        else:
+            time.sleep(0.05)
+
+    def resume(self):
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def restart(self):
+        """Stop, then start again on the same port (or socket path)."""
+        self.stop()
+        self.start()
+
+    # -- raw access, independent of the client under test --------------------------------
+    def command(self, data: bytes, timeout: float = 5.0) -> bytes:
+        """Send raw protocol bytes on a fresh connection and return every reply
+        byte for them (a trailing ``mn`` marks where the replies end)."""
+        with self._connect(timeout) as s:
+            s.sendall(data + b"mn\r\n")
+            out = bytearray()
+            deadline = time.monotonic() + timeout
+            while not (out == b"MN\r\n" or out.endswith(b"\r\nMN\r\n")):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no complete reply to {data[:80]!r}: {bytes(out[-200:])!r}")
+                chunk = s.recv(1 << 20)
+                if not chunk:
+                    raise ConnectionError(f"server closed: {bytes(out[-200:])!r}")
+                out += chunk
+            return bytes(out[:-4])
+
+    def raw_get(self, key: bytes):
+        """``(value, flags)`` stored under ``key`` (exact bytes), or None."""
+        reply = self.command(b"get " + key + b"\r\n")
+        if reply == b"END\r\n":
+            return None
+        header, _, rest = reply.partition(b"\r\n")
+        parts = header.split(b" ")
+        assert parts[0] == b"VALUE" and parts[1] == key, reply[:200]
+        flags, n = int(parts[2]), int(parts[3])
+        assert rest[n:] == b"\r\nEND\r\n", reply[-200:]
+        return rest[:n], flags
+
+    def raw_set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> None:
+        reply = self.command(b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
+        assert reply == b"STORED\r\n", reply
+
+    def flush(self) -> None:
+        assert self.command(b"flush_all\r\n") == b"OK\r\n"
+
+    def stats(self, args: bytes = b"") -> dict:
+        reply = self.command(b"stats" + (b" " + args if args else b"") + b"\r\n")
+        out = {}
+        for line in reply.split(b"\r\n"):
+            if line.startswith(b"STAT "):
+                _, name, value = (line.split(b" ", 2) + [b""])[:3]
+                out[name.decode()] = value.decode()
+        return out
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def memcached():
+    """One memcached per test module (flushed before each test by ``mc``)."""
+    server = MemcachedServer()
+    try:
+        yield server
+    finally:
+        server.dispose()
+
+
+@pytest.fixture
+def mc(memcached):
+    """A fresh ``StringClient`` on the module's flushed server."""
+    from cmemcache import StringClient
+
+    if not memcached.running():
+        memcached.start()
+    memcached.resume()
+    memcached.flush()
+    client = StringClient([memcached.address], timeout=2, connect_timeout=2)
+    try:
+        yield client
+    finally:
+        client.disconnect_all()
+
+
+@pytest.fixture
+def memcached_factory():
+    """``make(extra_args=(), **kwargs) -> MemcachedServer``; all are stopped
+    after the test."""
+    servers: list[MemcachedServer] = []
+
+    def make(extra_args=(), **kwargs) -> MemcachedServer:
+        server = MemcachedServer(extra_args, **kwargs)
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.dispose()
+
+
+@pytest.fixture
+def fake_server():
+    """``make(script=None, **kwargs) -> FakeServer``; all are stopped after the test."""
+    servers: list[FakeServer] = []
+
+    def make(script=None, **kwargs) -> FakeServer:
+        server = FakeServer(script, **kwargs)
+        servers.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture
+def tmp_socket_dir():
+    """A short directory for Unix sockets (paths are limited to ~107 bytes)."""
+    path = tempfile.mkdtemp(prefix="cmc-")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class ChildProcess:
+    """A Python subprocess driven line by line over stdin/stdout (bounded waits)."""
+
+    def __init__(self, code: str, *args: str, env=None):
+        import queue
+        import threading
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", textwrap.dedent(code), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self._lines: "queue.Queue[str | None]" = queue.Queue()
+        self._stderr: list[str] = []
+
+        def pump_out():
+            for line in self.proc.stdout:
+                self._lines.put(line.rstrip("\n"))
+            self._lines.put(None)
+
+        def pump_err():
+            for line in self.proc.stderr:
+                self._stderr.append(line)
+
+        threading.Thread(target=pump_out, daemon=True).start()
+        threading.Thread(target=pump_err, daemon=True).start()
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def send(self, line: str) -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def read_line(self, timeout: float = 20.0) -> str:
+        import queue
+
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no output from the child within {timeout} s; stderr: {self.stderr}")
+        if line is None:
+            self.proc.wait(5)
+            raise AssertionError(
+                f"child ended (returncode {self.proc.returncode}); stderr: {self.stderr}"
+            )
+        return line
+
+    def finish(self, timeout: float = 20.0) -> int:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"child did not exit within {timeout} s; stderr: {self.stderr}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+@pytest.fixture
+def child_process():
+    """``start(code, *args) -> ChildProcess``; killed after the test if still running."""
+    children: list[ChildProcess] = []
+
+    def start(code: str, *args: str, env=None) -> ChildProcess:
+        child = ChildProcess(code, *args, env=env)
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.kill()
