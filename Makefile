@@ -2,19 +2,25 @@
 #   make demo      build, start a throwaway memcached on loopback, show it working
 #   make test      install what is missing, build, run the C tests and pytest
 #   make bench     the full side-by-side benchmark (table + plots in bench/results)
+#   make callgrind instructions per operation for every client
 #   make sanitize  the extension under ASan/UBSan, with the pytest suite
+#   make valgrind  a reduced pytest selection under valgrind memcheck
 #   make fuzz      libFuzzer on the reply parser (FUZZ_SECONDS, default 60)
+#
+# Everything Python goes into a virtual environment in .venv (override with
+# VENV=...), so the system's packages are left alone.
 
-PYTHON ?= python3
-PIP = $(PYTHON) -m pip
+PYTHON_SYS ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PIP = $(PY) -m pip --disable-pip-version-check -q
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES = memcached nutcracker libmemcached-tools clang valgrind
-PY_BUILD = meson-python meson ninja
-PY_TEST = pytest hypothesis python-memcached pymemcache pylibmc
+APT_PACKAGES = memcached nutcracker libmemcached-tools clang valgrind libclang-rt-14-dev
+STAMP = $(VENV)/.deps-installed
 
-.PHONY: all deps system-deps python-deps build ctest pytest test demo bench \
-	callgrind sanitize fuzz valgrind clean
+.PHONY: all deps system-deps venv build ctest pytest test demo bench \
+	callgrind sanitize valgrind fuzz clean
 
 all: build
 
@@ -28,37 +34,44 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-python-deps:
-	@$(PYTHON) -c "import mesonpy, pytest, hypothesis, memcache, pymemcache, pylibmc" 2>/dev/null \
-	  || $(PIP) install -q --disable-pip-version-check $(PY_BUILD) $(PY_TEST)
+$(STAMP): requirements-dev.txt bench/requirements.txt
+	@[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
+	$(PIP) install -r requirements-dev.txt -r bench/requirements.txt
+	@touch $(STAMP)
 
-deps: system-deps python-deps
+venv: $(STAMP)
 
-build: python-deps
-	$(PIP) install -q --disable-pip-version-check --no-build-isolation -e .
+deps: system-deps venv
+
+build: venv
+	$(PIP) install --no-build-isolation -Cbuild-dir=build/venv -e .
 
 ctest: system-deps
 	sh tests/c/build.sh build/ctest asan
 
 pytest: deps build
-	$(PYTHON) -m pytest -q tests
+	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test: deps build ctest pytest
 
 demo: deps build
-	@$(PIP) install -q --disable-pip-version-check -r bench/requirements.txt
-	$(PYTHON) bench/demo.py
+	$(PY) bench/demo.py
 
 bench: deps build
-	@$(PIP) install -q --disable-pip-version-check -r bench/requirements.txt
-	$(PYTHON) bench/bench.py --scaling
-	$(PYTHON) bench/callgrind.py
+	$(PY) bench/bench.py --scaling
+	$(PY) bench/callgrind.py
 
 callgrind: deps build
-	$(PYTHON) bench/callgrind.py
+	$(PY) bench/callgrind.py
+
+sanitize: deps build
+	PYTHON=$(PY) sh tests/sanitize.sh
+
+valgrind: deps build
+	PYTHON=$(PY) sh tests/valgrind.sh
 
 fuzz: system-deps
 	sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
-	rm -rf build dist
+	rm -rf build dist $(VENV)
