@@ -20,7 +20,7 @@ APT_PACKAGES = memcached nutcracker libmemcached-tools clang valgrind libclang-r
 STAMP = $(VENV)/.deps-installed
 
 .PHONY: all deps system-deps venv build ctest pytest test demo bench \
-	callgrind sanitize valgrind fuzz clean
+	bench-deps callgrind sanitize valgrind fuzz clean
 
 all: build
 
@@ -34,10 +34,13 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(STAMP): requirements-dev.txt bench/requirements.txt
+$(STAMP): requirements-dev.txt
 	@[ -x $(PY) ] || $(PYTHON_SYS) -m venv $(VENV)
-	$(PIP) install -r requirements-dev.txt -r bench/requirements.txt
+	$(PIP) install -r requirements-dev.txt
 	@touch $(STAMP)
+
+bench-deps: venv
+	$(PIP) install -r bench/requirements.txt
 
 venv: $(STAMP)
 
@@ -54,14 +57,14 @@ pytest: deps build
 
 test: deps build ctest pytest
 
-demo: deps build
+demo: deps build bench-deps
 	$(PY) bench/demo.py
 
-bench: deps build
+bench: deps build bench-deps
 	$(PY) bench/bench.py --scaling
 	$(PY) bench/callgrind.py
 
-callgrind: deps build
+callgrind: deps build bench-deps
 	$(PY) bench/callgrind.py
 
 sanitize: deps build
