@@ -64,6 +64,7 @@ struct mc_server {
     unsigned long generation;
     int64_t dead_until;
     bool flush_pending;        /* flush_on_reconnect: flush once reachable */
+    int timeouts;              /* request timeouts in a row */
 };
 
 enum mc_failover { MC_FAILOVER_NONE, MC_FAILOVER_REHASH, MC_FAILOVER_NEXT };
@@ -99,6 +100,7 @@ typedef struct {
     bool fence;
     bool flush_on_reconnect;
     bool proxy;                /* twemproxy in front: no meta, no gat */
+    int timeout_limit;         /* timeouts in a row that hold a server down */
     enum mc_failover failover;
     uint64_t calls[CALL_COUNT];
 } Client;
@@ -209,10 +211,26 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
     return c;
 }
 
+/* Counts a request that timed out on srv: timeout_limit of them in a row
+ * hold the server down as a refused connect does (a stalled server then
+ * costs one check instead of a timeout per call). */
+static void
+server_timed_out(Client *self, struct mc_server *srv)
+{
+    if (self->timeout_limit > 0 && ++srv->timeouts >= self->timeout_limit
+        && self->dead_retry > 0) {
+        srv->dead_until = mc_now() + self->dead_retry;
+        srv->flush_pending = self->flush_on_reconnect;
+        srv->timeouts = 0;
+        server_drop_idle(srv);
+    }
+}
+
 /* Returns a connection whose reply was read completely to the idle pool. */
 static void
 conn_give(Client *self, struct mc_server *srv, struct mc_conn *c)
 {
+    srv->timeouts = 0;
     if (mc_buf_len(&c->rbuf) != 0 || c->generation != mc_fork_generation
         || srv->nidle >= self->pool_size) {
         /* Unrequested bytes after a complete reply: out of sync. */
@@ -1034,6 +1052,9 @@ again:;
 error:
     conn_close(c);
     Py_CLEAR(o->result);
+    if (o->fail.code == -ETIMEDOUT) {
+        server_timed_out(self, srv);
+    }
     return -1;
 }
 
@@ -2465,6 +2486,9 @@ multi_execute(struct multi *m, const char *cmd, int64_t exptime, bool touch)
     for (Py_ssize_t i = 0; i < m->nparts; i++) {
         /* Keys of a failed server were not (or not surely) stored. */
         struct part *p = &m->parts[i];
+        if (p->fail.code == -ETIMEDOUT) {
+            server_timed_out(self, p->srv);
+        }
         for (Py_ssize_t k = p->cursor; p->fail.code != 0 && k < p->nitems
                                        && m->kind != MULTI_GET; k++) {
             if (multi_unplaced(m, &m->items[p->items[k]]) < 0) {
@@ -3032,20 +3056,20 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
                              "dead_retry", "max_value_size", "pool_size",
                              "noreply_fence", "distribution", "key_hash",
                              "failover", "flush_on_reconnect", "proxy",
-                             NULL};
+                             "timeout_limit", NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL;
     Py_ssize_t max_value = 1024 * 1024;
-    int pool_size = 8, fence = 1, flush_on_reconnect = 0;
+    int pool_size = 8, fence = 1, flush_on_reconnect = 0, timeout_limit = 3;
     const char *failover = "none", *hash = NULL, *proxy = NULL;
     const char *distribution = "python-memcached";
     if (!PyArg_ParseTupleAndKeywords(args, kwargs,
-                                     "O|$OOOnipszspz:StringClient", kwlist,
+                                     "O|$OOOnipszspzi:StringClient", kwlist,
                                      &servers, &timeout, &connect_timeout,
                                      &dead_retry, &max_value, &pool_size,
                                      &fence, &distribution, &hash,
                                      &failover, &flush_on_reconnect,
-                                     &proxy)) {
+                                     &proxy, &timeout_limit)) {
         return NULL;
     }
     PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
@@ -3060,6 +3084,11 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     self->state = mc_get_state(module);
     self->fence = fence != 0;
     self->flush_on_reconnect = flush_on_reconnect != 0;
+    if (timeout_limit < 0) {
+        PyErr_SetString(PyExc_ValueError, "timeout_limit must be >= 0");
+        goto error;
+    }
+    self->timeout_limit = timeout_limit;
     if (proxy != NULL) {
         if (strcmp(proxy, "twemproxy") != 0) {
             PyErr_Format(PyExc_ValueError, "proxy must be None or "

@@ -211,6 +211,7 @@ class Client:
         failover: str | None = None,
         key_hash: str | None = None,
         proxy: str | None = None,
+        timeout_limit: int = 3,
     ) -> None:
         self.debug = debug
         self.dead_retry = dead_retry
@@ -221,6 +222,7 @@ class Client:
         self.pool_size = pool_size
         self.distribution = distribution
         self.proxy = proxy
+        self.timeout_limit = timeout_limit
         if failover is None:
             failover = "rehash" if distribution == "python-memcached" else "next"
         self.failover = failover
@@ -285,6 +287,7 @@ class Client:
             key_hash=self.key_hash,
             flush_on_reconnect=bool(self.flush_on_reconnect),
             proxy=self.proxy,
+            timeout_limit=self.timeout_limit,
         )
         self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
         self.buckets = [h for h in self.servers for _ in range(h.weight)]
