@@ -1176,6 +1176,24 @@ decode_plain(const struct mc_reply *r, bool *pending)
     return NULL;
 }
 
+#define FLAG_PICKLE 1
+
+/* unpickle(data) for a plain pickle (flags 1), the common case of a
+ * serializing layer.  Returns NULL without an exception set when it failed,
+ * so that the decoder gets the value (and reports the failure). */
+static PyObject *
+fast_unpickle(PyObject *unpickle, PyObject *data, uint32_t flags)
+{
+    if (unpickle == NULL || unpickle == Py_None || flags != FLAG_PICKLE) {
+        return NULL;
+    }
+    PyObject *v = PyObject_CallOneArg(unpickle, data);
+    if (v == NULL && PyErr_ExceptionMatches(PyExc_Exception)) {
+        PyErr_Clear();
+    }
+    return v;
+}
+
 /* Runs the Python decoder on raw bytes: decoder(key, data, flags,
  * default). */
 static PyObject *
@@ -1464,15 +1482,16 @@ Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
     return retrieve(self, args, nargs, kwnames, "gats", true, true);
 }
 
-/* get_decoded(key, default, decoder): the hook of serializing layers. */
+/* get_decoded(key, default, decoder[, unpickle]): the hook of
+ * serializing layers. */
 static PyObject *
 Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
 {
     self->calls[CALL_GET]++;
-    if (nargs != 3) {
+    if (nargs != 3 && nargs != 4) {
         PyErr_SetString(PyExc_TypeError,
-                        "get_decoded(key, default, decoder) takes 3 "
-                        "arguments");
+                        "get_decoded(key, default, decoder, unpickle=None) "
+                        "takes 3 or 4 arguments");
         return NULL;
     }
     struct wire_key wk;
@@ -1498,7 +1517,11 @@ Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
     if (!o.pending) {
         return o.result;
     }
-    PyObject *v = call_decoder(args[2], args[0], o.result, o.rflags, args[1]);
+    PyObject *v = fast_unpickle(nargs == 4 ? args[3] : NULL, o.result,
+                                o.rflags);
+    if (v == NULL && !PyErr_Occurred()) {
+        v = call_decoder(args[2], args[0], o.result, o.rflags, args[1]);
+    }
     Py_DECREF(o.result);
     return v;
 }
@@ -1841,8 +1864,9 @@ enum multi_kind { MULTI_GET, MULTI_SET, MULTI_DELETE };
 struct item {
     PyObject *orig;            /* borrowed: the key as given */
     struct wire_key wk;
-    Py_buffer view;            /* MULTI_SET: the value */
-    bool has_view;
+    const char *val;           /* MULTI_SET: the value's bytes */
+    size_t val_len;
+    Py_ssize_t view;           /* index in multi.views, or -1 */
     uint32_t flags;
     Py_ssize_t server;
 };
@@ -1878,15 +1902,17 @@ struct multi {
     bool with_cas;
     bool decoding;             /* get_multi_decoded */
     PyObject *pending;         /* keys whose values wait for the decoder */
+    Py_buffer *views;          /* MULTI_SET values that are not bytes */
+    Py_ssize_t nviews;
     struct mc_fail connect_fail; /* a connect that failed while placing */
     struct mc_server *connect_srv;
     PyObject *result;          /* dict (get), list (set), bool (delete) */
 };
 
-static int
+static inline int
 req_put(struct mc_buf *b, const char *p, size_t n)
 {
-    if (mc_buf_reserve(b, n) < 0) {
+    if (b->cap - b->end < n && mc_buf_reserve(b, n) < 0) {
         return -1;
     }
     memcpy(b->data + b->end, p, n);
@@ -1894,7 +1920,7 @@ req_put(struct mc_buf *b, const char *p, size_t n)
     return 0;
 }
 
-static int
+static inline int
 req_key(struct mc_buf *b, const struct wire_key *wk)
 {
     return req_put(b, wk->pre, (size_t)wk->pre_len)
@@ -1907,6 +1933,14 @@ build_part(struct multi *m, struct part *p, const char *cmd,
            int64_t exptime, bool touch)
 {
     struct mc_buf *b = &p->req;
+    size_t room = 64;
+    for (Py_ssize_t i = 0; i < p->nitems; i++) {
+        const struct item *it = &m->items[p->items[i]];
+        room += (size_t)(it->wk.pre_len + it->wk.key_len) + 48;
+    }
+    if (mc_buf_reserve(b, room) < 0) {      /* usually the only allocation */
+        return -1;
+    }
     if (m->kind == MULTI_GET) {
         size_t limit = touch ? MC_GAT_CHUNK : MC_GET_CHUNK;
         size_t line = 0;
@@ -1979,7 +2013,7 @@ build_part(struct multi *m, struct part *p, const char *cmd,
         memcpy(key + it->wk.pre_len, it->wk.key, (size_t)it->wk.key_len);
         size_t n = mc_fmt_store(hdr, MC_SET, key,
                                 (size_t)(it->wk.pre_len + it->wk.key_len),
-                                it->flags, exptime, (size_t)it->view.len, 0,
+                                it->flags, exptime, it->val_len, 0,
                                 m->noreply);
         offs[i] = b->end;
         if ((i > 0 && req_put(b, crlf, 2) < 0) || req_put(b, hdr, n) < 0) {
@@ -1999,9 +2033,9 @@ build_part(struct multi *m, struct part *p, const char *cmd,
         p->iov[k].iov_base = b->data + offs[i];
         p->iov[k].iov_len = offs[i + 1] - offs[i];
         k++;
-        if (it->view.len > 0) {
-            p->iov[k].iov_base = it->view.buf;
-            p->iov[k].iov_len = (size_t)it->view.len;
+        if (it->val_len > 0) {
+            p->iov[k].iov_base = (void *)it->val;
+            p->iov[k].iov_len = it->val_len;
             k++;
         }
     }
@@ -2281,12 +2315,13 @@ multi_clear(struct multi *m)
         PyMem_Free(p->iov);
     }
     for (Py_ssize_t i = 0; i < m->nitems; i++) {
-        if (m->items[i].has_view) {
-            PyBuffer_Release(&m->items[i].view);
+        if (m->items[i].view >= 0) {
+            PyBuffer_Release(&m->views[m->items[i].view]);
         }
     }
     PyMem_Free(m->parts);
     PyMem_Free(m->items);
+    PyMem_Free(m->views);
     PyMem_Free(m->order);
     Py_CLEAR(m->result);
     Py_CLEAR(m->pending);
@@ -2296,7 +2331,8 @@ multi_clear(struct multi *m)
  * decoder(key, data, flags, omit), and a key whose value comes back as omit is
  * dropped.  Keeps an exception being raised aside meanwhile. */
 static int
-multi_decode(struct multi *m, PyObject *decoder, PyObject *omit)
+multi_decode(struct multi *m, PyObject *decoder, PyObject *omit,
+             PyObject *unpickle)
 {
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
@@ -2308,9 +2344,13 @@ multi_decode(struct multi *m, PyObject *decoder, PyObject *omit)
             continue;           /* the key came twice; decoded already */
         }
         Py_INCREF(raw);
-        PyObject *v = call_decoder(
-            decoder, key, PyTuple_GET_ITEM(raw, 0),
-            (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(raw, 1)), omit);
+        PyObject *data = PyTuple_GET_ITEM(raw, 0);
+        uint32_t flags =
+            (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(raw, 1));
+        PyObject *v = fast_unpickle(unpickle, data, flags);
+        if (v == NULL && !PyErr_Occurred()) {
+            v = call_decoder(decoder, key, data, flags, omit);
+        }
         Py_DECREF(raw);
         if (v == NULL) {
             rc = -1;
@@ -2525,7 +2565,7 @@ multi_init(struct multi *m, Client *self, enum multi_kind kind,
     memset(m, 0, sizeof(*m));
     m->self = self;
     m->kind = kind;
-    m->items = PyMem_Calloc((size_t)(n ? n : 1), sizeof(struct item));
+    m->items = PyMem_Malloc(sizeof(struct item) * (size_t)(n ? n : 1));
     if (m->items == NULL) {
         PyErr_NoMemory();
         return -1;
@@ -2543,6 +2583,9 @@ multi_key(struct multi *m, PyObject *key, const char *pre,
         return -1;
     }
     it->orig = key;
+    it->view = -1;
+    it->val = NULL;
+    it->val_len = 0;
     m->nitems++;
     return 0;
 }
@@ -2581,7 +2624,7 @@ get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
             goto done;
         }
     }
-    m.result = PyDict_New();
+    m.result = _PyDict_NewPresized(n);
     if (m.result == NULL) {
         goto done;
     }
@@ -2598,10 +2641,10 @@ Client_get_multi_decoded(Client *self, PyObject *const *args,
                          Py_ssize_t nargs)
 {
     self->calls[CALL_GET_MULTI]++;
-    if (nargs != 4) {
+    if (nargs != 4 && nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
-                        "get_multi_decoded(keys, key_prefix, decoder, omit) "
-                        "takes 4 arguments");
+                        "get_multi_decoded(keys, key_prefix, decoder, omit, "
+                        "unpickle=None) takes 4 or 5 arguments");
         return NULL;
     }
     const char *pre;
@@ -2627,14 +2670,15 @@ Client_get_multi_decoded(Client *self, PyObject *const *args,
             goto done;
         }
     }
-    m.result = PyDict_New();
+    m.result = _PyDict_NewPresized(n);
     m.pending = PyList_New(0);
     if (m.result == NULL || m.pending == NULL) {
         goto done;
     }
     res = multi_execute(&m, "get", 0, false);
     if (PyList_GET_SIZE(m.pending) > 0
-        && multi_decode(&m, args[2], args[3]) < 0) {
+        && multi_decode(&m, args[2], args[3], nargs == 5 ? args[4] : NULL)
+           < 0) {
         Py_CLEAR(res);
     }
 done:
@@ -2715,10 +2759,31 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         if (multi_key(&m, PyTuple_GET_ITEM(pair, 0), pre, pre_len) < 0) {
             goto done;
         }
-        if (get_value(self, val, &it->view) < 0) {
+        if (PyBytes_CheckExact(val)) {
+            if ((size_t)PyBytes_GET_SIZE(val) > self->max_value) {
+                PyErr_Format(self->state->ValueTooLargeError,
+                             "value of %zd bytes is larger than "
+                             "max_value_size (%zu)", PyBytes_GET_SIZE(val),
+                             self->max_value);
+                goto done;
+            }
+            it->val = PyBytes_AS_STRING(val);
+            it->val_len = (size_t)PyBytes_GET_SIZE(val);
+            continue;
+        }
+        if (m.views == NULL) {
+            m.views = PyMem_Malloc(sizeof(Py_buffer) * (size_t)n);
+            if (m.views == NULL) {
+                PyErr_NoMemory();
+                goto done;
+            }
+        }
+        if (get_value(self, val, &m.views[m.nviews]) < 0) {
             goto done;
         }
-        it->has_view = true;
+        it->view = m.nviews++;
+        it->val = m.views[it->view].buf;
+        it->val_len = (size_t)m.views[it->view].len;
     }
     m.result = PyList_New(0);
     if (m.result == NULL) {
@@ -3259,12 +3324,15 @@ static PyMethodDef Client_methods[] = {
            "gets_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
     {"get_decoded", (PyCFunction)(void (*)(void))Client_get_decoded,
      METH_FASTCALL,
-     PyDoc_STR("get_decoded(key, default, decoder) -> value\n\n"
+     PyDoc_STR("get_decoded(key, default, decoder, unpickle=None) -> "
+               "value\n\n"
                "default on a miss; bytes, str or int for flags 0, 16, 2 and "
-               "4; otherwise decoder(key, data, flags, default).")},
+               "4; unpickle(data) for flags 1 when given; otherwise (or when "
+               "unpickle raises) decoder(key, data, flags, default).")},
     {"get_multi_decoded",
      (PyCFunction)(void (*)(void))Client_get_multi_decoded, METH_FASTCALL,
-     PyDoc_STR("get_multi_decoded(keys, key_prefix, decoder, omit) -> dict"
+     PyDoc_STR("get_multi_decoded(keys, key_prefix, decoder, omit, "
+               "unpickle=None) -> dict"
                "\n\nLike get_decoded for many keys; a key whose decoder "
                "returns omit is left out.")},
     FASTKW("set", Client_set,

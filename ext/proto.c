@@ -81,37 +81,61 @@ starts_with(const char *line, size_t len, const char *word, size_t word_len)
 #define STARTS_WITH(line, len, lit) \
     starts_with((line), (len), (lit), sizeof(lit) - 1)
 
+/* Reads decimal digits at line[*pos] up to the next space or the line's
+ * end: 1..20 digits, at most max.  Returns 0 or -1. */
+static int
+scan_u64(const char *line, size_t line_len, size_t *pos, uint64_t max,
+         uint64_t *out)
+{
+    size_t start = *pos, i = start;
+    while (i < line_len && line[i] != ' ') {
+        i++;
+    }
+    if (parse_u64(line + start, i - start, max, out) < 0) {
+        return -1;
+    }
+    if (i < line_len) {
+        i++;                    /* the separator */
+        if (i == line_len) {
+            return -1;          /* trailing space */
+        }
+    }
+    *pos = i;
+    return 0;
+}
+
 static ssize_t
 parse_value(const char *buf, size_t len, const char *line, size_t line_len,
             size_t frame_head, size_t max_value, struct mc_reply *r)
 {
-    size_t pos = 6;             /* after "VALUE " */
-    const char *tok;
-    size_t tok_len;
-    uint64_t n;
-
-    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
-        || tok_len > MC_MAX_KEY) {
+    /* "VALUE " key SP flags SP bytes [SP cas], in one pass. */
+    size_t i = 6, start = 6;
+    while (i < line_len && (unsigned char)line[i] > 0x20) {
+        i++;
+    }
+    if (i == start || i - start > MC_MAX_KEY || i >= line_len
+        || line[i] != ' ') {
         return MC_EPROTO;
     }
-    r->key = tok;
-    r->key_len = tok_len;
-    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
-        || parse_u64(tok, tok_len, UINT32_MAX, &n) < 0) {
+    r->key = line + start;
+    r->key_len = i - start;
+    size_t pos = i + 1;
+    uint64_t n;
+    if (pos >= line_len || scan_u64(line, line_len, &pos, UINT32_MAX, &n) < 0
+        || pos >= line_len) {
         return MC_EPROTO;
     }
     r->flags = (uint32_t)n;
     uint64_t limit = max_value < UINT32_MAX ? max_value : UINT32_MAX;
-    if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
-        || parse_u64(tok, tok_len, limit, &n) < 0) {
+    size_t before = pos;
+    if (scan_u64(line, line_len, &pos, limit, &n) < 0) {
         return MC_EPROTO;
     }
     r->value_len = (size_t)n;
     r->has_cas = false;
     r->cas = 0;
-    if (pos < line_len) {
-        if (next_token(line, line_len, &pos, &tok, &tok_len) < 0
-            || parse_u64(tok, tok_len, UINT64_MAX, &r->cas) < 0
+    if (pos < line_len && pos != before) {
+        if (scan_u64(line, line_len, &pos, UINT64_MAX, &r->cas) < 0
             || pos < line_len) {
             return MC_EPROTO;
         }

@@ -1,5 +1,5 @@
 import builtins
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -22,7 +22,7 @@ class InvalidServerError(Error, ValueError): ...
 class StringClient:
     def __new__(
         cls,
-        servers: _Server | list[_Server],
+        servers: _Server | Sequence[_Server],
         *,
         timeout: float = 1.0,
         connect_timeout: float = 1.0,

@@ -30,7 +30,8 @@ import socket
 import sys
 import time
 import urllib.parse
-from typing import Any, BinaryIO, Callable, Iterator, NoReturn, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO, NoReturn
 
 import cmemcache
 
@@ -62,7 +63,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message} (see '{self.prog} --help')\n")
 
 
-# -- output helpers ---------------------------------------------------------------------
+# -- output -----------------------------------------------------------------------------
 
 
 def _warn(message: str) -> None:
@@ -106,9 +107,10 @@ def _parse_servers(text: str) -> list[str]:
 def _client(servers: list[str], timeout: float) -> cmemcache.StringClient:
     """A client for ``servers`` that tries every server on every call (no
     hold-down after a failure)."""
+    specs: list[str | tuple[str, int]] = list(servers)
     try:
         return cmemcache.StringClient(
-            servers,
+            specs,
             timeout=timeout,
             connect_timeout=timeout,
             dead_retry=0,
@@ -193,7 +195,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     found = client.get_multi(keys)
     out = sys.stdout.buffer
     status = EXIT_OK
-    for name, key in zip(args.keys, keys):
+    for name, key in zip(args.keys, keys, strict=True):
         value = found.get(key)
         if value is None:
             _warn(f"key not found: {name}")
@@ -240,7 +242,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     for key in keys:
         client.server_index(key)  # every key checked before anything is deleted
     status = EXIT_OK
-    for name, key in zip(args.keys, keys):
+    for name, key in zip(args.keys, keys, strict=True):
         if not client.delete(key):
             _warn(f"key not found: {name}")
             status = EXIT_FAILED
@@ -368,10 +370,12 @@ class _Progress:
         sys.stderr.write(f"\r{self.label:<10}[{bar}] {pct:3d}%")
         sys.stderr.flush()
 
-    def finish(self) -> None:
-        """Shows 100 % and ends the line."""
-        if self.enabled:
-            self.update(self.total)
+    def finish(self, complete: bool = True) -> None:
+        """Ends the line (an error message then starts on its own line),
+        first showing 100 % when ``complete``."""
+        if self.enabled and self._shown >= 0:
+            if complete:
+                self.update(self.total)
             sys.stderr.write("\n")
             sys.stderr.flush()
 
@@ -385,12 +389,17 @@ def _timed(
     latencies: list[int] = []
     total = 0
     clock = time.perf_counter_ns
+    bar.update(0)
     start = clock()
-    for i in range(0, count, step):
-        t0 = clock()
-        total += call(i)
-        latencies.append(clock() - t0)
-        bar.update(i + step)
+    try:
+        for i in range(0, count, step):
+            t0 = clock()
+            total += call(i)
+            latencies.append(clock() - t0)
+            bar.update(i + step)
+    except BaseException:
+        bar.finish(complete=False)
+        raise
     seconds = (clock() - start) / 1e9
     bar.finish()
     return total, seconds, latencies
@@ -408,9 +417,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Times ``--ops`` sets, gets and multi-gets (in batches of
     ``--batch``) of ``--size``-byte values, checks every value read, prints
     a table, and deletes the keys it wrote."""
-    if args.ops < 1 or args.size < 0 or args.batch < 1:
-        raise CliError("--ops and --batch must be at least 1, --size at least 0", EXIT_USAGE)
     client = _client(args.servers, args.timeout)
+    client.version()  # every server answers before anything is timed
     payload = os.urandom(args.size)
     keys = [b"cmemcache-bench:%d:%d" % (os.getpid(), i) for i in range(args.ops)]
     progress = not args.no_progress
@@ -486,6 +494,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more: {text!r}")
+    return value
+
+
 def _flags(text: str) -> int:
     value = _non_negative_int(text)
     if value > 0xFFFFFFFF:
@@ -527,8 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs="*", metavar="ARGS", help="e.g. settings, slabs, items")
     p.set_defaults(func=cmd_stats)
 
-    for name in ("get", "cat"):
-        p = sub.add_parser(name, help="write the values of keys to stdout")
+    for name, text in (("get", "write the values of keys to stdout"), ("cat", "the same as get")):
+        p = sub.add_parser(name, help=text)
         p.add_argument("keys", nargs="+", metavar="KEY")
         p.set_defaults(func=cmd_get)
 
@@ -567,9 +582,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_version)
 
     p = sub.add_parser("bench", help="a short set/get benchmark")
-    p.add_argument("--ops", type=int, default=10000, help="keys per phase (default: %(default)s)")
-    p.add_argument("--size", type=int, default=100, help="value bytes (default: %(default)s)")
-    p.add_argument("--batch", type=int, default=100, help="keys per multi-get (default: %(default)s)")
+    p.add_argument("--ops", type=_positive_int, default=10000,
+                   help="keys per phase (default: %(default)s)")
+    p.add_argument("--size", type=_non_negative_int, default=100,
+                   help="value bytes (default: %(default)s)")
+    p.add_argument("--batch", type=_positive_int, default=100,
+                   help="keys per multi-get (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -581,6 +599,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+    except SystemExit as e:  # usage error, --help, --version: already reported
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    try:
         args.servers = _parse_servers(args.servers)
         return args.func(args)
     except CliError as e:

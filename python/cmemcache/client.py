@@ -44,6 +44,7 @@ valid_key_chars_re = re.compile(b"[\x21-\x7e\x80-\xff]+")
 _KEY_TYPES = (bytes, str)
 _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.EHOSTUNREACH, errno.ENETUNREACH,
                    errno.EADDRNOTAVAIL, errno.ECONNABORTED}
+_pickle_dumps = pickle.dumps
 _OMIT = object()  # a value the decoder could not read: left out of get_multi
 _HARD_MAX_VALUE = 1 << 30
 
@@ -296,6 +297,12 @@ class Client:
     def _bind(self) -> None:
         sc = self._sc
         self._decode_cb = self._decoder
+        # Plain pickles are read by pickle.loads straight from the engine and
+        # written by pickle.dumps without the serializer's layers, unless a
+        # custom unpickler/pickler or persistent hooks are configured.
+        ser = self._serializer
+        self._unpickle = pickle.loads if ser._fast_loads else None
+        self._fast_dumps = ser._fast_dumps
         self._sc_get = sc.get_decoded
         self._sc_get_multi = sc.get_multi_decoded
         self._sc_set = sc.set
@@ -486,7 +493,7 @@ class Client:
         if self._prepare:
             key = self._prepare_key(key)
         try:
-            return self._sc_get(key, default, self._decode_cb)
+            return self._sc_get(key, default, self._decode_cb, self._unpickle)
         except Error as e:
             if isinstance(e, InvalidKeyError):
                 raise self._key_error(key, e) from None
@@ -576,7 +583,7 @@ class Client:
         prefix = self._prefix(key_prefix)
         engine, back = self._multi_keys(keys, prefix)
         try:
-            found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT)
+            found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT, self._unpickle)
         except Error as e:
             if isinstance(e, InvalidKeyError):
                 raise self._first_key_error(engine, prefix, e) from None
@@ -643,10 +650,16 @@ class Client:
         t = type(val)
         if t is bytes:
             data, flags = val, 0
-        elif t is str and not min_compress_len:
-            data, flags = val.encode("utf-8"), FLAG_TEXT
-        else:
+        elif min_compress_len:
             data, flags = self._serializer.dumps(val, min_compress_len)
+        elif t is str:
+            data, flags = val.encode("utf-8"), FLAG_TEXT
+        elif t is int:
+            data, flags = b"%d" % val, FLAG_INTEGER
+        elif self._fast_dumps:
+            data, flags = _pickle_dumps(val, self.pickleProtocol), FLAG_PICKLE
+        else:
+            data, flags = self._serializer.dumps(val, 0)
         limit = self.server_max_value_length
         if limit and len(data) > limit:
             return 0

@@ -14,6 +14,12 @@ at once, more than 30 days becomes a Unix time), invalid keys raise
 ``InvalidCacheKey``, a failed ``set`` deletes the old value and
 ``incr``/``decr`` of a missing key raise ``ValueError``.
 
+A server that cannot be reached is logged on the ``cmemcache`` logger and
+answered as python-memcached answers it: writes are not stored, reads return
+``None`` (not the default, so ``has_key()`` is True and ``get_or_set()``
+returns None meanwhile).  ``OPTIONS={"strict": True}`` raises the
+``cmemcache.Error`` instead.
+
 Differences from Django's backends:
 
 * Every backend instance with the same ``LOCATION`` and ``OPTIONS`` shares
@@ -22,6 +28,8 @@ Differences from Django's backends:
   their own connections.
 * ``close()``, which Django calls at the end of every request, keeps the
   pooled connections (see ``CMemcacheCache.close``).
+* ``add()`` returns a bool (python-memcached's clients return 0 when the
+  server cannot be reached).
 * Keys are also checked for their UTF-8 length: a key of 250 characters or
   fewer that is longer than 250 bytes raises ``InvalidCacheKey`` instead of
   a client error.
@@ -33,7 +41,11 @@ import pickle
 import threading
 from typing import Any
 
-from django.core.cache.backends.base import InvalidCacheKey, memcache_key_warnings
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    InvalidCacheKey,
+    memcache_key_warnings,
+)
 from django.core.cache.backends.memcached import BaseMemcachedCache
 from django.utils.functional import cached_property
 
@@ -44,11 +56,11 @@ __all__ = ["CMemcacheCache"]
 #: memcached's longest key, in bytes
 MEMCACHE_MAX_KEY_LENGTH = 250
 
-_clients: dict[tuple[tuple[str, ...], str], cmemcache.Client] = {}
+_clients: dict[tuple[tuple[Any, ...], str], cmemcache.Client] = {}
 _clients_lock = threading.Lock()
 
 
-def shared_client(servers: list[str], options: dict[str, Any]) -> cmemcache.Client:
+def shared_client(servers: list[Any], options: dict[str, Any]) -> cmemcache.Client:
     """The one ``cmemcache.Client`` for these servers and options, created
     on first use.  Options are compared by ``repr`` (so two equal
     configurations share a client and two different ones never do)."""
@@ -70,18 +82,33 @@ class CMemcacheCache(BaseMemcachedCache):
             server, params, library=cmemcache, value_not_found_exception=ValueError
         )
         # As PyMemcacheCache: pickles with the newest protocol; OPTIONS win.
-        self._options = {"pickleProtocol": pickle.HIGHEST_PROTOCOL, **self._options}
+        self._options: dict[str, Any] = {
+            "pickleProtocol": pickle.HIGHEST_PROTOCOL,
+            **self._options,
+        }
 
     @property
-    def client_servers(self) -> list[str]:
-        """The LOCATION entries, stripped of blanks, empty ones dropped."""
-        return [s.strip() for s in self._servers if s and s.strip()]
+    def client_servers(self) -> list[Any]:
+        """The LOCATION entries: strings stripped of blanks (empty ones
+        dropped), ``(server, weight)`` pairs as given."""
+        return [
+            s.strip() if isinstance(s, str) else s
+            for s in self._servers
+            if not isinstance(s, str) or s.strip()
+        ]
 
     @cached_property
     def _cache(self) -> cmemcache.Client:
         """The client shared by every backend instance with this LOCATION
         and OPTIONS."""
         return shared_client(self.client_servers, self._options)
+
+    def add(
+        self, key: str, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Stores ``value`` only if ``key`` is absent: True when stored,
+        False when the key exists or the server could not be reached."""
+        return bool(super().add(key, value, timeout, version))
 
     def validate_key(self, key: str) -> None:
         """Raises ``InvalidCacheKey`` for a key memcached would refuse:
@@ -91,8 +118,8 @@ class CMemcacheCache(BaseMemcachedCache):
             raise InvalidCacheKey(warning)
         if len(key.encode("utf-8")) > MEMCACHE_MAX_KEY_LENGTH:
             raise InvalidCacheKey(
-                "Cache key will cause errors if used with memcached: %r "
-                "(longer than %s bytes in UTF-8)" % (key, MEMCACHE_MAX_KEY_LENGTH)
+                f"Cache key will cause errors if used with memcached: {key!r} "
+                f"(longer than {MEMCACHE_MAX_KEY_LENGTH} bytes in UTF-8)"
             )
 
     def close(self, **kwargs: Any) -> None:

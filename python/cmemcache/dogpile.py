@@ -24,19 +24,31 @@ protocol unless ``pickleProtocol`` says otherwise.
 Unlike dogpile's other memcached backends, which make one client per thread,
 every thread uses the same ``cmemcache.Client``: it is thread-safe and each
 call takes its own pooled connection.
+
+Keys memcached would refuse (with spaces, as ``cache_on_arguments`` makes
+them, control characters, or too long) are replaced by ``sha1:`` and their
+SHA-1, unless the region has its own ``key_mangler``; other keys are sent
+unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
-import threading
-from typing import Any, Mapping
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from dogpile.cache.backends.memcached import GenericMemcachedBackend, MemcacheArgs
 
 import cmemcache
 
 __all__ = ["CMemcacheBackend"]
+
+#: the longest key sent unchanged: memcached's 250 bytes, less the "_lock"
+#: prefix of MemcachedLock's keys
+_MAX_PLAIN_KEY = 250 - len("_lock")
+_INVALID_KEY_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 
 
 class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
@@ -60,9 +72,24 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
         options = {k: v for k, v in arguments.items() if k not in self.BACKEND_ARGUMENTS}
         options.setdefault("pickleProtocol", pickle.HIGHEST_PROTOCOL)
         self.client_options: dict[str, Any] = options
-        self._client: cmemcache.Client | None = None
-        self._client_lock = threading.Lock()
         super().__init__(arguments)
+        # Made now (it opens no connection yet), so bad arguments fail in
+        # configure() rather than at the first cache call.
+        self._client: cmemcache.Client = self._create_client()
+
+    def key_mangler(self, key: Any) -> Any:
+        """``key`` unchanged when memcached takes it (also with the lock
+        prefix); otherwise ``"sha1:"`` and the hex SHA-1 of its UTF-8 bytes.
+        Keys that are neither str nor bytes are left to the client."""
+        if isinstance(key, str):
+            raw = key.encode("utf-8")
+        elif isinstance(key, bytes):
+            raw = key
+        else:
+            return key
+        if raw and len(raw) <= _MAX_PLAIN_KEY and not _INVALID_KEY_BYTE.search(raw):
+            return key
+        return "sha1:" + hashlib.sha1(raw).hexdigest()
 
     def _imports(self) -> None:
         """Nothing to import: cmemcache is this module's own package."""
@@ -78,12 +105,6 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
 
     @property
     def client(self) -> cmemcache.Client:
-        """The client every thread shares, created on first use."""
-        client = self._client
-        if client is None:
-            with self._client_lock:
-                client = self._client
-                if client is None:
-                    client = self._client = self._create_client()
-        return client
+        """The client every thread shares."""
+        return self._client
 

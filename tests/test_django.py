@@ -1,0 +1,612 @@
+"""cmemcache.django.CMemcacheCache against a real memcached: the behaviours
+Django's own memcached backend tests check (tests/cache/tests.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import decimal
+import pickle
+import re
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+
+import pytest
+
+django = pytest.importorskip("django")
+
+from django.conf import settings  # noqa: E402
+
+if not settings.configured:
+    settings.configure(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        USE_TZ=True,
+    )
+    django.setup()
+
+from django.core import signals  # noqa: E402
+from django.core.cache import InvalidCacheKey, caches  # noqa: E402
+from django.core.cache.backends.base import BaseCache  # noqa: E402
+from django.core.cache.backends.memcached import BaseMemcachedCache  # noqa: E402
+from django.test import override_settings  # noqa: E402
+
+import cmemcache  # noqa: E402
+from cmemcache.django import CMemcacheCache  # noqa: E402
+
+BACKEND = "cmemcache.django.CMemcacheCache"
+THIRTY_DAYS = 60 * 60 * 24 * 30
+
+
+def f() -> int:
+    return 42
+
+
+class C:
+    def m(self) -> int:
+        return 24
+
+
+class Unpicklable:
+    def __getstate__(self):
+        raise pickle.PickleError()
+
+
+def cache_settings(location: str | list[str], **extra: object) -> dict[str, dict[str, object]]:
+    """CACHES with a default alias and the variants Django's tests use."""
+    base = {"BACKEND": BACKEND, "LOCATION": location, **extra}
+    return {
+        "default": base,
+        "prefix": {**base, "KEY_PREFIX": "cacheprefix"},
+        "v2": {**base, "VERSION": 2},
+        "custom_key": {**base, "KEY_FUNCTION": f"{__name__}.custom_key_func"},
+    }
+
+
+def custom_key_func(key: str, key_prefix: str, version: int) -> str:
+    return "CUSTOM-" + "-".join([key_prefix, str(version), key])
+
+
+@pytest.fixture
+def server(memcached):
+    if not memcached.running():
+        memcached.start()
+    memcached.flush()
+    return memcached
+
+
+@pytest.fixture
+def cache(server) -> Iterator[BaseCache]:
+    with override_settings(CACHES=cache_settings(server.address)):
+        yield caches["default"]
+
+
+def server_exptime(server, key: str) -> int | None:
+    """Seconds left before the item expires, as the server reports it
+    (-1: never), or None when there is no such item."""
+    reply = server.command(b"mg " + key.encode() + b" t\r\n")
+    if reply == b"EN\r\n":
+        return None
+    m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
+    assert m, reply
+    return int(m[1])
+
+
+# -- configuration -----------------------------------------------------------------------
+
+
+def test_backend_is_a_django_memcached_backend(cache):
+    assert isinstance(cache, CMemcacheCache)
+    assert isinstance(cache, BaseMemcachedCache)
+    assert isinstance(cache._cache, cmemcache.Client)
+    assert cache._cache.pickleProtocol == pickle.HIGHEST_PROTOCOL
+    assert cache.LibraryValueNotFoundException is ValueError
+
+
+@pytest.mark.parametrize(
+    "location",
+    [["server1.tld", "server2:11211"], "server1.tld;server2:11211", "server1.tld,server2:11211",
+     "server1.tld; server2:11211"],
+)
+def test_location_forms(location):
+    with override_settings(CACHES=cache_settings(location)):
+        assert caches["default"].client_servers == ["server1.tld", "server2:11211"]
+        client = caches["default"]._cache
+        assert [str(h) for h in client.servers] == ["inet:server1.tld:11211", "inet:server2:11211"]
+
+
+def test_weighted_servers(server, memcached_factory):
+    second = memcached_factory()
+    location = [(server.address, 1), (second.address, 3)]
+    with override_settings(CACHES=cache_settings(location)):
+        cache = caches["default"]
+        assert [h.weight for h in cache._cache.servers] == [1, 3]
+        data = {f"w{i}": i for i in range(40)}
+        assert cache.set_many(data) == []
+        assert cache.get_many(list(data)) == data
+        on_first = sum(server.raw_get(f":1:{k}".encode()) is not None for k in data)
+        on_second = sum(second.raw_get(f":1:{k}".encode()) is not None for k in data)
+        assert on_first + on_second == 40 and on_second > on_first > 0
+
+
+def test_options_are_client_keyword_arguments(server):
+    options = {"socket_timeout": 1.5, "pickleProtocol": 2, "dead_retry": 7}
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS=options)):
+        cache = caches["default"]
+        client = cache._cache
+        assert (client.socket_timeout, client.pickleProtocol, client.dead_retry) == (1.5, 2, 7)
+        cache.set("opt", {"a": 1})
+        value, flags = server.raw_get(b":1:opt")
+        assert flags == 1 and value[:2] == b"\x80\x02"  # a protocol-2 pickle
+        assert cache.get("opt") == {"a": 1}
+
+
+def test_unknown_option_is_an_error(server):
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS={"no_such": 1})):
+        with pytest.raises(TypeError):
+            caches["default"].get("x")
+
+
+def test_backend_instances_share_one_client(cache):
+    clients = []
+
+    def worker():
+        clients.append(caches["default"]._cache)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(clients) == 4
+    assert all(c is cache._cache for c in clients)
+
+
+# -- the cache API -----------------------------------------------------------------------
+
+
+def test_simple_and_default(cache):
+    cache.set("key", "value")
+    assert cache.get("key") == "value"
+    assert cache.get("does_not_exist") is None
+    assert cache.get("does_not_exist", "bang!") == "bang!"
+    cache.set("key_default_none", None)
+    assert cache.get("key_default_none", default="default") is None
+
+
+def test_add(cache):
+    assert cache.add("addkey1", "value") is True
+    assert cache.add("addkey1", "newvalue") is False
+    assert cache.get("addkey1") == "value"
+
+
+def test_prefix(cache):
+    cache.set("somekey", "value")
+    assert caches["prefix"].has_key("somekey") is False
+    caches["prefix"].set("somekey", "value2")
+    assert cache.get("somekey") == "value"
+    assert caches["prefix"].get("somekey") == "value2"
+
+
+def test_keys_as_stored_on_the_server(cache, server):
+    cache.set("k", "v")
+    caches["prefix"].set("k", b"raw")
+    caches["custom_key"].set("k", 7)
+    assert server.raw_get(b":1:k") == (b"v", 16)
+    assert server.raw_get(b"cacheprefix:1:k") == (b"raw", 0)
+    assert server.raw_get(b"CUSTOM--1-k") == (b"7", 2)
+
+
+def test_delete_and_has_key(cache):
+    cache.set_many({"key1": "spam", "key2": "eggs"})
+    assert cache.delete("key1") is True
+    assert cache.get("key1") is None
+    assert cache.get("key2") == "eggs"
+    assert cache.delete("nonexistent_key") is False
+    cache.set("hello1", "goodbye1")
+    assert cache.has_key("hello1") is True
+    assert cache.has_key("goodbye1") is False
+    cache.set("null", None)
+    assert cache.has_key("null") is True
+    assert "null" in cache
+    assert "goodbye1" not in cache
+
+
+def test_incr_decr(cache):
+    cache.set("answer", 41)
+    assert cache.incr("answer") == 42
+    assert cache.get("answer") == 42
+    assert cache.incr("answer", 10) == 52
+    assert cache.incr("answer", -10) == 42
+    assert cache.decr("answer") == 41
+    assert cache.decr("answer", -9) == 50
+    assert cache.get("answer") == 50
+    for call in (cache.incr, cache.decr):
+        for delta in (1, -1):
+            with pytest.raises(ValueError):
+                call("does_not_exist", delta)
+    cache.set("null", None)
+    with pytest.raises(ValueError):
+        cache.incr("null")
+    with pytest.raises(ValueError):
+        cache.decr("null")
+    cache.set("zero", 1)
+    assert cache.decr("zero", 5) == 0  # memcached stops at 0
+
+
+def test_get_set_delete_many(cache):
+    assert cache.set_many({"a": "a", "b": "b", "c": "c", "d": "d"}) == []
+    assert cache.get_many(["a", "c", "d"]) == {"a": "a", "c": "c", "d": "d"}
+    assert cache.get_many(["a", "b", "e"]) == {"a": "a", "b": "b"}
+    assert cache.get_many(iter(["a", "b", "e"])) == {"a": "a", "b": "b"}
+    cache.set_many({"x": None, "y": 1})
+    assert cache.get_many(["x", "y"]) == {"x": None, "y": 1}
+    assert cache.set_many({}) == []
+    cache.delete_many(["a", "b"])
+    assert cache.get_many(["a", "b", "c"]) == {"c": "c"}
+    assert cache.delete_many([]) is None
+
+
+def test_set_many_returns_failing_keys(cache):
+    too_large = b"x" * (2 * 1024 * 1024)
+    assert cache.set_many({"ok": 1, "big": too_large}) == ["big"]
+    assert cache.get_many(["ok", "big"]) == {"ok": 1}
+
+
+def test_failed_set_deletes_the_old_value(cache):
+    cache.set("small_value", "a")
+    assert cache.get("small_value") == "a"
+    cache.set("small_value", "a" * (2**20 + 1))
+    assert cache.get("small_value") is None
+
+
+def test_touch(cache, server):
+    cache.set("t", "v", timeout=10)
+    assert cache.touch("t", timeout=1000) is True
+    assert 990 <= server_exptime(server, ":1:t") <= 1000
+    assert cache.touch("t", timeout=None) is True
+    assert server_exptime(server, ":1:t") == -1
+    assert cache.touch("t") is True  # the default timeout, 300
+    assert 290 <= server_exptime(server, ":1:t") <= 300
+    assert cache.touch("t", timeout=0) is True
+    assert cache.get("t") is None
+    assert cache.touch("nonexistent") is False
+
+
+def test_get_or_set(cache):
+    assert cache.get("projector") is None
+    assert cache.get_or_set("projector", 42) == 42
+    assert cache.get("projector") == 42
+    assert cache.get_or_set("projector", 43) == 42
+    assert cache.get_or_set("null", None) is None
+    assert cache.get_or_set("null", "default") is None  # None was stored
+    calls = []
+
+    def make() -> str:
+        calls.append(1)
+        return "made"
+
+    assert cache.get_or_set("callable", make) == "made"
+    assert cache.get_or_set("callable", make) == "made"
+    assert calls == [1]
+    assert cache.get_or_set("versioned", "v2", version=2) == "v2"
+    assert cache.get("versioned", version=2) == "v2"
+    assert cache.get("versioned") is None
+
+
+# -- timeouts ----------------------------------------------------------------------------
+
+
+def test_timeouts_as_the_server_sees_them(cache, server):
+    cache.set("forever", "x", None)
+    assert server_exptime(server, ":1:forever") == -1
+    cache.set("default", "x")  # TIMEOUT defaults to 300 s
+    assert 295 <= server_exptime(server, ":1:default") <= 300
+    cache.set("float", "x", 100.2)
+    assert 95 <= server_exptime(server, ":1:float") <= 100
+    cache.set("year", "x", 60 * 60 * 24 * 365)  # sent as a Unix time
+    # a Unix time: memcached's one-second clock may add a second
+    assert 60 * 60 * 24 * 365 - 10 <= server_exptime(server, ":1:year") <= 60 * 60 * 24 * 365 + 1
+    assert cache.get("year") == "x"
+
+
+def test_zero_timeout_expires_immediately(cache):
+    cache.set("key1", "eggs", 0)
+    assert cache.get("key1") is None
+    assert cache.add("key2", "ham", 0) is True
+    assert cache.get("key2") is None
+    assert cache.set_many({"key3": "sausage", "key4": "lobster bisque"}, 0) == []
+    assert cache.get_many(["key3", "key4"]) == {}
+    cache.set("key5", "belgian fries", timeout=5)
+    assert cache.touch("key5", timeout=0) is True
+    assert cache.get("key5") is None
+
+
+def test_forever_and_long_timeouts(cache):
+    cache.set("key1", "eggs", None)
+    assert cache.get("key1") == "eggs"
+    assert cache.add("key2", "ham", None) is True
+    assert cache.add("key1", "new eggs", None) is False
+    assert cache.get("key1") == "eggs"
+    cache.set("key3", "eggs", THIRTY_DAYS + 1)
+    assert cache.add("key4", "ham", THIRTY_DAYS + 1) is True
+    cache.set_many({"key5": "sausage", "key6": "lobster bisque"}, THIRTY_DAYS + 1)
+    assert cache.get_many(["key2", "key3", "key4", "key5", "key6"]) == {
+        "key2": "ham", "key3": "eggs", "key4": "ham", "key5": "sausage",
+        "key6": "lobster bisque",
+    }
+
+
+def test_default_timeout_none_and_far_future(server):
+    with override_settings(CACHES=cache_settings(server.address, TIMEOUT=None)):
+        caches["default"].set("infinite_foo", "bar")
+        assert caches["default"].get("infinite_foo") == "bar"
+        assert server_exptime(server, ":1:infinite_foo") == -1
+    with override_settings(CACHES=cache_settings(server.address, TIMEOUT=31536000)):
+        caches["default"].set("future_foo", "bar")
+        assert caches["default"].get("future_foo") == "bar"
+        assert server_exptime(server, ":1:future_foo") > THIRTY_DAYS
+
+
+@pytest.mark.hang_timeout(30)
+def test_expiration_and_touch_over_time(cache):
+    cache.set("expire1", "very quickly", 1)
+    cache.set("expire2", "very quickly", 1)
+    cache.set_many({"expire3": "very quickly"}, 1)
+    cache.set("kept", "touched", 1)
+    assert cache.touch("kept", timeout=30) is True
+    cache.set("forever", "touched", 1)
+    assert cache.touch("forever", timeout=None) is True
+    time.sleep(2.5)
+    assert cache.get("expire1") is None
+    assert cache.add("expire2", "newvalue") is True
+    assert cache.get("expire2") == "newvalue"
+    assert cache.has_key("expire3") is False
+    assert cache.get_many(["kept", "forever"]) == {"kept": "touched", "forever": "touched"}
+
+
+# -- values ------------------------------------------------------------------------------
+
+
+def test_data_types(cache):
+    tests = {
+        "string": "this is a string",
+        "int": 42,
+        "bigint": 2**70,
+        "bool": True,
+        "float": 1.5,
+        "list": [1, 2, 3, 4],
+        "tuple": (1, 2, 3, 4),
+        "dict": {"A": 1, "B": 2},
+        "set": {1, 2},
+        "function": f,
+        "class": C,
+        "decimal": decimal.Decimal("1.10"),
+        "datetime": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+    }
+    for key, value in tests.items():
+        cache.set(key, value)
+        got = cache.get(key)
+        assert got == value and type(got) is type(value), key
+    assert cache.get_many(list(tests)) == tests
+
+
+def test_unicode(cache):
+    stuff = {
+        "ascii": "ascii_value",
+        "unicode_ascii": "Iñtërnâtiônàlizætiøn1",
+        "Iñtërnâtiônàlizætiøn": "Iñtërnâtiônàlizætiøn2",
+        "ascii2": {"x": 1},
+        "清": "清" * 1000,
+    }
+    for key, value in stuff.items():
+        cache.set(key, value)
+        assert cache.get(key) == value
+    for key, value in stuff.items():
+        assert cache.delete(key) is True
+        assert cache.add(key, value) is True
+        assert cache.get(key) == value
+    for key in stuff:
+        assert cache.delete(key) is True
+    cache.set_many(stuff)
+    assert cache.get_many(list(stuff)) == stuff
+
+
+def test_binary_values(cache, server):
+    compressed = zlib.compress(b"value_to_be_compressed")
+    every_byte = bytes(range(256)) + b"\r\nEND\r\n"
+    cache.set("binary1", compressed)
+    assert cache.get("binary1") == compressed
+    assert cache.add("binary1-add", every_byte) is True
+    assert cache.get("binary1-add") == every_byte
+    cache.set_many({"binary1-set_many": every_byte})
+    assert cache.get("binary1-set_many") == every_byte
+    assert server.raw_get(b":1:binary1-add") == (every_byte, 0)
+
+
+def test_pickled_values_use_the_highest_protocol(cache, server):
+    value = {"nested": [1, (2, 3)], "when": datetime.date(2020, 2, 29)}
+    cache.set("pickled", value)
+    data, flags = server.raw_get(b":1:pickled")
+    assert flags == 1
+    assert data[:2] == b"\x80" + bytes([pickle.HIGHEST_PROTOCOL])
+    assert pickle.loads(data) == value
+    assert cache.get("pickled") == value
+
+
+def test_unpicklable_values_raise(cache):
+    with pytest.raises(pickle.PickleError):
+        cache.set("unpicklable", Unpicklable())
+    with pytest.raises(pickle.PickleError):
+        cache.add("unpicklable", Unpicklable())
+    assert cache.get("unpicklable") is None
+
+
+# -- keys --------------------------------------------------------------------------------
+
+OPERATIONS = [
+    ("add", lambda key: [key, 1]),
+    ("get", lambda key: [key]),
+    ("set", lambda key: [key, 1]),
+    ("incr", lambda key: [key]),
+    ("decr", lambda key: [key]),
+    ("touch", lambda key: [key]),
+    ("delete", lambda key: [key]),
+    ("has_key", lambda key: [key]),
+    ("get_many", lambda key: [[key, "b"]]),
+    ("set_many", lambda key: [{key: 1, "b": 2}]),
+    ("delete_many", lambda key: [[key, "b"]]),
+    ("get_or_set", lambda key: [key, 1]),
+]
+
+
+@pytest.mark.parametrize("operation,args", OPERATIONS, ids=[o for o, _ in OPERATIONS])
+def test_invalid_keys_raise_invalid_cache_key(cache, server, operation, args):
+    spaces = "key with spaces and 清"
+    cases = {
+        spaces: "Cache key contains characters that will cause errors if used with "
+        f"memcached: {':1:' + spaces!r}",
+        "a" * 248: "Cache key will cause errors if used with memcached: "
+        f"{':1:' + 'a' * 248!r} (longer than 250)",
+        "ctrl\x01key": None,
+        "é" * 200: "(longer than 250 bytes in UTF-8)",
+    }
+    before = command_counts(server)
+    for key, message in cases.items():
+        with pytest.raises(InvalidCacheKey) as e:
+            getattr(cache, operation)(*args(key))
+        if message is not None:
+            assert message in str(e.value)
+    assert command_counts(server) == before  # nothing was sent
+
+
+def command_counts(server) -> dict[str, str]:
+    """The server's counters of the commands a cache operation sends."""
+    names = ("cmd_get", "cmd_set", "cmd_touch", "delete_hits", "delete_misses",
+             "incr_hits", "incr_misses", "decr_hits", "decr_misses")
+    stats = server.stats()
+    return {name: stats[name] for name in names}
+
+
+def test_longest_valid_keys(cache, server):
+    ascii_key = "k" * (250 - 3)  # ":1:" makes 250
+    utf8_key = "é" * 123 + "k"  # 247 bytes + ":1:"
+    for key in (ascii_key, utf8_key):
+        cache.set(key, "v")
+        assert cache.get(key) == "v"
+        assert cache.get_many([key]) == {key: "v"}
+    assert server.raw_get(b":1:" + ascii_key.encode()) == (b"v", 16)
+
+
+# -- clear, versions, close --------------------------------------------------------------
+
+
+def test_clear(cache):
+    cache.set_many({"key1": "spam", "key2": "eggs"})
+    caches["prefix"].set("key3", "ham")
+    cache.clear()
+    assert cache.get_many(["key1", "key2"]) == {}
+    assert caches["prefix"].get("key3") is None
+
+
+def test_versioning(cache):
+    cache.set("answer1", 42)
+    assert cache.get("answer1", version=1) == 42
+    assert cache.get("answer1", version=2) is None
+    assert caches["v2"].get("answer1") is None
+    assert caches["v2"].get("answer1", version=1) == 42
+    caches["v2"].set("answer2", 42)
+    assert cache.get("answer2") is None
+    assert cache.get("answer2", version=2) == 42
+    assert cache.add("answer1", 37, version=2) is True
+    assert cache.get_many(["answer1"], version=2) == {"answer1": 37}
+    cache.set("counter", 37, version=1)
+    cache.set("counter", 42, version=2)
+    assert cache.incr("counter", version=2) == 43
+    assert caches["v2"].decr("counter") == 42
+    assert cache.get("counter") == 37
+    assert cache.delete("counter", version=2) is True
+    assert cache.get("counter", version=2) is None
+
+
+def test_incr_decr_version(cache):
+    cache.set("answer", 42, version=2)
+    assert cache.incr_version("answer", version=2) == 3
+    assert cache.get("answer", version=2) is None
+    assert cache.get("answer", version=3) == 42
+    assert cache.decr_version("answer", version=3) == 2
+    assert cache.get("answer", version=2) == 42
+    with pytest.raises(ValueError):
+        cache.incr_version("does_not_exist")
+    cache.set("null", None)
+    assert cache.incr_version("null") == 2
+    assert cache.get("null", "default", version=2) is None
+
+
+def test_custom_key_func(cache):
+    cache.set("answer1", 42)
+    assert caches["custom_key"].get("answer1") is None
+    caches["custom_key"].set("answer2", 42)
+    assert cache.get("answer2") is None
+    assert caches["custom_key"].get("answer2") == 42
+
+
+def test_close_keeps_pooled_connections(cache, server):
+    cache.set("before", 1)
+    opened = int(server.stats()["total_connections"])
+    for i in range(20):
+        assert cache.get("before") == 1
+        caches["default"].close()
+        signals.request_finished.send(sender=None)  # Django's end of a request
+        cache.set(f"after{i}", i)
+    assert cache.get_many([f"after{i}" for i in range(20)]) == {f"after{i}": i for i in range(20)}
+    # Only the raw stats connections themselves were opened since.
+    assert int(server.stats()["total_connections"]) - opened <= 2
+
+
+def test_async_methods(cache):
+    async def scenario() -> tuple[object, ...]:
+        await cache.aset("async", {"v": 1})
+        added = await cache.aadd("async", "other")
+        value = await cache.aget("async")
+        await cache.aset_many({"a1": 1, "a2": 2})
+        many = await cache.aget_many(["a1", "a2", "a3"])
+        incremented = await cache.aincr("a1", 5)
+        deleted = await cache.adelete("async")
+        return added, value, many, incremented, deleted
+
+    assert asyncio.run(scenario()) == (False, {"v": 1}, {"a1": 1, "a2": 2}, 6, True)
+
+
+def test_server_down_fails_quietly(memcached_factory):
+    server = memcached_factory()
+    address = server.address
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0}
+    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
+        cache = caches["default"]
+        cache.set("k", "v")  # no exception, as with Django's memcached backends
+        assert cache.get("k") is None
+        assert cache.add("k", "v") is False  # a bool, as Django documents
+        assert cache.get_many(["k", "j"]) == {}
+        assert cache.set_many({"k": 1, "j": 2}) == ["k", "j"]
+        assert cache.delete("k") is False
+        assert cache.touch("k") is False
+        with pytest.raises(ValueError):
+            cache.incr("k")
+
+
+def test_strict_option_raises_when_the_server_is_down(memcached_factory):
+    server = memcached_factory()
+    address = server.address
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
+    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
+        cache = caches["default"]
+        with pytest.raises(cmemcache.ConnectionError):
+            cache.get("k")
+        with pytest.raises(cmemcache.ConnectionError):
+            cache.set("k", 1)
+        with pytest.raises(cmemcache.ConnectionError):
+            cache.get_or_set("k", 1)
