@@ -198,7 +198,7 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
          * of the request.  Its "OK" is read before the request's reply. */
         static const char flush_line[] = "flush_all\r\n";
         if (send(fd, flush_line, sizeof(flush_line) - 1,
-                 MSG_NOSIGNAL | MSG_DONTWAIT)
+                 MC_SEND_FLAGS)
             == (ssize_t)(sizeof(flush_line) - 1)) {
             c->flush_oks = 1;
             srv->flush_pending = false;

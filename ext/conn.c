@@ -4,6 +4,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -15,6 +16,34 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+/* A non-blocking, close-on-exec stream socket that never raises SIGPIPE. */
+static int
+stream_socket(int family)
+{
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+#else
+    int fd = socket(family, SOCK_STREAM, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0
+        || fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+#endif
+#ifdef SO_NOSIGPIPE
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof(one));
+#endif
+    return fd;
+}
 
 int64_t
 mc_now(void)
@@ -76,9 +105,9 @@ static int
 open_one(int family, const struct sockaddr *addr, socklen_t addrlen,
          int64_t deadline)
 {
-    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = stream_socket(family);
     if (fd < 0) {
-        return -errno;
+        return fd;
     }
     if (family != AF_UNIX) {
         int one = 1;
@@ -145,7 +174,7 @@ mc_conn_send(int fd, struct mc_out *out)
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = out->iov;
     msg.msg_iovlen = (size_t)(out->iovcnt < IOV_MAX ? out->iovcnt : IOV_MAX);
-    ssize_t n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = sendmsg(fd, &msg, MC_SEND_FLAGS);
     if (n < 0) {
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }

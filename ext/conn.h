@@ -8,11 +8,20 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 #include "buf.h"
 #include "proto.h"
+
+/* Flags for every send: never block, never raise SIGPIPE (where the
+ * platform has MSG_NOSIGNAL; elsewhere the socket has SO_NOSIGPIPE). */
+#ifdef MSG_NOSIGNAL
+#define MC_SEND_FLAGS (MSG_NOSIGNAL | MSG_DONTWAIT)
+#else
+#define MC_SEND_FLAGS MSG_DONTWAIT
+#endif
 
 /* Error codes beyond errno, negative like -errno. */
 #define MC_EEOF (-10001)       /* the peer closed the connection */

@@ -603,7 +603,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         args.servers = _parse_servers(args.servers)
-        return args.func(args)
+        status: int = args.func(args)
+        return status
     except CliError as e:
         _warn(str(e))
         return e.status

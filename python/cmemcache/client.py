@@ -56,7 +56,7 @@ def cmemcache_hash(key: bytes) -> int:
     return ((zlib.crc32(key) & 0xFFFFFFFF) >> 16) & 0x7FFF
 
 
-serverHashFunction = cmemcache_hash
+serverHashFunction: Callable[[bytes], int] = cmemcache_hash
 
 
 def useOldServerHashFunction() -> None:
@@ -357,7 +357,7 @@ class Client:
     @property
     def stats(self) -> dict[str, int]:
         """Calls made per command, as python-memcached counts them."""
-        counts = Counter(self._sc.call_counts())
+        counts: Counter[str] = Counter(self._sc.call_counts())
         counts.update(self._extra_stats)
         return dict(counts)
 
@@ -527,7 +527,8 @@ class Client:
     def _wire_key(self, key: Any) -> bytes:
         """The bytes sent for a prepared key (cache_cas remembers by them)."""
         key = self._encode_key_plain(key)
-        return key[1] if isinstance(key, tuple) else key
+        raw = key[1] if isinstance(key, tuple) else key
+        return raw if isinstance(raw, bytes) else bytes(raw)
 
     def _multi_keys(self, keys: Iterable[Any], prefix: Any = b"") -> tuple[list[Any], dict[Any, Any] | None]:
         """The keys for the engine, and a map back to the caller's keys when
@@ -590,7 +591,7 @@ class Client:
             self._failed("get_multi", e)
             found = getattr(e, "partial", None) or {}
         if back is None:
-            return found
+            return dict(found)
         return {back[k]: v for k, v in found.items()}
 
     def _first_key_error(self, keys: list[Any], prefix: Any, exc: Exception) -> Exception:
@@ -622,9 +623,11 @@ class Client:
         if limit and len(data) > limit:
             return 0
         try:
+            ok: bool | None
             if op == "set":
                 ok = self._sc_set(key, data, self._exptime(time), flags, noreply)
             elif op == "cas":
+                assert token is not None
                 ok = self._sc.cas(key, data, token, self._exptime(time), flags, noreply)
             else:
                 ok = getattr(self._sc, op)(key, data, self._exptime(time), flags, noreply)
@@ -738,9 +741,8 @@ class Client:
             if isinstance(e, InvalidKeyError):
                 raise self._first_key_error(engine, prefix, e) from None
             self._failed("set_multi", e)
-            failed = getattr(e, "partial", None)
-            if failed is None:
-                failed = list(batch)
+            partial = getattr(e, "partial", None)
+            failed = list(batch) if partial is None else list(partial)
         notstored.extend(failed)
         if back is None:
             return notstored
@@ -795,7 +797,8 @@ class Client:
     def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
         key = self._prepare_key(key)
         try:
-            return getattr(self._sc, op)(key, int(delta), noreply)
+            result: int | None = getattr(self._sc, op)(key, int(delta), noreply)
+            return result
         except _cmemcache.ClientError as e:
             if self.strict:
                 raise

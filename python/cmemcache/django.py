@@ -93,7 +93,7 @@ class CMemcacheCache(BaseMemcachedCache):
         dropped), ``(server, weight)`` pairs as given."""
         return [
             s.strip() if isinstance(s, str) else s
-            for s in self._servers
+            for s in self._servers  # type: ignore[attr-defined]
             if not isinstance(s, str) or s.strip()
         ]
 

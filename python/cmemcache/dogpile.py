@@ -72,7 +72,7 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
         options = {k: v for k, v in arguments.items() if k not in self.BACKEND_ARGUMENTS}
         options.setdefault("pickleProtocol", pickle.HIGHEST_PROTOCOL)
         self.client_options: dict[str, Any] = options
-        super().__init__(arguments)
+        super().__init__(arguments)  # type: ignore[no-untyped-call]
         # Made now (it opens no connection yet), so bad arguments fail in
         # configure() rather than at the first cache call.
         self._client: cmemcache.Client = self._create_client()
