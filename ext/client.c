@@ -184,10 +184,11 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
         return NULL;
     }
     srv->dead_until = 0;
-    c = malloc(sizeof(*c));
+    int brc = mc_conn_set_blocking(fd, self->timeout);
+    c = brc < 0 ? NULL : malloc(sizeof(*c));
     if (c == NULL) {
         close(fd);
-        fail_set(f, -ENOMEM);
+        fail_set(f, brc < 0 ? brc : -ENOMEM);
         return NULL;
     }
     c->fd = fd;
@@ -970,9 +971,10 @@ again:;
         }
         return -1;
     }
-    if (c->reused && !o->retry_safe && mc_conn_stale(c->fd)) {
-        /* Closed by the server while idle (a restart): nothing was sent
-         * yet, so any other connection, or a new one, may take it. */
+    if (c->reused && mc_conn_stale(c->fd)) {
+        /* Input on an idle connection: closed by the server (a restart) or
+         * bytes nobody asked for (out of sync).  Nothing was sent on it yet,
+         * so another connection, or a new one, takes the request. */
         conn_close(c);
         goto again;
     }
@@ -989,6 +991,7 @@ again:;
     }
     struct mc_out out = {iov, iovcnt};
     bool got_bytes = false;
+    bool first_wait = true;
     size_t need = 0;
     for (;;) {
         if (out.iovcnt == 0 && o->noreply) {
@@ -1007,7 +1010,9 @@ again:;
         }
         ssize_t n;
         Py_BEGIN_ALLOW_THREADS
-        n = mc_conn_step(c->fd, &out, &c->rbuf, !o->noreply, deadline);
+        n = mc_conn_step(c->fd, &out, &c->rbuf, !o->noreply, first_wait,
+                         deadline);
+        first_wait = false;
         Py_END_ALLOW_THREADS
         if (n > 0) {
             got_bytes = true;
@@ -2433,7 +2438,11 @@ multi_place(struct multi *m, Py_ssize_t *count, Py_ssize_t *slot, bool last)
     for (Py_ssize_t i = 0; i < m->nparts; i++) {
         struct part *p = &m->parts[i];
         p->conn = conn_take(self, p->srv, &p->fail);
-        if (p->conn != NULL && p->conn->reused && mc_conn_stale(p->conn->fd)) {
+        while (p->conn != NULL && p->conn->reused
+               && mc_conn_stale(p->conn->fd)) {
+            /* Closed by the server while idle (a restart): every pooled
+             * connection may be; each is dropped, at worst a new one is
+             * opened.  Nothing was sent on them. */
             conn_close(p->conn);
             p->conn = conn_take(self, p->srv, &p->fail);
         }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -205,9 +206,28 @@ mc_conn_recv(int fd, struct mc_buf *b)
     return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 }
 
+int
+mc_conn_set_blocking(int fd, int64_t timeout_ns)
+{
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        return -errno;
+    }
+    struct timeval tv;
+    tv.tv_sec = (time_t)(timeout_ns / 1000000000);
+    tv.tv_usec = (suseconds_t)(timeout_ns % 1000000000 / 1000);
+    if (tv.tv_sec == 0 && tv.tv_usec == 0) {
+        tv.tv_usec = 1;
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
 ssize_t
 mc_conn_step(int fd, struct mc_out *out, struct mc_buf *b, bool want_reply,
-             int64_t deadline)
+             bool block, int64_t deadline)
 {
     if (out->iovcnt > 0) {
         ssize_t n = mc_conn_send(fd, out);
@@ -217,6 +237,22 @@ mc_conn_step(int fd, struct mc_out *out, struct mc_buf *b, bool want_reply,
     }
     if (!want_reply && out->iovcnt == 0) {
         return 0;
+    }
+    if (block && out->iovcnt == 0) {
+        /* The request is out: wait for the reply in recv itself (one
+         * syscall instead of poll + recv), bounded by SO_RCVTIMEO. */
+        ssize_t n = recv(fd, b->data + b->end, b->cap - b->end, 0);
+        if (n > 0) {
+            b->end += (size_t)n;
+            return n;
+        }
+        if (n == 0) {
+            return MC_EEOF;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return mc_now() >= deadline ? -ETIMEDOUT : 0;
+        }
+        return -errno;
     }
     short events = POLLIN;
     if (out->iovcnt > 0) {

@@ -60,15 +60,22 @@ int mc_conn_wait(int fd, short events, int64_t deadline);
 /* Milliseconds for poll() until deadline, rounded up; 0 when past. */
 int mc_poll_timeout(int64_t deadline);
 
+/* Puts a connected socket in blocking mode with SO_RCVTIMEO = timeout_ns,
+ * for mc_conn_step's blocking wait; every other call here passes
+ * MSG_DONTWAIT and stays non-blocking.  Returns 0 or -errno. */
+int mc_conn_set_blocking(int fd, int64_t timeout_ns);
+
 /* One step of a request: writes what is left of out; then, with all of it
  * written, waits for input and receives once into b (which must have room),
  * or with some left, waits until the socket can take more or input
- * arrives.  Without want_reply it never reads: it returns 0 once all is
- * written, and otherwise waits only until the socket can take more.
+ * arrives.  With block (a socket set up by mc_conn_set_blocking, and the
+ * first wait of a request, so SO_RCVTIMEO is within the deadline) the wait
+ * is the recv itself.  Without want_reply it never reads: it returns 0 once
+ * all is written, and otherwise waits only until the socket can take more.
  * Returns the bytes received (> 0), 0 when it only wrote or waited,
  * MC_EEOF, or -errno (-ETIMEDOUT, -EINTR, ...). */
 ssize_t mc_conn_step(int fd, struct mc_out *out, struct mc_buf *b,
-                     bool want_reply, int64_t deadline);
+                     bool want_reply, bool block, int64_t deadline);
 
 /* True when an idle connection has input or a hang-up waiting, so it cannot
  * be used for a new request (stale after a server restart, or out of sync). */

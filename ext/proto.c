@@ -81,26 +81,39 @@ starts_with(const char *line, size_t len, const char *word, size_t word_len)
 #define STARTS_WITH(line, len, lit) \
     starts_with((line), (len), (lit), sizeof(lit) - 1)
 
-/* Reads decimal digits at line[*pos] up to the next space or the line's
- * end: 1..20 digits, at most max.  Returns 0 or -1. */
-static int
+/* Reads decimal digits at line[*pos], in one pass: 1..20 digits, at most
+ * max, followed by the line's end or one space and more.  Returns 0 (pos
+ * moved past the space) or -1. */
+static inline int
 scan_u64(const char *line, size_t line_len, size_t *pos, uint64_t max,
          uint64_t *out)
 {
     size_t start = *pos, i = start;
-    while (i < line_len && line[i] != ' ') {
-        i++;
+    uint64_t v = 0;
+    for (; i < line_len; i++) {
+        unsigned d = (unsigned char)line[i] - '0';
+        if (d > 9) {
+            break;
+        }
+        if (i - start >= 19) {
+            /* 19 digits cannot overflow; a 20th may, a 21st always does */
+            if (i - start > 19 || v > (UINT64_MAX - d) / 10) {
+                return -1;
+            }
+        }
+        v = v * 10 + d;
     }
-    if (parse_u64(line + start, i - start, max, out) < 0) {
+    if (i == start || v > max) {
         return -1;
     }
     if (i < line_len) {
-        i++;                    /* the separator */
-        if (i == line_len) {
-            return -1;          /* trailing space */
+        if (line[i] != ' ' || i + 1 == line_len) {
+            return -1;          /* not a digit, or a trailing space */
         }
+        i++;
     }
     *pos = i;
+    *out = v;
     return 0;
 }
 
