@@ -469,6 +469,32 @@ class Client:
             return Client.MemcachedKeyTypeError(str(exc))
         return Client.MemcachedKeyCharacterError(str(exc))
 
+    def _keyed_failure(self, op: str, key: Any, exc: Exception, value: Any) -> Any:
+        """A one-key call failed: a key the engine refused raises
+        python-memcached's key error; anything else is a failure, raised
+        with strict=True, otherwise logged, counted and answered by value."""
+        if isinstance(exc, (InvalidKeyError, TypeError)):
+            raise self._key_error(key, exc) from None
+        assert isinstance(exc, Error)
+        self._failed(op, exc)
+        return value
+
+    def _store_failure(self, op: str, key: Any, exc: Exception) -> Any:
+        """A store failed: too large is 0 and SERVER_ERROR is "not stored"
+        (False), as python-memcached answers them; the rest as above."""
+        if isinstance(exc, ValueTooLargeError):
+            return 0
+        if isinstance(exc, _cmemcache.ServerError) and not self.strict:
+            return self._refused(op, exc)
+        return self._keyed_failure(op, key, exc, 0)
+
+    def _multi_failure(self, op: str, keys: list[Any], prefix: Any, exc: Error) -> None:
+        """A multi-key call failed: a refused key raises its key error, the
+        rest is a failure (raised with strict=True, else logged)."""
+        if isinstance(exc, InvalidKeyError):
+            raise self._first_key_error(keys, prefix, exc) from None
+        self._failed(op, exc)
+
     # -- retrieval ----------------------------------------------------------
 
     def _decode(self, key: Any, data: bytes, flags: int, default: Any) -> Any:
@@ -494,13 +520,8 @@ class Client:
             key = self._prepare_key(key)
         try:
             return self._sc_get(key, default, self._decode_cb, self._unpickle)
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            self._failed("get", e)
-            return None
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return self._keyed_failure("get", key, e, None)
 
     def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
         """Like get(); remembers the cas id for cas() when cache_cas is set.
@@ -509,13 +530,8 @@ class Client:
         key = self._prepare_key(key)
         try:
             r = self._sc.gets(key, with_flags=True)
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            self._failed("gets", e)
-            return (None, None) if with_token else None
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return self._keyed_failure("gets", key, e, (None, None) if with_token else None)
         if r is None:
             return (default, None) if with_token else default
         data, flags, cas_id = r
@@ -586,9 +602,7 @@ class Client:
         try:
             found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT, self._unpickle)
         except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._first_key_error(engine, prefix, e) from None
-            self._failed("get_multi", e)
+            self._multi_failure("get_multi", engine, prefix, e)
             found = getattr(e, "partial", None) or {}
         if back is None:
             return dict(found)
@@ -631,17 +645,8 @@ class Client:
                 ok = self._sc.cas(key, data, token, self._exptime(time), flags, noreply)
             else:
                 ok = getattr(self._sc, op)(key, data, self._exptime(time), flags, noreply)
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            if isinstance(e, ValueTooLargeError):
-                return 0
-            if isinstance(e, _cmemcache.ServerError) and not self.strict:
-                return self._refused(op, e)
-            self._failed(op, e)
-            return 0
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return self._store_failure(op, key, e)
         return ok is True
 
     def set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
@@ -669,17 +674,8 @@ class Client:
         try:
             ok = self._sc_set(key, data, time if type(time) is int else self._exptime(time),
                               flags, noreply)
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            if isinstance(e, ValueTooLargeError):
-                return 0
-            if isinstance(e, _cmemcache.ServerError) and not self.strict:
-                return self._refused("set", e)
-            self._failed("set", e)
-            return 0
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return self._store_failure("set", key, e)
         return ok is True
 
     def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
@@ -738,9 +734,7 @@ class Client:
         try:
             failed = self._sc.set_multi(batch, self._exptime(time), 0, noreply, prefix)
         except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._first_key_error(engine, prefix, e) from None
-            self._failed("set_multi", e)
+            self._multi_failure("set_multi", engine, prefix, e)
             partial = getattr(e, "partial", None)
             failed = list(batch) if partial is None else list(partial)
         notstored.extend(failed)
@@ -755,13 +749,8 @@ class Client:
         key = self._prepare_key(key)
         try:
             return 1 if self._sc.delete(key, noreply) else 0
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            self._failed("delete", e)
-            return 0
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return int(self._keyed_failure("delete", key, e, 0))
 
     def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
                      noreply: bool = False) -> int:
@@ -773,9 +762,7 @@ class Client:
         try:
             self._sc.delete_multi(engine, noreply, prefix)
         except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._first_key_error(engine, prefix, e) from None
-            self._failed("delete_multi", e)
+            self._multi_failure("delete_multi", engine, prefix, e)
             # python-memcached skips the keys of servers it cannot connect
             # to and still answers 1; 0 means a send or read failed.
             return 1 if self._unreachable(e) else 0
@@ -786,13 +773,8 @@ class Client:
         key = self._prepare_key(key)
         try:
             return 1 if self._sc.touch(key, self._exptime(time), noreply) else 0
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            self._failed("touch", e)
-            return 0
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            return int(self._keyed_failure("touch", key, e, 0))
 
     def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
         key = self._prepare_key(key)
@@ -804,13 +786,9 @@ class Client:
                 raise
             # python-memcached: int() of the error line
             raise ValueError(str(e)) from e
-        except Error as e:
-            if isinstance(e, InvalidKeyError):
-                raise self._key_error(key, e) from None
-            self._failed(op, e)
-            return None
-        except TypeError as e:
-            raise self._key_error(key, e) from None
+        except (Error, TypeError) as e:
+            result = self._keyed_failure(op, key, e, None)
+            return result
 
     def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
         """Add delta to a decimal value: the new value, None when not found
