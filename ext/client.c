@@ -120,6 +120,47 @@ conn_close(struct mc_conn *c)
     free(c);
 }
 
+/* Reads the replies still owed to noreply commands (their "MN" fences) and
+ * to a flush on connect, until deadline, so that closing the connection
+ * afterwards does not reset it while the server may still be reading those
+ * commands.  No Python API: called without the GIL. */
+static void
+conn_drain(struct mc_conn *c, int64_t deadline)
+{
+    struct mc_reply r;
+    while (c->fences > 0 || c->flush_oks > 0) {
+        while (mc_buf_len(&c->rbuf) > 0
+               && (c->fences > 0 || c->flush_oks > 0)) {
+            ssize_t n = mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                                 0, &r);
+            if (n == MC_NEED_MORE) {
+                break;
+            }
+            if (n < 0) {
+                return;
+            }
+            mc_buf_consume(&c->rbuf, (size_t)n);
+            if (r.kind == MC_MN && c->fences > 0) {
+                c->fences--;
+            }
+            else if (r.kind == MC_OK && c->flush_oks > 0) {
+                c->flush_oks--;
+            }
+        }
+        if (c->fences == 0 && c->flush_oks == 0) {
+            return;
+        }
+        if (mc_buf_reserve(&c->rbuf, 4096) < 0
+            || mc_conn_wait(c->fd, POLLIN, deadline) < 0) {
+            return;
+        }
+        ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+        if (n <= 0 && n != -EAGAIN) {
+            return;
+        }
+    }
+}
+
 static void
 server_drop_idle(struct mc_server *srv)
 {
@@ -232,9 +273,13 @@ static void
 conn_give(Client *self, struct mc_server *srv, struct mc_conn *c)
 {
     srv->timeouts = 0;
+    bool owed = c->fences > 0 || c->flush_oks > 0;
     if (mc_buf_len(&c->rbuf) != 0 || c->generation != mc_fork_generation
-        || srv->nidle >= self->pool_size) {
-        /* Unrequested bytes after a complete reply: out of sync. */
+        || (srv->nidle >= self->pool_size && !owed)) {
+        /* Unrequested bytes after a complete reply: out of sync.  A
+         * connection still owed replies to noreply commands is kept even
+         * over pool_size: closing it with unread input would reset it, and
+         * the server could drop writes it has not read yet. */
         conn_close(c);
         return;
     }
@@ -971,7 +1016,8 @@ again:;
         }
         return -1;
     }
-    if (c->reused && mc_conn_stale(c->fd)) {
+    if (c->reused && c->fences == 0 && c->flush_oks == 0
+        && mc_conn_stale(c->fd)) {
         /* Input on an idle connection: closed by the server (a restart) or
          * bytes nobody asked for (out of sync).  Nothing was sent on it yet,
          * so another connection, or a new one, takes the request. */
@@ -1941,7 +1987,7 @@ build_part(struct multi *m, struct part *p, const char *cmd,
     size_t room = 64;
     for (Py_ssize_t i = 0; i < p->nitems; i++) {
         const struct item *it = &m->items[p->items[i]];
-        room += (size_t)(it->wk.pre_len + it->wk.key_len) + 48;
+        room += (size_t)(it->wk.pre_len + it->wk.key_len) + 80;
     }
     if (mc_buf_reserve(b, room) < 0) {      /* usually the only allocation */
         return -1;
@@ -2010,21 +2056,39 @@ build_part(struct multi *m, struct part *p, const char *cmd,
         PyMem_Free(offs);
         return -1;
     }
+    /* The header lines are written in place ("set <key> <flags> <exptime>
+     * <bytes>[ noreply]\r\n", as mc_fmt_store writes them): the room was
+     * reserved above; the exptime is the same for every key. */
+    char exp_text[24];
+    size_t exp_len = mc_fmt_i64(exp_text, exptime);
     for (Py_ssize_t i = 0; i < p->nitems; i++) {
         struct item *it = &m->items[p->items[i]];
-        char hdr[MC_MAX_HEADER];
-        char key[MC_MAX_KEY];
-        memcpy(key, it->wk.pre, (size_t)it->wk.pre_len);
-        memcpy(key + it->wk.pre_len, it->wk.key, (size_t)it->wk.key_len);
-        size_t n = mc_fmt_store(hdr, MC_SET, key,
-                                (size_t)(it->wk.pre_len + it->wk.key_len),
-                                it->flags, exptime, it->val_len, 0,
-                                m->noreply);
         offs[i] = b->end;
-        if ((i > 0 && req_put(b, crlf, 2) < 0) || req_put(b, hdr, n) < 0) {
-            PyMem_Free(offs);
-            return -1;
+        char *w = b->data + b->end;
+        if (i > 0) {
+            *w++ = '\r';
+            *w++ = '\n';
         }
+        memcpy(w, "set ", 4);
+        w += 4;
+        memcpy(w, it->wk.pre, (size_t)it->wk.pre_len);
+        w += it->wk.pre_len;
+        memcpy(w, it->wk.key, (size_t)it->wk.key_len);
+        w += it->wk.key_len;
+        *w++ = ' ';
+        w += mc_fmt_u64(w, it->flags);
+        *w++ = ' ';
+        memcpy(w, exp_text, exp_len);
+        w += exp_len;
+        *w++ = ' ';
+        w += mc_fmt_u64(w, it->val_len);
+        if (m->noreply) {
+            memcpy(w, " noreply", 8);
+            w += 8;
+        }
+        *w++ = '\r';
+        *w++ = '\n';
+        b->end = (size_t)(w - b->data);
     }
     offs[p->nitems] = b->end;
     if (req_put(b, crlf, 2) < 0
@@ -2438,8 +2502,8 @@ multi_place(struct multi *m, Py_ssize_t *count, Py_ssize_t *slot, bool last)
     for (Py_ssize_t i = 0; i < m->nparts; i++) {
         struct part *p = &m->parts[i];
         p->conn = conn_take(self, p->srv, &p->fail);
-        while (p->conn != NULL && p->conn->reused
-               && mc_conn_stale(p->conn->fd)) {
+        while (p->conn != NULL && p->conn->reused && p->conn->fences == 0
+               && p->conn->flush_oks == 0 && mc_conn_stale(p->conn->fd)) {
             /* Closed by the server while idle (a restart): every pooled
              * connection may be; each is dropped, at worst a new one is
              * opened.  Nothing was sent on them. */
@@ -2736,21 +2800,55 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "set_multi() needs a mapping");
         return NULL;
     }
-    PyObject *pairs = PyMapping_Items(a[0]);
-    if (pairs == NULL) {
-        return NULL;
+    /* The pairs, held by strong references for the call: a dict is read in
+     * place (no tuple per pair), any other mapping through items(). */
+    PyObject *pairs = NULL;
+    PyObject **held = NULL;
+    Py_ssize_t n;
+    if (PyDict_CheckExact(a[0])) {
+        n = PyDict_GET_SIZE(a[0]);
+        held = PyMem_Malloc(sizeof(PyObject *) * (size_t)(2 * n + 1));
+        if (held == NULL) {
+            return PyErr_NoMemory();
+        }
+        Py_ssize_t pos = 0, i = 0;
+        PyObject *k, *v;
+        while (i < n && PyDict_Next(a[0], &pos, &k, &v)) {
+            held[2 * i] = Py_NewRef(k);
+            held[2 * i + 1] = Py_NewRef(v);
+            i++;
+        }
+        n = i;
     }
-    Py_ssize_t n = PyList_GET_SIZE(pairs);
+    else {
+        pairs = PyMapping_Items(a[0]);
+        if (pairs == NULL) {
+            return NULL;
+        }
+        n = PyList_GET_SIZE(pairs);
+    }
     struct multi m;
     PyObject *res = NULL;
     if (multi_init(&m, self, MULTI_SET, n) < 0) {
-        Py_DECREF(pairs);
-        return NULL;
+        goto done;
     }
     m.noreply = noreply;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *pair = PyList_GET_ITEM(pairs, i);
-        PyObject *val = PyTuple_GET_ITEM(pair, 1);
+        PyObject *key_obj, *val;
+        if (held != NULL) {
+            key_obj = held[2 * i];
+            val = held[2 * i + 1];
+        }
+        else {
+            PyObject *pair = PyList_GET_ITEM(pairs, i);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError,
+                                "set_multi() needs (key, value) items");
+                goto done;
+            }
+            key_obj = PyTuple_GET_ITEM(pair, 0);
+            val = PyTuple_GET_ITEM(pair, 1);
+        }
         struct item *it = &m.items[m.nitems];
         it->flags = flags;
         if (PyTuple_Check(val)) {
@@ -2765,7 +2863,7 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
             }
             val = PyTuple_GET_ITEM(val, 0);
         }
-        if (multi_key(&m, PyTuple_GET_ITEM(pair, 0), pre, pre_len) < 0) {
+        if (multi_key(&m, key_obj, pre, pre_len) < 0) {
             goto done;
         }
         if (PyBytes_CheckExact(val)) {
@@ -2801,7 +2899,13 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
     res = multi_execute(&m, "set", exptime, false);
 done:
     multi_clear(&m);
-    Py_DECREF(pairs);
+    Py_XDECREF(pairs);
+    if (held != NULL) {
+        for (Py_ssize_t i = 0; i < 2 * n; i++) {
+            Py_DECREF(held[i]);
+        }
+        PyMem_Free(held);
+    }
     return res;
 }
 
@@ -2852,8 +2956,34 @@ done:
 static PyObject *
 Client_disconnect_all(Client *self, PyObject *Py_UNUSED(ignored))
 {
+    /* Take every idle connection off its pool, let the ones owed replies
+     * to noreply commands read them (at most 100 ms in all), close them. */
+    struct mc_conn *all = NULL;
     for (Py_ssize_t i = 0; i < self->nservers; i++) {
-        server_drop_idle(&self->servers[i]);
+        struct mc_server *srv = &self->servers[i];
+        if (srv->generation != mc_fork_generation) {
+            server_drop_idle(srv);  /* the parent's: close, nothing more */
+            srv->generation = mc_fork_generation;
+            continue;
+        }
+        while (srv->idle != NULL) {
+            struct mc_conn *c = srv->idle;
+            srv->idle = c->next;
+            c->next = all;
+            all = c;
+        }
+        srv->nidle = 0;
+    }
+    int64_t deadline = mc_now() + 100000000;
+    Py_BEGIN_ALLOW_THREADS
+    for (struct mc_conn *c = all; c != NULL; c = c->next) {
+        conn_drain(c, deadline);
+    }
+    Py_END_ALLOW_THREADS
+    while (all != NULL) {
+        struct mc_conn *c = all;
+        all = c->next;
+        conn_close(c);
     }
     Py_RETURN_NONE;
 }
