@@ -283,7 +283,9 @@ conn_give(Client *self, struct mc_server *srv, struct mc_conn *c)
         conn_close(c);
         return;
     }
-    mc_buf_shrink(&c->rbuf);
+    if (c->rbuf.cap > MC_BUF_RESTING) {
+        mc_buf_shrink(&c->rbuf);
+    }
     c->next = srv->idle;
     srv->idle = c;
     srv->nidle++;
@@ -1025,7 +1027,9 @@ again:;
         goto again;
     }
     int iovcnt = o->iovcnt;
-    memcpy(iov, o->iov, sizeof(struct iovec) * (size_t)iovcnt);
+    for (int i = 0; i < iovcnt; i++) {
+        iov[i] = o->iov[i];
+    }
     bool fenced = o->noreply && self->fence;
     if (fenced) {
         iov[iovcnt].iov_base = (void *)fence_line;

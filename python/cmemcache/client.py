@@ -42,6 +42,7 @@ _SOCKET_TIMEOUT = 3
 valid_key_chars_re = re.compile(b"[\x21-\x7e\x80-\xff]+")
 
 _KEY_TYPES = (bytes, str)
+_KEY_TYPE_SET = frozenset(_KEY_TYPES)
 _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.EHOSTUNREACH, errno.ENETUNREACH,
                    errno.EADDRNOTAVAIL, errno.ECONNABORTED}
 _pickle_dumps = pickle.dumps
@@ -552,7 +553,7 @@ class Client:
         keys = list(keys)
         extra = len(self._encode_key_plain(prefix)) if prefix else 0
         if (self.key_encoder is None and self._custom_hash is None and all(keys)
-                and all(type(k) in _KEY_TYPES for k in keys)):
+                and _KEY_TYPE_SET.issuperset(map(type, keys))):
             if self._python_check:
                 for k in keys:
                     self.check_key(self._encode_key(k), key_extra_len=extra)
@@ -605,7 +606,8 @@ class Client:
             self._multi_failure("get_multi", engine, prefix, e)
             found = getattr(e, "partial", None) or {}
         if back is None:
-            return dict(found)
+            result: dict[Any, Any] = found
+            return result
         return {back[k]: v for k, v in found.items()}
 
     def _first_key_error(self, keys: list[Any], prefix: Any, exc: Exception) -> Exception:
