@@ -20,7 +20,7 @@ APT_PACKAGES = memcached nutcracker libmemcached-tools clang valgrind libclang-r
 STAMP = $(VENV)/.deps-installed
 
 .PHONY: all deps system-deps venv build ctest pytest test demo bench \
-	bench-deps callgrind sanitize valgrind fuzz clean
+	bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci clean
 
 all: build
 
@@ -55,7 +55,19 @@ ctest: system-deps
 pytest: deps build
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-test: deps build ctest pytest
+# The bounded parts of the long checks run with every test: a short fuzz
+# run of the reply parser and the core suites on the ASan/UBSan build.
+SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
+	tests/test_noreply.py tests/test_commands.py
+FUZZ_CI_SECONDS ?= 45
+
+test: deps build ctest fuzz-ci pytest sanitize-ci
+
+fuzz-ci: system-deps
+	sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
+
+sanitize-ci: deps build
+	PYTHON=$(PY) sh tests/sanitize.sh $(SANITIZE_CI)
 
 demo: deps build bench-deps
 	$(PY) bench/demo.py
