@@ -2667,6 +2667,32 @@ multi_key(struct multi *m, PyObject *key, const char *pre,
     return 0;
 }
 
+/* Sets m up for a multi-key call on the keys of an iterable, each checked
+ * with the prefix.  *seq keeps the keys alive until the caller releases it.
+ * Returns 0, or -1 with an exception set; m can be cleared either way. */
+static int
+multi_from_keys(struct multi *m, Client *self, enum multi_kind kind,
+                PyObject *keys, const char *pre, Py_ssize_t pre_len,
+                PyObject **seq)
+{
+    memset(m, 0, sizeof(*m));
+    *seq = PySequence_Fast(keys, "keys must be iterable");
+    if (*seq == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(*seq);
+    PyObject **items = PySequence_Fast_ITEMS(*seq);
+    if (multi_init(m, self, kind, n) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (multi_key(m, items[i], pre, pre_len) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static PyObject *
 get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
           PyObject *kwnames, const char *fname, bool with_cas)
@@ -2682,33 +2708,21 @@ get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         || to_bool(a[2], &with_flags) < 0) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(a[0], "keys must be iterable");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **keys = PySequence_Fast_ITEMS(seq);
     struct multi m;
-    PyObject *res = NULL;
-    if (multi_init(&m, self, MULTI_GET, n) < 0) {
-        Py_DECREF(seq);
-        return NULL;
+    PyObject *seq, *res = NULL;
+    if (multi_from_keys(&m, self, MULTI_GET, a[0], pre, pre_len, &seq) < 0) {
+        goto done;
     }
     m.with_flags = with_flags;
     m.with_cas = with_cas;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
-            goto done;
-        }
-    }
-    m.result = _PyDict_NewPresized(n);
+    m.result = _PyDict_NewPresized(m.nitems);
     if (m.result == NULL) {
         goto done;
     }
     res = multi_execute(&m, with_cas ? "gets" : "get", 0, false);
 done:
     multi_clear(&m);
-    Py_DECREF(seq);
+    Py_XDECREF(seq);
     return res;
 }
 
@@ -2729,25 +2743,14 @@ Client_get_multi_decoded(Client *self, PyObject *const *args,
     if (check_prefix(self, args[1], &pre, &pre_len) < 0) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(args[0], "keys must be iterable");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **keys = PySequence_Fast_ITEMS(seq);
     struct multi m;
-    PyObject *res = NULL;
-    if (multi_init(&m, self, MULTI_GET, n) < 0) {
-        Py_DECREF(seq);
-        return NULL;
+    PyObject *seq, *res = NULL;
+    if (multi_from_keys(&m, self, MULTI_GET, args[0], pre, pre_len, &seq)
+        < 0) {
+        goto done;
     }
     m.decoding = true;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
-            goto done;
-        }
-    }
-    m.result = _PyDict_NewPresized(n);
+    m.result = _PyDict_NewPresized(m.nitems);
     m.pending = PyList_New(0);
     if (m.result == NULL || m.pending == NULL) {
         goto done;
@@ -2760,7 +2763,7 @@ Client_get_multi_decoded(Client *self, PyObject *const *args,
     }
 done:
     multi_clear(&m);
-    Py_DECREF(seq);
+    Py_XDECREF(seq);
     return res;
 }
 
@@ -2929,29 +2932,18 @@ Client_delete_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         || check_prefix(self, a[2], &pre, &pre_len) < 0) {
         return NULL;
     }
-    PyObject *seq = PySequence_Fast(a[0], "keys must be iterable");
-    if (seq == NULL) {
-        return NULL;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject **keys = PySequence_Fast_ITEMS(seq);
     struct multi m;
-    PyObject *res = NULL;
-    if (multi_init(&m, self, MULTI_DELETE, n) < 0) {
-        Py_DECREF(seq);
-        return NULL;
+    PyObject *seq, *res = NULL;
+    if (multi_from_keys(&m, self, MULTI_DELETE, a[0], pre, pre_len, &seq)
+        < 0) {
+        goto done;
     }
     m.noreply = noreply;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (multi_key(&m, keys[i], pre, pre_len) < 0) {
-            goto done;
-        }
-    }
     m.result = Py_NewRef(Py_True);
     res = multi_execute(&m, "delete", 0, false);
 done:
     multi_clear(&m);
-    Py_DECREF(seq);
+    Py_XDECREF(seq);
     return res;
 }
 
