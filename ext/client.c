@@ -423,6 +423,12 @@ key_bytes(PyObject *key, const char **p, Py_ssize_t *n)
         return 0;
     }
     if (PyUnicode_Check(key)) {
+        if (PyUnicode_IS_COMPACT_ASCII(key)) {
+            /* ASCII text is its own UTF-8: no conversion, no cache */
+            *p = (const char *)PyUnicode_DATA(key);
+            *n = PyUnicode_GET_LENGTH(key);
+            return 0;
+        }
         *p = PyUnicode_AsUTF8AndSize(key, n);
         if (*p == NULL) {
             /* lone surrogates cannot be sent */
@@ -990,7 +996,11 @@ run_one(struct one *o)
 
 pick:
     if (o->wk != NULL) {
-        Py_ssize_t idx = pick_server(self, o->wk);
+        /* one live server and a plain key: nothing to pick */
+        Py_ssize_t idx = (self->nservers == 1 && o->wk->hash == NULL
+                          && self->servers[0].dead_until == 0)
+                             ? 0
+                             : pick_server(self, o->wk);
         if (idx < 0) {
             if (idx == -1 && connect_fail.code != 0) {
                 /* The servers died in this call: say why, not just that
