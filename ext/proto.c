@@ -140,14 +140,13 @@ parse_value(const char *buf, size_t len, const char *line, size_t line_len,
     }
     r->flags = (uint32_t)n;
     uint64_t limit = max_value < UINT32_MAX ? max_value : UINT32_MAX;
-    size_t before = pos;
     if (scan_u64(line, line_len, &pos, limit, &n) < 0) {
         return MC_EPROTO;
     }
     r->value_len = (size_t)n;
     r->has_cas = false;
     r->cas = 0;
-    if (pos < line_len && pos != before) {
+    if (pos < line_len) {
         if (scan_u64(line, line_len, &pos, UINT64_MAX, &r->cas) < 0
             || pos < line_len) {
             return MC_EPROTO;
