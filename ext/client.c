@@ -36,6 +36,7 @@
 #define MC_ENOSERVER (-10008)  /* every server the key may use is down */
 
 #define MC_NS 1000000000.0
+#define MC_FIRST_PROBE 1000000000LL /* ns from a failure to the first probe */
 #define MC_GET_CHUNK 16384     /* bytes of keys per get/gets line */
 #define MC_GAT_CHUNK 1900      /* gat lines must stay under 2048 bytes */
 
@@ -62,7 +63,9 @@ struct mc_server {
     struct mc_conn *idle;
     int nidle;
     unsigned long generation;
-    int64_t dead_until;
+    int64_t dead_until;        /* held down until then; 0 when live */
+    int64_t hold;              /* the last hold-down: doubles up to dead_retry */
+    bool probing;              /* a call is connecting to test it is back */
     bool flush_pending;        /* flush_on_reconnect: flush once reachable */
     int timeouts;              /* request timeouts in a row */
 };
@@ -179,15 +182,37 @@ fail_set(struct mc_fail *f, int code)
     f->text[0] = '\0';
 }
 
+/* Holds srv down after a failure: refused at once until the hold-down
+ * passes, then one call probes it with a connect.  The first hold-down is
+ * MC_FIRST_PROBE (a restarted server serves again about a second later);
+ * each failed probe doubles it, up to dead_retry (a dead server costs one
+ * connect attempt per hold-down).  dead_retry 0 never holds down. */
+static void
+server_hold_down(Client *self, struct mc_server *srv)
+{
+    srv->flush_pending = self->flush_on_reconnect;
+    if (self->dead_retry <= 0) {
+        return;
+    }
+    int64_t hold = srv->hold == 0 ? MC_FIRST_PROBE : 2 * srv->hold;
+    if (hold > self->dead_retry) {
+        hold = self->dead_retry;
+    }
+    srv->hold = hold;
+    srv->dead_until = mc_now() + hold;
+}
+
 /* Takes an idle connection of srv or opens a new one.  Returns NULL with f
  * filled (or a Python exception set and f->code MC_EPYTHON). */
 static struct mc_conn *
 conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
 {
     if (srv->generation != mc_fork_generation) {
-        /* The parent's sockets: close our copies, send nothing. */
+        /* The parent's sockets: close our copies, send nothing.  A probe
+         * another thread of the parent had under way is not ours. */
         server_drop_idle(srv);
         srv->generation = mc_fork_generation;
+        srv->probing = false;
     }
     struct mc_conn *c = srv->idle;
     if (c != NULL) {
@@ -197,9 +222,15 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
         return c;
     }
     int64_t now = mc_now();
-    if (srv->dead_until != 0 && now < srv->dead_until) {
-        fail_set(f, MC_EDEAD);
-        return NULL;
+    bool probe = srv->dead_until != 0;
+    if (probe) {
+        if (now < srv->dead_until || srv->probing) {
+            /* Held down, or another call is testing it right now: fail
+             * fast instead of each call waiting for its own connect. */
+            fail_set(f, MC_EDEAD);
+            return NULL;
+        }
+        srv->probing = true;
     }
     int64_t deadline = now + self->connect_timeout;
     int fd, gai = 0;
@@ -211,20 +242,20 @@ conn_take(Client *self, struct mc_server *srv, struct mc_fail *f)
             break;
         }
         if (PyErr_CheckSignals() < 0) {
+            srv->probing = false;
             fail_set(f, MC_EPYTHON);
             return NULL;
         }
     }
+    srv->probing = false;
     if (fd < 0) {
         fail_set(f, fd);
         f->gai = gai;
-        if (self->dead_retry > 0) {
-            srv->dead_until = mc_now() + self->dead_retry;
-        }
-        srv->flush_pending = self->flush_on_reconnect;
+        server_hold_down(self, srv);
         return NULL;
     }
     srv->dead_until = 0;
+    srv->hold = 0;
     int brc = mc_conn_set_blocking(fd, self->timeout);
     c = brc < 0 ? NULL : malloc(sizeof(*c));
     if (c == NULL) {
@@ -261,8 +292,7 @@ server_timed_out(Client *self, struct mc_server *srv)
 {
     if (self->timeout_limit > 0 && ++srv->timeouts >= self->timeout_limit
         && self->dead_retry > 0) {
-        srv->dead_until = mc_now() + self->dead_retry;
-        srv->flush_pending = self->flush_on_reconnect;
+        server_hold_down(self, srv);
         srv->timeouts = 0;
         server_drop_idle(srv);
     }
@@ -303,8 +333,9 @@ raise_fail(Client *self, struct mc_server *srv, const struct mc_fail *f)
         return;
     case MC_EDEAD: {
         char left[32];
+        int64_t ns = srv->dead_until - mc_now();
         PyOS_snprintf(left, sizeof(left), "%.1f",
-                      (double)(srv->dead_until - mc_now()) / MC_NS);
+                      ns > 0 ? (double)ns / MC_NS : 0.0);
         PyErr_Format(st->ConnectionError, "%s: server marked dead after a "
                      "failure, retried in %s s", name, left);
         return;
@@ -412,6 +443,9 @@ fail_proto(struct mc_fail *f, const char *why)
 }
 
 /* ---- argument checks ---------------------------------------------------- */
+
+static int to_ns(PyObject *obj, const char *what, double dflt, bool zero_ok,
+                 int64_t *out);
 
 /* Points p and n at the bytes of a bytes or str key.  Sets TypeError. */
 static int
@@ -3025,8 +3059,58 @@ Client_forget_dead(Client *self, PyObject *Py_UNUSED(ignored))
 {
     for (Py_ssize_t i = 0; i < self->nservers; i++) {
         self->servers[i].dead_until = 0;
+        self->servers[i].hold = 0;
     }
     Py_RETURN_NONE;
+}
+
+/* mark_dead(index, seconds=None): holds a server down as a failure would,
+ * for seconds (dead_retry when None); later failures double from there. */
+static PyObject *
+Client_mark_dead(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"index", "seconds", NULL};
+    PyObject *a[2];
+    int64_t index;
+    if (parse_args("mark_dead", args, nargs, kwnames, names, 1, 2, a) < 0
+        || to_int64(a[0], "index", 0, (int64_t)self->nservers - 1, &index)
+           < 0) {
+        return NULL;
+    }
+    int64_t hold = self->dead_retry;
+    if (a[1] != NULL && a[1] != Py_None
+        && to_ns(a[1], "seconds", 0, true, &hold) < 0) {
+        return NULL;
+    }
+    struct mc_server *srv = &self->servers[index];
+    srv->flush_pending = self->flush_on_reconnect;
+    if (hold > 0) {
+        srv->hold = hold;
+        srv->dead_until = mc_now() + hold;
+        server_drop_idle(srv);
+    }
+    Py_RETURN_NONE;
+}
+
+/* hold_downs() -> the seconds each server stays held down (0.0: live). */
+static PyObject *
+Client_hold_downs(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *t = PyTuple_New(self->nservers);
+    int64_t now = mc_now();
+    for (Py_ssize_t i = 0; t != NULL && i < self->nservers; i++) {
+        int64_t until = self->servers[i].dead_until;
+        double left = until != 0 && until > now ? (double)(until - now) / MC_NS
+                                                : 0.0;
+        PyObject *v = PyFloat_FromDouble(left);
+        if (v == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, i, v);
+    }
+    return t;
 }
 
 static PyObject *
@@ -3523,6 +3607,12 @@ static PyMethodDef Client_methods[] = {
      PyDoc_STR("Sets every call count back to 0.")},
     {"forget_dead", (PyCFunction)Client_forget_dead, METH_NOARGS,
      PyDoc_STR("Clears every server's dead mark.")},
+    FASTKW("mark_dead", Client_mark_dead,
+           "mark_dead(index, seconds=None): hold a server down for seconds "
+           "(dead_retry when None), as a failure would"),
+    {"hold_downs", (PyCFunction)Client_hold_downs, METH_NOARGS,
+     PyDoc_STR("hold_downs() -> (seconds each server stays held down, 0.0 "
+               "when live)")},
     {"dead_servers", (PyCFunction)Client_dead_servers, METH_NOARGS,
      PyDoc_STR("dead_servers() -> indexes of the servers marked dead")},
     {"__enter__", (PyCFunction)Client_enter, METH_NOARGS, NULL},
