@@ -17,6 +17,7 @@
 #include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@
 #define MC_NS 1000000000.0
 #define MC_FIRST_PROBE 1000000000LL /* ns from a failure to the first probe */
 #define MC_GET_CHUNK 16384     /* bytes of keys per get/gets line */
+#define MC_MAX_STATS_REPLY (8u << 20) /* stats reply memory per server */
 #define MC_GAT_CHUNK 1900      /* gat lines must stay under 2048 bytes */
 
 struct mc_fail {
@@ -153,7 +155,7 @@ conn_drain(struct mc_conn *c, int64_t deadline)
         if (c->fences == 0 && c->flush_oks == 0) {
             return;
         }
-        if (mc_buf_reserve(&c->rbuf, 4096) < 0
+        if (mc_now() >= deadline || mc_buf_reserve(&c->rbuf, 4096) < 0
             || mc_conn_wait(c->fd, POLLIN, deadline) < 0) {
             return;
         }
@@ -945,6 +947,7 @@ struct one {
     bool pending;              /* result is raw bytes for the decoder */
     uint32_t rflags;           /* flags of a pending result */
     PyObject *result;          /* owned; NULL until set */
+    size_t taken;              /* stats: bytes charged against the limit */
     struct mc_fail fail;
 };
 
@@ -968,7 +971,13 @@ parse_frames(Client *self, struct mc_conn *c, reply_fn fn, void *ctx,
             return 0;
         }
         if (n == MC_EPROTO) {
-            fail_proto(fail, "unexpected bytes");
+            if (mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                         SIZE_MAX, &r) != MC_EPROTO) {
+                fail_set(fail, MC_EVALUE);  /* well formed, but too large */
+            }
+            else {
+                fail_proto(fail, "unexpected bytes");
+            }
             return -1;
         }
         if (c->flush_oks > 0) {
@@ -1124,6 +1133,12 @@ again:;
                 }
                 return 0;
             }
+            if (mc_now() >= deadline) {
+                /* Bytes keep coming but the reply is not complete: the
+                 * deadline holds whatever the server sends. */
+                fail_set(&o->fail, -ETIMEDOUT);
+                goto error;
+            }
             continue;
         }
         if (n == 0) {
@@ -1132,6 +1147,10 @@ again:;
         if (n == -EINTR) {
             if (PyErr_CheckSignals() < 0) {
                 fail_set(&o->fail, MC_EPYTHON);
+                goto error;
+            }
+            if (mc_now() >= deadline) {
+                fail_set(&o->fail, -ETIMEDOUT);
                 goto error;
             }
             continue;
@@ -1188,6 +1207,7 @@ one_init(struct one *o, Client *self, Py_ssize_t server)
     o->decoding = false;
     o->pending = false;
     o->result = NULL;
+    o->taken = 0;
     o->fail.code = 0;
 }
 
@@ -1460,6 +1480,13 @@ on_stats(struct one *o, const struct mc_reply *r)
     }
     if (r->kind != MC_STAT) {
         return unexpected(o, r);
+    }
+    /* A reply's memory is bounded: each line is charged its text and the
+     * cost of a dict entry. */
+    o->taken += 64 + r->key_len + r->text_len;
+    if (o->taken > MC_MAX_STATS_REPLY) {
+        fail_proto(&o->fail, "stats reply over the 8 MiB limit");
+        return -1;
     }
     PyObject *k = PyUnicode_DecodeUTF8(r->key, (Py_ssize_t)r->key_len,
                                        "replace");
@@ -2214,12 +2241,16 @@ part_frame(void *ctx, const struct mc_reply *r)
             bool pending;
             v = decode_plain(r, &pending);
             if (pending) {
-                v = Py_BuildValue("(y#k)", r->value,
-                                  (Py_ssize_t)r->value_len,
-                                  (unsigned long)r->flags);
-                if (v != NULL && PyList_Append(m->pending, it->orig) < 0) {
-                    Py_CLEAR(v);
-                }
+                /* For the decoder, after the call: (key, data, flags) in
+                 * a list of our own, and a placeholder in the result that
+                 * keeps the key's place.  Nothing in the result is ever
+                 * taken for raw data: a stored tuple stays a value. */
+                PyObject *entry = Py_BuildValue(
+                    "(Oy#k)", it->orig, r->value, (Py_ssize_t)r->value_len,
+                    (unsigned long)r->flags);
+                int rc = entry ? PyList_Append(m->pending, entry) : -1;
+                Py_XDECREF(entry);
+                v = rc < 0 ? NULL : Py_NewRef(Py_None);
             }
         }
         else {
@@ -2372,9 +2403,8 @@ multi_run(struct multi *m)
                 rc = -1;
                 break;
             }
-            continue;
+            perr = 0;           /* io[] holds the sends' results only */
         }
-        bool progress = false;
         for (nfds_t k = 0; k < np; k++) {
             struct part *p = &m->parts[map[k]];
             if (io[k] < 0) {
@@ -2384,9 +2414,6 @@ multi_run(struct multi *m)
             if (perr < 0) {
                 part_fail(p, perr);
                 continue;
-            }
-            if (pfd[k].revents) {
-                progress = true;
             }
             if (io[k] == 0) {
                 continue;
@@ -2405,7 +2432,8 @@ multi_run(struct multi *m)
                 part_finish(self, p);
             }
         }
-        if (!progress && prc == 0 && mc_now() >= deadline) {
+        if (mc_now() >= deadline) {
+            /* Whatever is still arriving, the call ends at its deadline. */
             for (Py_ssize_t i = 0; i < m->nparts; i++) {
                 if (!m->parts[i].done) {
                     part_fail(&m->parts[i], -ETIMEDOUT);
@@ -2454,28 +2482,32 @@ multi_decode(struct multi *m, PyObject *decoder, PyObject *omit,
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     int rc = 0;
+    /* The list is ours alone, and each entry is held while the decoder (any
+     * Python code) runs. */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(m->pending); i++) {
-        PyObject *key = PyList_GET_ITEM(m->pending, i);
-        PyObject *raw = PyDict_GetItemWithError(m->result, key);
-        if (raw == NULL || !PyTuple_Check(raw)) {
-            continue;           /* the key came twice; decoded already */
-        }
-        Py_INCREF(raw);
-        PyObject *data = PyTuple_GET_ITEM(raw, 0);
+        PyObject *entry = Py_NewRef(PyList_GET_ITEM(m->pending, i));
+        PyObject *key = PyTuple_GET_ITEM(entry, 0);
+        PyObject *data = PyTuple_GET_ITEM(entry, 1);
         uint32_t flags =
-            (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(raw, 1));
+            (uint32_t)PyLong_AsUnsignedLong(PyTuple_GET_ITEM(entry, 2));
         PyObject *v = fast_unpickle(unpickle, data, flags);
         if (v == NULL && !PyErr_Occurred()) {
             v = call_decoder(decoder, key, data, flags, omit);
         }
-        Py_DECREF(raw);
-        if (v == NULL) {
-            rc = -1;
-            break;
+        int r = -1;
+        if (v == omit) {
+            /* a key listed twice may have been dropped already */
+            r = PyDict_DelItem(m->result, key);
+            if (r < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
+                PyErr_Clear();
+                r = 0;
+            }
         }
-        int r = v == omit ? PyDict_DelItem(m->result, key)
-                          : PyDict_SetItem(m->result, key, v);
-        Py_DECREF(v);
+        else if (v != NULL) {
+            r = PyDict_SetItem(m->result, key, v);
+        }
+        Py_XDECREF(v);
+        Py_DECREF(entry);
         if (r < 0) {
             rc = -1;
             break;
@@ -2712,20 +2744,29 @@ multi_key(struct multi *m, PyObject *key, const char *pre,
 }
 
 /* Sets m up for a multi-key call on the keys of an iterable, each checked
- * with the prefix.  *seq keeps the keys alive until the caller releases it.
- * Returns 0, or -1 with an exception set; m can be cleared either way. */
+ * with the prefix.  *seq is a tuple of the keys, owned by the call: the
+ * items point into the keys, and the caller's list may change while the
+ * call runs Python code (a key's __hash__, a signal handler) or waits with
+ * the GIL released.  Returns 0, or -1 with an exception set; m can be
+ * cleared either way. */
 static int
 multi_from_keys(struct multi *m, Client *self, enum multi_kind kind,
                 PyObject *keys, const char *pre, Py_ssize_t pre_len,
                 PyObject **seq)
 {
     memset(m, 0, sizeof(*m));
-    *seq = PySequence_Fast(keys, "keys must be iterable");
+    if (Py_TYPE(keys)->tp_iter == NULL && !PySequence_Check(keys)) {
+        *seq = NULL;
+        PyErr_SetString(PyExc_TypeError, "keys must be iterable");
+        return -1;
+    }
+    *seq = PyTuple_CheckExact(keys) ? Py_NewRef(keys)
+                                    : PySequence_Tuple(keys);
     if (*seq == NULL) {
         return -1;
     }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(*seq);
-    PyObject **items = PySequence_Fast_ITEMS(*seq);
+    Py_ssize_t n = PyTuple_GET_SIZE(*seq);
+    PyObject **items = &PyTuple_GET_ITEM(*seq, 0);
     if (multi_init(m, self, kind, n) < 0) {
         return -1;
     }
@@ -2851,8 +2892,10 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_TypeError, "set_multi() needs a mapping");
         return NULL;
     }
-    /* The pairs, held by strong references for the call: a dict is read in
-     * place (no tuple per pair), any other mapping through items(). */
+    /* The pairs, held by strong references for the call (values are read
+     * in place, and Python code may run meanwhile): a dict is read directly
+     * (no tuple per pair), any other mapping through a tuple of its
+     * items() (which may return a list its owner keeps and changes). */
     PyObject *pairs = NULL;
     PyObject **held = NULL;
     Py_ssize_t n;
@@ -2872,11 +2915,16 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
         n = i;
     }
     else {
-        pairs = PyMapping_Items(a[0]);
+        PyObject *items = PyMapping_Items(a[0]);
+        if (items == NULL) {
+            return NULL;
+        }
+        pairs = PySequence_Tuple(items);
+        Py_DECREF(items);
         if (pairs == NULL) {
             return NULL;
         }
-        n = PyList_GET_SIZE(pairs);
+        n = PyTuple_GET_SIZE(pairs);
     }
     struct multi m;
     PyObject *res = NULL;
@@ -2891,7 +2939,7 @@ Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
             val = held[2 * i + 1];
         }
         else {
-            PyObject *pair = PyList_GET_ITEM(pairs, i);
+            PyObject *pair = PyTuple_GET_ITEM(pairs, i);
             if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
                 PyErr_SetString(PyExc_TypeError,
                                 "set_multi() needs (key, value) items");
