@@ -15,6 +15,7 @@ import pickle
 import re
 import sys
 import threading
+import time as _time
 import zlib
 from collections import Counter
 from datetime import timedelta
@@ -28,6 +29,7 @@ from ._serialize import (
     FLAG_LONG,
     FLAG_PICKLE,
     FLAG_TEXT,
+    KNOWN_FLAGS,
     Serializer,
     Undecodable,
 )
@@ -81,9 +83,11 @@ def _server_hash_function() -> Callable[[bytes], int]:
 
 
 class _Host:
-    """What python-memcached's ``client.servers`` lists: one per server."""
+    """What python-memcached's ``client.servers`` lists: one per server,
+    its state read from the engine (``deaduntil``) and changed there
+    (``mark_dead``)."""
 
-    __slots__ = ("spec", "weight", "family", "address", "ip", "port", "_client", "_index")
+    __slots__ = ("spec", "weight", "family", "address", "ip", "port", "_client", "_sc", "_index")
 
     def __init__(self, spec: str | tuple[str, int], client: Client, index: int) -> None:
         import socket
@@ -94,6 +98,7 @@ class _Host:
             self.weight = 1
         self.spec = spec
         self._client = client
+        self._sc = client._sc  # the engine of the server list this host is in
         self._index = index
         self.ip = None
         self.port = None
@@ -115,8 +120,20 @@ class _Host:
         self.address = (self.ip, self.port)
 
     @property
-    def deaduntil(self) -> int:
-        return 1 if self._index in self._client._sc.dead_servers() else 0
+    def deaduntil(self) -> float:
+        """When the engine's hold-down of this server ends, as a
+        ``time.time()`` timestamp; 0 while the server is live (as in
+        python-memcached).  The engine probes a failed server again after
+        1 s, then at doubling intervals up to ``dead_retry``."""
+        left = self._sc.hold_downs()[self._index]
+        return _time.time() + left if left > 0 else 0
+
+    def mark_dead(self, reason: object) -> None:
+        """Hold this server down for ``dead_retry`` seconds, as after a
+        failure (python-memcached's ``_Host.mark_dead``; with ``debug`` it
+        prints the same line)."""
+        self._client.debuglog(f"MemCache: {self._name()}: {reason}.  Marking dead.")
+        self._sc.mark_dead(self._index)
 
     def label(self) -> str:
         """The name get_stats() gives this server."""
@@ -128,15 +145,18 @@ class _Host:
             return f"[{self.ip}]:{self.port} ({self.weight})"
         return f"unix:{self.address} ({self.weight})"
 
-    def __str__(self) -> str:
+    def _name(self) -> str:
         import socket
 
-        d = " (dead)" if self.deaduntil else ""
         if self.family == socket.AF_INET:
-            return f"inet:{self.ip}:{self.port}{d}"
+            return f"inet:{self.ip}:{self.port}"
         if self.family == socket.AF_INET6:
-            return f"inet6:[{self.ip}]:{self.port}{d}"
-        return f"unix:{self.address}{d}"
+            return f"inet6:[{self.ip}]:{self.port}"
+        return f"unix:{self.address}"
+
+    def __str__(self) -> str:
+        until = self.deaduntil
+        return f"{self._name()} (dead until {int(until)})" if until else self._name()
 
 
 def _engine_spec(spec: Any) -> Any:
@@ -380,7 +400,51 @@ class Client:
         # first failure is a warning, the repeats are counted quietly.
         level = logging.DEBUG if "marked dead" in str(exc) else logging.WARNING
         log.log(level, "%s failed: %s: %s", op, name, exc)
-        self.debuglog(f"{op} failed: {exc}")
+        if self.debug:
+            self._debug_failure(exc)
+
+    def _debug_failure(self, exc: Error) -> None:
+        """With ``debug``: python-memcached's line for a server that failed,
+        ``MemCached: MemCache: inet:host:port: <reason>.  Marking dead.``
+        A server already held down is skipped silently, as python-memcached
+        skips a dead one; a failure not tied to a server prints nothing."""
+        if "marked dead" in str(exc):
+            return
+        found = self._failed_host(exc)
+        if found is None:
+            return
+        host, text = found
+        if isinstance(exc, _cmemcache.TimeoutError):
+            reason = "timed out"
+        elif isinstance(exc, _cmemcache.ConnectionError) and exc.errno is not None:
+            # python-memcached shows the OSError: "[Errno 111] Connection refused",
+            # after "connect: " when connecting failed
+            reason = f"[Errno {exc.errno}] {text}"
+            if exc.errno in _CONNECT_ERRNOS:
+                reason = "connect: " + reason
+        elif isinstance(exc, _cmemcache.ConnectionError) and text == "connection closed by the server":
+            reason = "connection closed in readline()"
+        elif isinstance(exc, _cmemcache.ConnectionError):
+            reason = "connect: " + text  # name resolution
+        else:
+            reason = text
+        self.debuglog(f"MemCache: {host._name()}: {reason}.  Marking dead.")
+
+    def _failed_host(self, exc: Error) -> tuple[_Host, str] | None:
+        """The server an engine error names (its messages start with the
+        server's name) and the rest of the message."""
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        best: tuple[_Host, str] | None = None
+        names = self._sc.servers
+        for index, name in enumerate(names):
+            if text.startswith(name + ": ") and (best is None or len(name) > len(names[best[0]._index])):
+                best = (self.servers[index], text[len(name) + 2:])
+        return best
+
+    def _debug_reply(self, expected: str, line: str) -> None:
+        """With ``debug``: python-memcached's ``_Host.expect`` line for a
+        reply other than the one expected."""
+        self.debuglog("while expecting %r, got unexpected response %r" % (expected, line))
 
     @staticmethod
     def _unreachable(exc: Error) -> bool:
@@ -395,13 +459,22 @@ class Client:
         memory): python-memcached reads any such line as "not stored"."""
         self.error_counts[type(exc).__name__] += 1
         log.info("%s not stored: %s", op, exc)
-        self.debuglog(f"{op} not stored: {exc}")
+        if self.debug:
+            self._debug_reply("STORED", f"SERVER_ERROR {exc}")
         return False
 
-    def _undecodable(self, key: Any, exc: Undecodable) -> None:
+    def _undecodable(self, key: Any, exc: Undecodable, flags: int) -> None:
         self.error_counts["Undecodable"] += 1
         log.warning("value of %r read as a miss: %s", key, exc)
-        self.debuglog(f"value of {key!r} read as a miss: {exc}")
+        if not self.debug:
+            return
+        # python-memcached prints for these two (and raises for the others:
+        # corrupt compressed data, bad UTF-8 or digits)
+        if flags & ~KNOWN_FLAGS:
+            self.debuglog("unknown flags on get: %x\n" % flags)
+        elif not flags & (FLAG_TEXT | FLAG_INTEGER | FLAG_LONG) and exc.__cause__ is not None \
+                and not str(exc).startswith("cannot decompress"):
+            self.debuglog("Pickle error: %s\n" % exc.__cause__)
 
     # -- keys ---------------------------------------------------------------
 
@@ -502,7 +575,7 @@ class Client:
         try:
             return self._serializer.loads(data, flags)
         except Undecodable as e:
-            self._undecodable(key, e)
+            self._undecodable(key, e, flags)
             return default
 
     def _decoder(self, key: Any, data: bytes, flags: int, default: Any) -> Any:
@@ -511,7 +584,7 @@ class Client:
         try:
             return self._serializer.loads(data, flags)
         except Undecodable as e:
-            self._undecodable(key, e)
+            self._undecodable(key, e, flags)
             return default
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -649,7 +722,13 @@ class Client:
                 ok = getattr(self._sc, op)(key, data, self._exptime(time), flags, noreply)
         except (Error, TypeError) as e:
             return self._store_failure(op, key, e)
-        return ok is True
+        if ok is True:
+            return True
+        if self.debug:
+            # cas: False is EXISTS, None is NOT_FOUND
+            self._debug_reply("STORED", "NOT_STORED" if op != "cas" else
+                              "EXISTS" if ok is False else "NOT_FOUND")
+        return False
 
     def set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
             noreply: bool = False) -> Any:
@@ -678,7 +757,11 @@ class Client:
                               flags, noreply)
         except (Error, TypeError) as e:
             return self._store_failure("set", key, e)
-        return ok is True
+        if ok is True:
+            return True
+        if self.debug:
+            self._debug_reply("STORED", "NOT_STORED")
+        return False
 
     def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
             noreply: bool = False) -> Any:
@@ -750,9 +833,12 @@ class Client:
         """1 when deleted, 0 when not found or the server is unreachable."""
         key = self._prepare_key(key)
         try:
-            return 1 if self._sc.delete(key, noreply) else 0
+            if self._sc.delete(key, noreply):
+                return 1
         except (Error, TypeError) as e:
             return int(self._keyed_failure("delete", key, e, 0))
+        self.debuglog("delete expected DELETED, got: b'NOT_FOUND'")
+        return 0
 
     def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
                      noreply: bool = False) -> int:
@@ -761,6 +847,8 @@ class Client:
         ``time`` is accepted and ignored: memcached dropped delete delays."""
         prefix = self._prefix(key_prefix)
         engine, _ = self._multi_keys(keys, prefix)
+        if self.debug and not noreply and len(engine) > 0:
+            return self._delete_multi_debug(engine, prefix)
         try:
             self._sc.delete_multi(engine, noreply, prefix)
         except Error as e:
@@ -770,13 +858,36 @@ class Client:
             return 1 if self._unreachable(e) else 0
         return 1
 
+    def _delete_multi_debug(self, engine: list[Any], prefix: Any) -> int:
+        """delete_multi with ``debug``: python-memcached prints a line for
+        every key that was not deleted, and the engine's delete_multi
+        answers for all keys at once, so each key is deleted on its own
+        (still counted as one delete_multi call)."""
+        extra = len(self._encode_key_plain(prefix)) if prefix else 0
+        for key in engine:  # a bad key fails the call before anything is sent
+            self.check_key(self._encode_key_plain(key), key_extra_len=extra)
+        rc = 1
+        for key in engine:
+            try:
+                if not self._sc.delete_multi([key], False, prefix):
+                    self._debug_reply("DELETED", "NOT_FOUND")
+            except Error as e:
+                self._multi_failure("delete_multi", [key], prefix, e)
+                if not self._unreachable(e):
+                    rc = 0
+        self._extra_stats["delete_multi"] -= len(engine) - 1
+        return rc
+
     def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
         """Set a new expiry: 1 when touched, 0 when not found or down."""
         key = self._prepare_key(key)
         try:
-            return 1 if self._sc.touch(key, self._exptime(time), noreply) else 0
+            if self._sc.touch(key, self._exptime(time), noreply):
+                return 1
         except (Error, TypeError) as e:
             return int(self._keyed_failure("touch", key, e, 0))
+        self.debuglog("touch expected TOUCHED, got: b'NOT_FOUND'")
+        return 0
 
     def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
         key = self._prepare_key(key)
@@ -786,7 +897,8 @@ class Client:
         except _cmemcache.ClientError as e:
             if self.strict:
                 raise
-            # python-memcached: int() of the error line
+            # python-memcached: int() of the error line (the Django backend
+            # finds the ClientError as the cause)
             raise ValueError(str(e)) from e
         except (Error, TypeError) as e:
             result = self._keyed_failure(op, key, e, None)
