@@ -80,9 +80,23 @@ def test_defaults_and_pickle_protocol_override(server):
     assert flags == 1 and data[:2] == b"\x80\x02"
 
 
-def test_unknown_argument_fails_at_configure(server):
-    with pytest.raises(TypeError):
-        make(server, no_such_option=1)
+def test_unknown_arguments_are_ignored(server):
+    """As dogpile's own backends do: an argument that is neither the
+    backend's nor a keyword of cmemcache.Client is left out (and the
+    arguments dict is not changed)."""
+    arguments = {"url": server.address, "no_such_option": 1, "pool_size": 2}
+    region = make_region().configure("cmemcache", arguments=arguments)
+    assert arguments == {"url": server.address, "no_such_option": 1, "pool_size": 2}
+    backend = region.backend
+    assert backend.client_options == {"pool_size": 2, "pickleProtocol": pickle.HIGHEST_PROTOCOL}
+    assert backend.client.pool_size == 2
+    region.set("k", "v")
+    assert region.get("k") == "v"
+
+
+def test_bad_value_of_a_client_option_fails_at_configure(server):
+    with pytest.raises(ValueError):
+        make(server, distribution="no-such-distribution")
 
 
 def test_one_client_for_every_thread(server):

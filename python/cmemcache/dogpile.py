@@ -16,10 +16,12 @@ Arguments are those of dogpile's ``dogpile.cache.memcached`` backend:
 ``url`` (a server or a list), ``distributed_lock``, ``lock_timeout``,
 ``memcached_expire_time`` (passed to ``set`` as ``time``),
 ``min_compress_len``, ``dead_retry`` (default 30) and ``socket_timeout``
-(default 3).  Any other argument is passed to ``cmemcache.Client`` as a
-keyword argument (``connect_timeout``, ``pool_size``, ``distribution``,
-``failover``, ``pickleProtocol``, ...); values are pickled with the newest
-protocol unless ``pickleProtocol`` says otherwise.
+(default 3).  The other keyword arguments of ``cmemcache.Client``
+(``connect_timeout``, ``pool_size``, ``distribution``, ``failover``,
+``pickleProtocol``, ...) are passed to it; any other argument is ignored,
+as dogpile's own backends ignore the arguments they do not know.  Values
+are pickled with the newest protocol unless ``pickleProtocol`` says
+otherwise.
 
 Unlike dogpile's other memcached backends, which make one client per thread,
 every thread uses the same ``cmemcache.Client``: it is thread-safe and each
@@ -34,6 +36,7 @@ unchanged.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import pickle
 import re
 from collections.abc import Mapping
@@ -50,12 +53,15 @@ __all__ = ["CMemcacheBackend"]
 _MAX_PLAIN_KEY = 250 - len("_lock")
 _INVALID_KEY_BYTE = re.compile(rb"[\x00-\x20\x7f]")
 
+#: the keyword arguments of cmemcache.Client that arguments may set
+CLIENT_OPTIONS = frozenset(inspect.signature(cmemcache.Client).parameters) - {"servers"}
+
 
 class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
     """dogpile.cache backend for memcached through ``cmemcache.Client``."""
 
-    #: the arguments dogpile's memcached backends read; the others are
-    #: keyword arguments of cmemcache.Client
+    #: the arguments dogpile's memcached backends read; of the others, those
+    #: in CLIENT_OPTIONS go to cmemcache.Client
     BACKEND_ARGUMENTS = frozenset({
         "url",
         "distributed_lock",
@@ -69,7 +75,8 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
     def __init__(self, arguments: Mapping[str, Any]) -> None:
         self.dead_retry: float = arguments.get("dead_retry", 30)
         self.socket_timeout: float = arguments.get("socket_timeout", 3)
-        options = {k: v for k, v in arguments.items() if k not in self.BACKEND_ARGUMENTS}
+        options = {k: v for k, v in arguments.items()
+                   if k in CLIENT_OPTIONS and k not in self.BACKEND_ARGUMENTS}
         options.setdefault("pickleProtocol", pickle.HIGHEST_PROTOCOL)
         self.client_options: dict[str, Any] = options
         super().__init__(arguments)  # type: ignore[no-untyped-call]
