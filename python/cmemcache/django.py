@@ -12,7 +12,11 @@ It behaves as Django's own memcached backends (``BaseMemcachedCache``):
 timeouts are converted the same way (``None`` never expires, ``0`` expires
 at once, more than 30 days becomes a Unix time), invalid keys raise
 ``InvalidCacheKey``, a failed ``set`` deletes the old value and
-``incr``/``decr`` of a missing key raise ``ValueError``.
+``incr``/``decr`` of a missing key raise ``ValueError``.  ``incr``/``decr``
+of a value that is not a decimal number raise ``cmemcache.ClientError``
+(memcached's "cannot increment or decrement non-numeric value"), as
+Django's pylibmc and pymemcache backends raise their library's client
+error.
 
 A server that cannot be reached is logged on the ``cmemcache`` logger and
 answered as python-memcached answers it: writes are not stored, reads return
@@ -109,6 +113,25 @@ class CMemcacheCache(BaseMemcachedCache):
         """Stores ``value`` only if ``key`` is absent: True when stored,
         False when the key exists or the server could not be reached."""
         return bool(super().add(key, value, timeout, version))
+
+    def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
+        """Adds ``delta`` (``decr`` subtracts it) to a decimal value: the
+        new value.  ``ValueError`` when the key is missing,
+        ``cmemcache.ClientError`` when its value is not a number."""
+        key = self.make_and_validate_key(key, version=version)
+        client = self._cache
+        try:
+            # memcached takes no negative delta
+            val = client.decr(key, -delta) if delta < 0 else client.incr(key, delta)
+        except ValueError as e:
+            # cmemcache.Client raises python-memcached's ValueError for
+            # memcached's CLIENT_ERROR, from the engine's ClientError
+            if isinstance(e.__cause__, cmemcache.ClientError):
+                raise e.__cause__ from None
+            raise
+        if val is None:
+            raise ValueError(f"Key '{key}' not found")
+        return val
 
     def validate_key(self, key: str) -> None:
         """Raises ``InvalidCacheKey`` for a key memcached would refuse:
