@@ -7,7 +7,9 @@ for pymemcache (``PyMemcacheCacheTests``), and a child process runs that
 class with Django's test runner machinery against this module's memcached.
 Every test of ``PyMemcacheCacheTests`` must run and pass, except its two
 about pymemcache's own client (``test_pymemcache_*``) and the three cull
-tests that Django itself skips for every memcached backend.
+tests that Django itself skips for every memcached backend.  Django 6's
+async tests in ``BaseCacheTests`` run as well (through Django's
+``sync_to_async`` fallback: the backend has no async methods of its own).
 """
 
 from __future__ import annotations
@@ -50,3 +52,5 @@ def test_django_memcached_cache_tests(server):
     passed = [t for t, e in report["tests"].items() if e["outcome"] == "passed"]
     assert len(passed) == len(expected) - len(UPSTREAM_SKIPS) > 50
     assert f"{CLASS}.test_incr" in passed and f"{CLASS}.test_decr" in passed
+    # Django 6 has async tests in BaseCacheTests (none in 5.2): they ran and passed too
+    assert {f"{CLASS}.{name}" for name in report["async_tests"]} <= set(passed)
