@@ -1,11 +1,12 @@
 """Child process: python-memcached's tests/test_memcache.py with
 ``memcache`` being cmemcache.
 
-    python run_python_memcached.py --sdist DIR --address ADDRESS --report REPORT.json [--exclude TEST_ID]...
+    python run_python_memcached.py --sdist DIR --address ADDRESS --report REPORT.json \
+        [--exclude TEST_ID]...
 
 The test file (DIR/tests/test_memcache.py) is run as it is in the sdist
-except for the one server address it names, "127.0.0.1:11211", which becomes ADDRESS (a memcached the
-calling test started).  ``memcache`` is ``cmemcache.client``, the module of
+except for the one server address it names, "127.0.0.1:11211", which
+becomes ADDRESS (a memcached the calling test started).  ``memcache`` is ``cmemcache.client``, the module of
 ``cmemcache.Client`` (it also has ``_Host`` and ``SERVER_MAX_*``, which the
 file imports).  ``from .utils import captured_stderr`` gets
 upstream/pmc_utils.py: the sdist has no tests/utils.py.
