@@ -58,7 +58,8 @@ pytest: deps build
 # The bounded parts of the long checks run with every test: a short fuzz
 # run of the reply parser and the core suites on the ASan/UBSan build.
 SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
-	tests/test_noreply.py
+	tests/test_noreply.py tests/test_midcall.py tests/test_midcall_fuzz.py \
+	tests/test_deadlines.py
 FUZZ_CI_SECONDS ?= 45
 
 test: deps build ctest fuzz-ci pytest sanitize-ci

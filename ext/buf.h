@@ -36,6 +36,25 @@ void mc_buf_consume(struct mc_buf *b, size_t n);
  * no unread bytes. */
 void mc_buf_shrink(struct mc_buf *b);
 
+/* Growth beyond what has arrived, at most, per receive (see mc_buf_room). */
+#define MC_BUF_STEP (4u << 20)
+
+/* The room to reserve before the next receive of a frame of need bytes (0
+ * while unknown) of which have are in: what is missing, but no more than
+ * MC_BUF_STEP or have (whichever is larger) at a time, and at least 4 KiB.
+ * So memory follows the bytes that really arrive, not the length a reply
+ * announces. */
+static inline size_t
+mc_buf_room(size_t need, size_t have)
+{
+    size_t room = need > have ? need - have : 0;
+    size_t step = have > MC_BUF_STEP ? have : MC_BUF_STEP;
+    if (room > step) {
+        room = step;
+    }
+    return room < 4096 ? 4096 : room;
+}
+
 static inline size_t
 mc_buf_len(const struct mc_buf *b)
 {

@@ -611,15 +611,21 @@ tuple_bucket(Client *self, PyObject *hash)
         long long m = h % nb;
         return (Py_ssize_t)(m < 0 ? m + nb : m);
     }
-    PyObject *n = PyLong_FromSsize_t(nb);
-    PyObject *m = n ? PyNumber_Remainder(hash, n) : NULL;
+    /* On exact ints: an int subclass's __mod__ could return any bucket. */
+    PyObject *h_exact = PyNumber_Index(hash);
+    PyObject *n = h_exact ? PyLong_FromSsize_t(nb) : NULL;
+    PyObject *m = n ? PyNumber_Remainder(h_exact, n) : NULL;
+    Py_XDECREF(h_exact);
     Py_XDECREF(n);
     if (m == NULL) {
         return -1;
     }
     Py_ssize_t r = PyLong_AsSsize_t(m);
     Py_DECREF(m);
-    return r;
+    if (r == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return r >= 0 && r < nb ? r : 0;
 }
 
 /* Writes the decimal text of a Python int (at most 40 characters) into
@@ -1102,11 +1108,7 @@ again:;
             conn_give(self, srv, c);
             return 0;
         }
-        size_t have = mc_buf_len(&c->rbuf);
-        size_t room = need > have ? need - have : 0;
-        if (room < 4096) {
-            room = 4096;
-        }
+        size_t room = mc_buf_room(need, mc_buf_len(&c->rbuf));
         if (mc_buf_reserve(&c->rbuf, room) < 0) {
             fail_set(&o->fail, -ENOMEM);
             goto error;
@@ -2348,10 +2350,8 @@ multi_run(struct multi *m)
                 part_finish(self, p);
                 continue;
             }
-            size_t have = mc_buf_len(&p->conn->rbuf);
-            size_t room = p->need > have ? p->need - have : 0;
-            if (mc_buf_reserve(&p->conn->rbuf, room < 4096 ? 4096 : room)
-                < 0) {
+            size_t room = mc_buf_room(p->need, mc_buf_len(&p->conn->rbuf));
+            if (mc_buf_reserve(&p->conn->rbuf, room) < 0) {
                 part_fail(p, -ENOMEM);
                 continue;
             }

@@ -10,6 +10,7 @@ multi-get by one value per requested key, a stats reply by 8 MiB per server.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 
@@ -40,6 +41,10 @@ def stream(conn, chunk: bytes, *, delay: float = 0.0, seconds: float = STREAM_SE
 def counting_stats(conn, *, lines_per_chunk: int = 200, delay: float = 0.0):
     """Endless STAT lines, each with a name of its own."""
     conn.expect(rb"stats\r\n")
+    more_stats(conn, lines_per_chunk=lines_per_chunk, delay=delay)
+
+
+def more_stats(conn, *, lines_per_chunk: int = 200, delay: float = 0.0):
     end = time.monotonic() + STREAM_SECONDS
     n = 0
     while time.monotonic() < end:
@@ -57,6 +62,19 @@ STATS_CHUNK = b"".join(b"STAT stat_%d %d\r\n" % (i, i) for i in range(50_000))
 def stats_flood(conn):
     conn.expect(rb"stats\r\n")
     stream(conn, STATS_CHUNK)
+
+
+@functools.cache
+def distinct_stats() -> bytes:
+    """300,000 STAT lines with names of their own (8 MB, more than the limit
+    charges), made once."""
+    return b"".join(b"STAT distinct_%d %d\r\n" % (i, i) for i in range(300_000))
+
+
+def distinct_stats_flood(conn):
+    conn.expect(rb"stats\r\n")
+    conn.send(distinct_stats())
+    more_stats(conn)
 
 
 def timed(fn):
@@ -131,7 +149,8 @@ def test_stats_flood_stops_at_the_deadline_or_the_size_limit(fake_server):
 def test_stats_flood_memory_is_bounded(fake_server):
     """In a process of its own: the peak RSS of a flood of distinct stats
     lines, with a long timeout so that only the size limit stops it."""
-    server = fake_server(counting_stats)
+    distinct_stats()
+    server = fake_server(distinct_stats_flood)
     child = run_python(
         """
         import json, resource, sys, time

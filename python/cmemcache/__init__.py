@@ -26,6 +26,7 @@ from .client import (
     SERVER_MAX_KEY_LENGTH,
     SERVER_MAX_VALUE_LENGTH,
     Client,
+    _Host,
     cmemcache_hash,
     serverHashFunction,
     useOldServerHashFunction,
