@@ -1,5 +1,6 @@
 #!/bin/sh
-# Builds and runs the plain C tests of ext/proto.c and ext/buf.c.
+# Builds and runs the plain C tests of ext/proto.c and ext/buf.c
+# (test_proto) and of ext/meta.c (test_meta).
 #
 # Usage (from anywhere; paths are resolved against the repository root):
 #   tests/c/build.sh [BUILD_DIR] [asan|valgrind|all]
@@ -29,24 +30,32 @@ mkdir -p "$build"
 status=0
 
 warn="-std=c11 -Wall -Wextra -Wpedantic -Werror"
-srcs="ext/proto.c ext/buf.c tests/c/test_proto.c"
+# test name, then its sources
+tests="test_proto:ext/proto.c,ext/buf.c,tests/c/test_proto.c
+test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c"
 
-if [ "$mode" = asan ] || [ "$mode" = all ]; then
-    echo "== $cc, ASan + UBSan: $build/test_proto"
-    # shellcheck disable=SC2086
-    $cc $warn -O1 -g -fno-omit-frame-pointer \
-        -fsanitize=address,undefined -fno-sanitize-recover=all \
-        -I ext $srcs -o "$build/test_proto"
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
-    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-        "$build/test_proto" || status=1
-fi
+for t in $tests; do
+    name=${t%%:*}
+    srcs=$(echo "${t#*:}" | tr ',' ' ')
+    if [ "$mode" = asan ] || [ "$mode" = all ]; then
+        echo "== $cc, ASan + UBSan: $build/$name"
+        # shellcheck disable=SC2086
+        $cc $warn -O1 -g -fno-omit-frame-pointer \
+            -fsanitize=address,undefined -fno-sanitize-recover=all \
+            -I ext $srcs -o "$build/$name" || { status=1; continue; }
+        ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+        UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+            "$build/$name" || status=1
+    fi
 
-if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
-    echo "== $cc, valgrind memcheck: $build/test_proto_plain"
-    # shellcheck disable=SC2086
-    $cc $warn -O1 -g -I ext $srcs -o "$build/test_proto_plain"
-    valgrind -q --error-exitcode=99 --leak-check=full \
-        --errors-for-leak-kinds=definite "$build/test_proto_plain" || status=1
-fi
+    if [ "$mode" = valgrind ] || [ "$mode" = all ]; then
+        echo "== $cc, valgrind memcheck: $build/${name}_plain"
+        # shellcheck disable=SC2086
+        $cc $warn -O1 -g -I ext $srcs -o "$build/${name}_plain" \
+            || { status=1; continue; }
+        valgrind -q --error-exitcode=99 --leak-check=full \
+            --errors-for-leak-kinds=definite "$build/${name}_plain" \
+            || status=1
+    fi
+done
 exit $status
