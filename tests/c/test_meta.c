@@ -396,6 +396,7 @@ test_b64(void)
         {L("Zm9v\n")}, {L("Zm 9v")}, {L("Zm9v=")}, {L("Zm9v====")},
         {L("Zg==Zg==")}, {L("Zm-v")}, {L("Zm_v")}, {L("Zm9v\r\n")},
         {L("Z\0==")}, {L("Zm8\0")}, {L("Zm8=\0\0\0\0")},
+        {L("AA!=")}, {L("Zm9vAA\n=")},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         size_t n = bad[i].n;
@@ -1694,6 +1695,7 @@ build_catalogue(void)
     BAD("VA 1\r\na\nHD\r\n");
     BAD("VA 0\r\nX\r\n");
     BAD("VA 5\r\nabcdeXX");
+    BAD("VA 1\r\na\rX");
     BAD("VA 3 W1\r\nabc\r\n");
     BAD("VA 3 q\r\nabc\r\n");
     add_bad_max("VA 5 > max_value 4", L("VA 5\r\nabcde\r\n"), 4);
