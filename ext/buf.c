@@ -20,11 +20,8 @@ mc_buf_free(struct mc_buf *b)
 }
 
 int
-mc_buf_reserve(struct mc_buf *b, size_t room)
+mc_buf_reserve_slow(struct mc_buf *b, size_t room)
 {
-    if (b->cap - b->end >= room) {
-        return 0;
-    }
     size_t used = b->end - b->start;
     if (b->start > 0) {
         if (used > 0) {

@@ -25,9 +25,15 @@ void mc_buf_init(struct mc_buf *b);
 /* Frees the storage; the buffer is empty and usable again afterwards. */
 void mc_buf_free(struct mc_buf *b);
 
+int mc_buf_reserve_slow(struct mc_buf *b, size_t room);
+
 /* Makes at least `room` bytes free after `end`, compacting first and growing
  * only if compaction is not enough.  Returns 0, or -ENOMEM (buffer unchanged). */
-int mc_buf_reserve(struct mc_buf *b, size_t room);
+static inline int
+mc_buf_reserve(struct mc_buf *b, size_t room)
+{
+    return b->cap - b->end >= room ? 0 : mc_buf_reserve_slow(b, room);
+}
 
 /* Drops `n` bytes from the front; an emptied buffer resets its cursors. */
 void mc_buf_consume(struct mc_buf *b, size_t n);

@@ -185,6 +185,13 @@ mc_conn_send(int fd, struct mc_out *out)
     if (n < 0) {
         return errno == EWOULDBLOCK ? -EAGAIN : -errno;
     }
+    if ((size_t)n == out->len) {
+        out->iov += out->iovcnt;  /* all of it: the common case */
+        out->iovcnt = 0;
+        out->len = 0;
+        return n;
+    }
+    out->len -= (size_t)n;
     size_t left = (size_t)n;
     while (out->iovcnt > 0 && left >= out->iov->iov_len) {
         left -= out->iov->iov_len;

@@ -31,10 +31,11 @@
 int64_t mc_now(void);
 
 /* The remaining part of a request being written.  mc_conn_send advances
- * iov/iovcnt past what was sent; iovcnt 0 means all of it is out. */
+ * iov/iovcnt/len past what was sent; iovcnt 0 means all of it is out. */
 struct mc_out {
     struct iovec *iov;
     int iovcnt;
+    size_t len;                /* the bytes left in them */
 };
 
 /* Opens a non-blocking, close-on-exec socket to spec with TCP_NODELAY and

@@ -1,23 +1,7 @@
 /* The _cmemcache module: state, exceptions, multi-phase initialisation. */
 #include "module.h"
 
-#include <pthread.h>
-
-unsigned long mc_fork_generation = 0;
-
-static void
-after_fork_in_child(void)
-{
-    mc_fork_generation++;
-}
-
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void
-register_atfork(void)
-{
-    (void)pthread_atfork(NULL, NULL, after_fork_in_child);
-}
+#include "engine.h"
 
 /* Creates cmemcache.<name> with the given bases and adds it to the module. */
 static PyObject *
@@ -55,7 +39,7 @@ static int
 mc_exec(PyObject *module)
 {
     mc_state *st = mc_get_state(module);
-    (void)pthread_once(&atfork_once, register_atfork);
+    mc_engine_global_init();
 
     st->Error = add_exception(module, "Error", PyExc_Exception,
                               "Base class of every cmemcache error.");

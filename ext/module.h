@@ -1,5 +1,5 @@
-/* Shared between module.c (the module, its state and exceptions) and
- * client.c (the StringClient type). */
+/* The module's state and exceptions, shared by the Python bindings
+ * (module.c, and the types and helpers that raise its exceptions). */
 #ifndef CMEMCACHE_MODULE_H
 #define CMEMCACHE_MODULE_H
 
@@ -25,10 +25,6 @@ typedef struct {
 
 extern PyType_Spec mc_client_spec;
 extern struct PyModuleDef mc_module_def;
-
-/* Bumped in the child after fork(); connections opened under an older value
- * belong to the parent and are dropped unused. */
-extern unsigned long mc_fork_generation;
 
 static inline mc_state *
 mc_get_state(PyObject *module)

@@ -64,6 +64,7 @@ if [ ! -f "$BUILD/build.ninja" ] || ! cmp -s "$NATIVE_NEW" "$BUILD/native.ini"; 
         --native-file "$BUILD/native.ini" \
         -Dbuildtype=debug \
         -Db_sanitize=address,undefined \
+        -Db_lto=false \
         -Db_lundef=false \
         -Dc_args="-O1 -g -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
         -Dc_link_args="-fno-sanitize-recover=undefined" \

@@ -1,0 +1,350 @@
+/* Multi-key calls over the servers: grouping, each server's request, and
+ * what each server ended with (see multi.h). */
+#include "multi.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MC_GET_CHUNK 16384     /* bytes of keys per get/gets line */
+#define MC_GAT_CHUNK 1900      /* gat lines must stay under 2048 bytes */
+
+static const char crlf[] = "\r\n";
+
+/* One block for the call's arrays: items, parts, and the index arrays. */
+int
+mc_multi_init(struct mc_multi *m, struct mc_engine *e,
+              enum mc_multi_kind kind, size_t n)
+{
+    memset(m, 0, sizeof(*m));
+    m->e = e;
+    m->kind = kind;
+    m->cmd = kind == MC_MULTI_SET ? "set" : "get";
+    size_t ns = e->nservers;
+    size_t size = sizeof(struct mc_item) * (n ? n : 1)
+                  + sizeof(struct mc_part) * ns
+                  + sizeof(size_t) * (n + 1 + 2 * ns);
+    char *block = malloc(size);
+    if (block == NULL) {
+        return -ENOMEM;
+    }
+    m->items = (struct mc_item *)(void *)block;
+    m->parts = (struct mc_part *)(void *)(block + sizeof(struct mc_item)
+                                                      * (n ? n : 1));
+    m->order = (size_t *)(void *)(m->parts + ns);
+    m->count = m->order + n + 1;
+    m->slot = m->count + ns;
+    return 0;
+}
+
+void
+mc_multi_free(struct mc_multi *m)
+{
+    for (size_t i = 0; m->parts != NULL && i < m->nparts; i++) {
+        struct mc_part *p = &m->parts[i];
+        if (p->conn != NULL) {
+            mc_conn_close(p->conn);
+            p->conn = NULL;
+        }
+        mc_buf_free(&p->text);
+        free(p->iov);
+    }
+    free(m->items);
+    m->items = NULL;
+    m->order = NULL;
+    m->parts = NULL;
+    m->count = m->slot = NULL;
+    m->nparts = 0;
+}
+
+int
+mc_multi_place(struct mc_multi *m)
+{
+    struct mc_engine *e = m->e;
+    size_t ns = e->nservers;
+    memset(m->count, 0, sizeof(size_t) * ns);
+    m->nparts = 0;
+    for (size_t i = 0; i < m->nitems; i++) {
+        struct mc_item *it = &m->items[i];
+        it->place.wk = &it->wk;
+        it->server = mc_engine_pick(e, &it->place);
+        if (it->server >= 0) {
+            m->count[it->server]++;
+        }
+    }
+    size_t off = 0;
+    for (size_t s = 0; s < ns; s++) {
+        if (m->count[s] == 0) {
+            continue;
+        }
+        struct mc_part *p = &m->parts[m->nparts];
+        m->slot[s] = m->nparts++;
+        p->srv = &e->servers[s];
+        p->conn = NULL;
+        p->items = m->order + off;
+        p->nitems = 0;
+        off += m->count[s];
+        mc_buf_init(&p->text);
+        p->iov = NULL;
+        p->niov = 0;
+        p->fenced = m->noreply && e->cfg.fence;
+        p->done = false;
+        p->need = 0;
+        p->fail.code = 0;
+        p->req.cursor = 0;      /* answered nothing until it is sent */
+        p->req.state = MC_REQ_FLIGHT;
+        p->req.fail.code = 0;
+    }
+    for (size_t i = 0; i < m->nitems; i++) {
+        if (m->items[i].server >= 0) {
+            struct mc_part *p = &m->parts[m->slot[m->items[i].server]];
+            p->items[p->nitems++] = i;
+        }
+    }
+    return 0;
+}
+
+void
+mc_multi_part_failed(struct mc_multi *m, struct mc_part *p)
+{
+    p->done = true;
+    if (p->fail.code != MC_EDEAD && m->connect_srv == NULL) {
+        m->connect_fail = p->fail;
+        m->connect_srv = p->srv;
+    }
+}
+
+bool
+mc_multi_replace(const struct mc_multi *m, bool last)
+{
+    if (last || m->e->cfg.failover == MC_FAILOVER_NONE) {
+        return false;
+    }
+    for (size_t i = 0; i < m->nparts; i++) {
+        const struct mc_part *p = &m->parts[i];
+        if (p->conn == NULL && mc_server_dead(p->srv)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static inline int
+text_put(struct mc_buf *b, const char *p, size_t n)
+{
+    if (b->cap - b->end < n && mc_buf_reserve(b, n) < 0) {
+        return -1;
+    }
+    memcpy(b->data + b->end, p, n);
+    b->end += n;
+    return 0;
+}
+
+static inline int
+text_key(struct mc_buf *b, const struct mc_wkey *wk)
+{
+    return (wk->pre_len > 0 ? text_put(b, wk->pre, wk->pre_len) : 0)
+           | text_put(b, wk->key, wk->key_len);
+}
+
+/* Retrieval lines ("get k1 k2 ...", split to stay within the servers' line
+ * limits) or one delete line per key. */
+static int
+build_lines(struct mc_multi *m, struct mc_part *p)
+{
+    struct mc_buf *b = &p->text;
+    if (m->kind == MC_MULTI_DELETE) {
+        for (size_t i = 0; i < p->nitems; i++) {
+            struct mc_item *it = &m->items[p->items[i]];
+            if (text_put(b, "delete ", 7) < 0 || text_key(b, &it->wk) < 0
+                || (m->noreply && text_put(b, " noreply", 8) < 0)
+                || text_put(b, crlf, 2) < 0) {
+                return -1;
+            }
+        }
+        return 0;
+    }
+    size_t limit = m->touch ? MC_GAT_CHUNK : MC_GET_CHUNK;
+    size_t line = 0;
+    p->req.ends = 0;
+    for (size_t i = 0; i < p->nitems; i++) {
+        struct mc_item *it = &m->items[p->items[i]];
+        size_t klen = it->wk.pre_len + it->wk.key_len;
+        if (line > 0 && line + klen + 1 > limit) {
+            if (text_put(b, crlf, 2) < 0) {
+                return -1;
+            }
+            line = 0;
+        }
+        if (line == 0) {
+            char hdr[64];
+            size_t n = (size_t)snprintf(hdr, sizeof(hdr), "%s", m->cmd);
+            if (m->touch) {
+                hdr[n++] = ' ';
+                n += mc_fmt_i64(hdr + n, m->exptime);
+            }
+            if (text_put(b, hdr, n) < 0) {
+                return -1;
+            }
+            line = n;
+            p->req.ends++;
+        }
+        if (text_put(b, " ", 1) < 0 || text_key(b, &it->wk) < 0) {
+            return -1;
+        }
+        line += klen + 1;
+    }
+    return text_put(b, crlf, 2);
+}
+
+/* set: header, value, CRLF + next header, value, ..., CRLF.  The header
+ * lines are written in place ("set <key> <flags> <exptime> <bytes>
+ * [noreply]\r\n", as mc_fmt_store writes them) in room reserved first; the
+ * exptime is the same for every key. */
+static int
+build_sets(struct mc_multi *m, struct mc_part *p)
+{
+    struct mc_buf *b = &p->text;
+    size_t *offs = malloc(sizeof(size_t) * (p->nitems + 1));
+    p->iov = malloc(sizeof(struct iovec) * (2 * p->nitems + 1));
+    if (offs == NULL || p->iov == NULL) {
+        free(offs);
+        return -1;
+    }
+    char exp_text[24];
+    size_t exp_len = mc_fmt_i64(exp_text, m->exptime);
+    for (size_t i = 0; i < p->nitems; i++) {
+        struct mc_item *it = &m->items[p->items[i]];
+        offs[i] = b->end;
+        char *w = b->data + b->end;
+        if (i > 0) {
+            *w++ = '\r';
+            *w++ = '\n';
+        }
+        memcpy(w, "set ", 4);
+        w += 4;
+        memcpy(w, it->wk.pre, it->wk.pre_len);
+        w += it->wk.pre_len;
+        memcpy(w, it->wk.key, it->wk.key_len);
+        w += it->wk.key_len;
+        *w++ = ' ';
+        w += mc_fmt_u64(w, it->flags);
+        *w++ = ' ';
+        memcpy(w, exp_text, exp_len);
+        w += exp_len;
+        *w++ = ' ';
+        w += mc_fmt_u64(w, it->val_len);
+        if (m->noreply) {
+            memcpy(w, " noreply", 8);
+            w += 8;
+        }
+        *w++ = '\r';
+        *w++ = '\n';
+        b->end = (size_t)(w - b->data);
+    }
+    offs[p->nitems] = b->end;
+    if (text_put(b, crlf, 2) < 0) {
+        free(offs);
+        return -1;
+    }
+    int k = 0;
+    for (size_t i = 0; i < p->nitems; i++) {
+        struct mc_item *it = &m->items[p->items[i]];
+        p->iov[k].iov_base = b->data + offs[i];
+        p->iov[k].iov_len = offs[i + 1] - offs[i];
+        k++;
+        if (it->val_len > 0) {
+            p->iov[k].iov_base = (void *)it->val;
+            p->iov[k].iov_len = it->val_len;
+            k++;
+        }
+    }
+    p->iov[k].iov_base = b->data + offs[p->nitems];
+    p->iov[k].iov_len = b->end - offs[p->nitems];
+    k++;
+    p->niov = k;
+    free(offs);
+    return 0;
+}
+
+/* Writes one server's request text and its iovecs. */
+static int
+build_part(struct mc_multi *m, struct mc_part *p)
+{
+    size_t room = 64;
+    for (size_t i = 0; i < p->nitems; i++) {
+        const struct mc_item *it = &m->items[p->items[i]];
+        room += it->wk.pre_len + it->wk.key_len + 80;
+    }
+    if (mc_buf_reserve(&p->text, room) < 0) {  /* usually the only one */
+        return -1;
+    }
+    if (m->kind == MC_MULTI_SET) {
+        return build_sets(m, p);
+    }
+    if (build_lines(m, p) < 0) {
+        return -1;
+    }
+    p->iov = malloc(sizeof(struct iovec));
+    if (p->iov == NULL) {
+        return -1;
+    }
+    p->iov[0].iov_base = p->text.data + p->text.start;
+    p->iov[0].iov_len = mc_buf_len(&p->text);
+    p->niov = 1;
+    return 0;
+}
+
+int
+mc_multi_queue(struct mc_multi *m)
+{
+    for (size_t i = 0; i < m->nparts; i++) {
+        struct mc_part *p = &m->parts[i];
+        if (p->conn == NULL) {
+            continue;
+        }
+        struct mc_req *r = &p->req;
+        if (m->kind == MC_MULTI_GET) {
+            mc_req_init(r, MC_X_VALUES);
+            r->with_cas = m->with_cas;
+            r->keys = (const char *)&m->items[0].wk;
+            r->key_stride = sizeof(struct mc_item);
+        }
+        else {
+            mc_req_init(r, MC_X_STATUS);
+            if (m->kind == MC_MULTI_SET) {
+                r->accept = 1u << MC_STORED | 1u << MC_NOT_STORED
+                            | 1u << MC_EXISTS | 1u << MC_NOT_FOUND;
+                r->soft_errors = true;
+            }
+            else {
+                r->accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
+            }
+        }
+        r->index = p->items;
+        r->nitems = p->nitems;
+        r->on_item = m->on_item;
+        r->owner = m->owner;
+        if (build_part(m, p) < 0
+            || mc_conn_queue(p->conn, m->noreply ? NULL : r, p->iov, p->niov,
+                             p->fenced)
+                   < 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+bool
+mc_multi_part_check(struct mc_part *p)
+{
+    if (p->done || p->req.state == MC_REQ_FLIGHT) {
+        return false;
+    }
+    p->done = true;
+    if (p->req.state == MC_REQ_FAILED) {
+        p->fail = p->req.fail;
+    }
+    return true;
+}

@@ -1,0 +1,423 @@
+/* The requests in flight on one connection: the bytes each queues to
+ * write, the reply each expects, and the matching of replies to requests.
+ *
+ * Replies arrive in the order requests were sent, so each frame parsed
+ * from the connection's buffer belongs to the oldest request in flight.
+ * A request's owner (a binding) takes the items of its reply through a
+ * callback; an abandoned request's reply is read and discarded, so the
+ * next request reads its own.  No Python, no I/O: the caller writes the
+ * queued bytes and receives into the buffer (conn.c), then feeds.
+ */
+#ifndef CMEMCACHE_PIPE_H
+#define CMEMCACHE_PIPE_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/uio.h>
+
+#include "conn.h"
+#include "engine.h"
+#include "proto.h"
+
+/* What a reply is made of. */
+enum mc_expect {
+    MC_X_VALUES,   /* VALUE frames for the keys asked, in order (a miss is
+                    * skipped), then one END per request line */
+    MC_X_STATUS,   /* one status line per item, of the kinds in accept */
+    MC_X_NUMBER,   /* incr/decr: a number, or NOT_FOUND */
+    MC_X_OK,       /* OK */
+    MC_X_VERSION,  /* VERSION <text> */
+    MC_X_STATS,    /* STAT lines until END (or RESET, or OK) */
+};
+
+enum mc_req_state { MC_REQ_FLIGHT, MC_REQ_DONE, MC_REQ_FAILED };
+
+struct mc_req;
+
+/* Takes one item of a reply: a VALUE (item is its key's index), a status
+ * line (item is its position), a number, a stat or version line.  Returns
+ * 0, or -1 when the owner failed (the request fails with MC_EOWNER and the
+ * rest of its reply is discarded). */
+typedef int (*mc_item_fn)(void *owner, struct mc_req *r, size_t item,
+                          const struct mc_reply *reply);
+
+/* Told when a request is complete or has failed (optional). */
+typedef void (*mc_done_fn)(void *owner, struct mc_req *r);
+
+struct mc_req {
+    struct mc_req *next;       /* in flight on the same connection */
+    enum mc_expect expect;
+    enum mc_req_state state;
+    uint32_t accept;           /* MC_X_STATUS: 1 << kind of each answer */
+    bool soft_errors;          /* MC_X_STATUS: SERVER_ERROR answers one
+                                * item (set_multi), instead of the request */
+    bool with_cas;             /* MC_X_VALUES: each VALUE carries a cas */
+    const char *keys;          /* MC_X_VALUES: the keys asked, an mc_wkey
+                                * every key_stride bytes */
+    size_t key_stride;
+    const size_t *index;       /* item i is key index[i] (NULL: key i) */
+    size_t nitems;             /* keys asked, or status lines owed */
+    size_t cursor;             /* the next item a frame may answer */
+    int ends;                  /* MC_X_VALUES: END lines still owed */
+    unsigned fences_after;     /* "MN" owed right after this reply */
+    size_t taken;              /* MC_X_STATS: bytes charged to the limit */
+    mc_item_fn on_item;        /* NULL: the reply is discarded */
+    mc_done_fn on_done;
+    void *owner;
+    struct mc_fail fail;       /* MC_REQ_FAILED: why */
+};
+
+/* A stats reply may take this much memory (each line charged its text and
+ * 64 bytes); past it the connection fails with MC_EBADREPLY. */
+#define MC_MAX_STATS_REPLY (8u << 20)
+
+/* Sets up a request expecting x, with one item and one END line. */
+static inline void
+mc_req_init(struct mc_req *r, enum mc_expect x)
+{
+    r->next = NULL;
+    r->expect = x;
+    r->state = MC_REQ_FLIGHT;
+    r->accept = 0;
+    r->soft_errors = false;
+    r->with_cas = false;
+    r->keys = NULL;
+    r->key_stride = sizeof(struct mc_wkey);
+    r->index = NULL;
+    r->nitems = 1;
+    r->cursor = 0;
+    r->ends = 1;
+    r->fences_after = 0;
+    r->taken = 0;
+    r->on_item = NULL;
+    r->on_done = NULL;
+    r->owner = NULL;
+    r->fail.code = 0;
+}
+
+/* Queues bytes to write on c, behind what is queued (nothing is sent
+ * here).  The memory the iovecs point to must stay valid until written.
+ * Returns 0 or -ENOMEM (nothing queued). */
+int mc_conn_queue_bytes(struct mc_conn *c, const struct iovec *iov,
+                        int iovcnt);
+
+int mc_conn_wreserve_slow(struct mc_conn *c, int n);
+
+/* Makes room for n more iovecs in c's write queue.  Returns 0 or -ENOMEM. */
+static inline int
+mc_conn_wreserve(struct mc_conn *c, int n)
+{
+    return c->wcap - c->wcnt >= n ? 0 : mc_conn_wreserve_slow(c, n);
+}
+
+extern const struct iovec mc_fence_iov;  /* "mn\r\n" */
+
+/* Puts r (NULL for noreply, which owes no reply) in flight behind the
+ * others, and counts the "MN" of a fence after it, without queueing bytes:
+ * for a caller that writes the request itself (then "mn", mc_fence_iov,
+ * when fence), with nothing queued ahead of it. */
+static MC_ALWAYS_INLINE void
+mc_conn_push(struct mc_conn *c, struct mc_req *r, bool fence)
+{
+    if (r != NULL) {
+        r->next = NULL;
+        r->state = MC_REQ_FLIGHT;
+        if (c->tail != NULL) {
+            c->tail->next = r;
+        }
+        else {
+            c->head = r;
+        }
+        c->tail = r;
+    }
+    if (fence) {
+        if (c->tail != NULL) {
+            c->tail->fences_after++;  /* its "MN" follows that reply */
+        }
+        else {
+            c->fences++;
+        }
+    }
+}
+
+/* Queues a request: its bytes, then "mn" when fence, behind what is
+ * queued; r as mc_conn_push.  A fence's "MN" is owed after the reply of
+ * the request before it.  Returns 0 or -ENOMEM (nothing queued). */
+static MC_ALWAYS_INLINE int
+mc_conn_queue(struct mc_conn *c, struct mc_req *r, const struct iovec *iov,
+              int iovcnt, bool fence)
+{
+    if (mc_conn_wreserve(c, iovcnt + fence) < 0) {
+        return -ENOMEM;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        c->wiov[c->wcnt++] = iov[i];
+        c->wlen += iov[i].iov_len;
+    }
+    if (fence) {
+        c->wiov[c->wcnt++] = mc_fence_iov;
+        c->wlen += mc_fence_iov.iov_len;
+    }
+    mc_conn_push(c, r, fence);
+    return 0;
+}
+
+/* The bytes still to write, for mc_conn_send or mc_conn_step; after the
+ * write, mc_conn_wrote records what went out. */
+static inline struct mc_out
+mc_conn_out(struct mc_conn *c)
+{
+    struct mc_out out = {c->wiov + c->whead, c->wcnt - c->whead, c->wlen};
+    return out;
+}
+
+static inline bool
+mc_conn_written(const struct mc_conn *c)
+{
+    return c->whead == c->wcnt;
+}
+
+/* Records what a write through out (from mc_conn_out) took. */
+static inline void
+mc_conn_wrote(struct mc_conn *c, const struct mc_out *out)
+{
+    c->whead = (int)(out->iov - c->wiov);
+    c->wlen = out->len;
+    if (c->whead == c->wcnt) {
+        c->whead = c->wcnt = 0;
+    }
+}
+
+/* mc_conn_feed's outcomes besides 0 (all frames taken, more needed). */
+#define MC_FEED_BROKEN (-1)    /* out of sync: fail what is in flight, close */
+#define MC_FEED_OWNER 1        /* a request's owner failed (see mc_item_fn) */
+
+/* What a frame did to the request it answered. */
+enum mc_frame_rc {
+    MC_F_MORE,                 /* the request wants more frames */
+    MC_F_DONE,                 /* its reply is complete */
+    MC_F_FAILED,               /* answered by an error line, in sync */
+    MC_F_OWNER,                /* its owner failed taking an item */
+    MC_F_BROKEN,               /* out of sync */
+};
+
+/* The parts of mc_conn_feed off its common path (pipe.c). */
+enum mc_frame_rc mc_frame_broken(struct mc_fail *f, const char *why);
+void mc_feed_unparsable(const struct mc_conn *c, struct mc_fail *f);
+int mc_owed_frame(struct mc_conn *c, const struct mc_reply *rep,
+                  struct mc_fail *f);
+void mc_finish_head(struct mc_conn *c, enum mc_req_state state);
+
+static inline bool
+mc_key_matches(const struct mc_wkey *wk, const struct mc_reply *rep)
+{
+    return rep->key_len == wk->pre_len + wk->key_len
+           && (wk->pre_len == 0
+               || memcmp(rep->key, wk->pre, wk->pre_len) == 0)
+           && memcmp(rep->key + wk->pre_len, wk->key, wk->key_len) == 0;
+}
+
+static inline enum mc_frame_rc
+mc_deliver(struct mc_req *r, size_t item, const struct mc_reply *rep)
+{
+    if (r->on_item != NULL && r->on_item(r->owner, r, item, rep) < 0) {
+        r->on_item = NULL;     /* the rest of the reply is discarded */
+        mc_fail_set(&r->fail, MC_EOWNER);
+        return MC_F_OWNER;
+    }
+    return MC_F_MORE;
+}
+
+static inline size_t
+mc_req_item(const struct mc_req *r)
+{
+    return r->index != NULL ? r->index[r->cursor] : r->cursor;
+}
+
+static inline enum mc_frame_rc
+mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
+                struct mc_fail *f)
+{
+    if (rep->kind == MC_END) {
+        return --r->ends == 0 ? MC_F_DONE : MC_F_MORE;
+    }
+    if (rep->kind != MC_VALUE) {
+        return mc_frame_broken(f, "reply does not fit the command");
+    }
+    while (r->cursor < r->nitems) {
+        const struct mc_wkey *wk = (const struct mc_wkey *)(const void *)(
+            r->keys + mc_req_item(r) * r->key_stride);
+        if (mc_key_matches(wk, rep)) {
+            break;
+        }
+        r->cursor++;            /* a miss */
+    }
+    if (r->cursor == r->nitems) {
+        return mc_frame_broken(f, "VALUE for a key that was not requested");
+    }
+    if (r->with_cas && !rep->has_cas) {
+        return mc_frame_broken(f, "VALUE without cas");
+    }
+    size_t item = mc_req_item(r);
+    r->cursor++;
+    return mc_deliver(r, item, rep);
+}
+
+/* One frame for the oldest request in flight. */
+static MC_ALWAYS_INLINE enum mc_frame_rc
+mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
+{
+    enum mc_frame_rc rc;
+    if (mc_is_error(rep->kind)
+        && !(r->expect == MC_X_STATUS && r->soft_errors
+             && rep->kind == MC_SERVER_ERROR)) {
+        mc_fail_reply(&r->fail, rep);
+        if (r->expect == MC_X_VALUES || r->expect == MC_X_STATS
+            || (r->expect == MC_X_STATUS && r->nitems > 1)) {
+            /* In a reply of several frames: where the server stands is
+             * unknown. */
+            *f = r->fail;
+            return MC_F_BROKEN;
+        }
+        return MC_F_FAILED;     /* the error line is the whole reply */
+    }
+    switch (r->expect) {
+    case MC_X_VALUES:
+        return mc_values_frame(r, rep, f);
+    case MC_X_STATUS:
+        if (!(r->accept & (1u << rep->kind)) && rep->kind != MC_SERVER_ERROR) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        rc = mc_deliver(r, mc_req_item(r), rep);
+        r->cursor++;
+        return rc == MC_F_MORE && r->cursor == r->nitems ? MC_F_DONE : rc;
+    case MC_X_NUMBER:
+        if (rep->kind != MC_NUMBER && rep->kind != MC_NOT_FOUND) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        rc = mc_deliver(r, 0, rep);
+        return rc == MC_F_MORE ? MC_F_DONE : rc;
+    case MC_X_OK:
+        if (rep->kind != MC_OK) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        rc = mc_deliver(r, 0, rep);
+        return rc == MC_F_MORE ? MC_F_DONE : rc;
+    case MC_X_VERSION:
+        if (rep->kind != MC_VERSION) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        rc = mc_deliver(r, 0, rep);
+        return rc == MC_F_MORE ? MC_F_DONE : rc;
+    case MC_X_STATS:
+        if (rep->kind == MC_END || rep->kind == MC_RESET
+            || rep->kind == MC_OK) {
+            return MC_F_DONE;
+        }
+        if (rep->kind != MC_STAT) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        r->taken += 64 + rep->key_len + rep->text_len;
+        if (r->taken > MC_MAX_STATS_REPLY) {
+            return mc_frame_broken(f, "stats reply over the 8 MiB limit");
+        }
+        rc = mc_deliver(r, r->cursor, rep);
+        r->cursor++;
+        return rc;
+    }
+    return mc_frame_broken(f, "reply does not fit the command");
+}
+
+/* After a VALUE: the END that completes a retrieval, when it is already in
+ * the buffer, taken without a parse. */
+static inline bool
+mc_end_follows(struct mc_conn *c, struct mc_req *r)
+{
+    if (r->expect != MC_X_VALUES || r->ends != 1 || mc_buf_len(&c->rbuf) < 5
+        || memcmp(mc_buf_head(&c->rbuf), "END\r\n", 5) != 0) {
+        return false;
+    }
+    mc_buf_consume(&c->rbuf, 5);
+    r->ends = 0;
+    return true;
+}
+
+/* Parses the frames in c's buffer and gives each to the request it
+ * answers: replies owed to a flush and to noreply fences first, then the
+ * oldest request in flight.  A request whose reply is complete (or is an
+ * error line) leaves the queue as DONE (or FAILED) and its on_done is
+ * called.  Returns 0 when every complete frame was taken (*need: the
+ * length of the frame being received, when known), MC_FEED_OWNER right
+ * after an owner failed (call again to go on), or MC_FEED_BROKEN with f set
+ * when the stream is out of sync (bytes nobody asked for, a frame outside
+ * the grammar or over max_value, an error line in a multi-frame reply):
+ * the connection must then be closed, after mc_conn_fail_all.  Inline: it
+ * is the heart of every driver's loop. */
+static MC_ALWAYS_INLINE int
+mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
+             struct mc_fail *f)
+{
+    struct mc_reply rep;
+    *need = 0;
+    while (mc_buf_len(&c->rbuf) > 0) {
+        ssize_t n = mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                             max_value, &rep);
+        if (n < 0) {
+            if (n == MC_NEED_MORE) {
+                *need = rep.need;
+                return 0;
+            }
+            mc_feed_unparsable(c, f);
+            return MC_FEED_BROKEN;
+        }
+        if ((c->fences | c->flush_oks) != 0) {
+            int owed = mc_owed_frame(c, &rep, f);
+            mc_buf_consume(&c->rbuf, (size_t)n);
+            if (owed < 0) {
+                return MC_FEED_BROKEN;
+            }
+            continue;
+        }
+        struct mc_req *r = c->head;
+        if (r == NULL) {
+            mc_fail_proto(f, "bytes nobody asked for");
+            return MC_FEED_BROKEN;
+        }
+        enum mc_frame_rc rc = mc_req_frame(r, &rep, f);
+        mc_buf_consume(&c->rbuf, (size_t)n);
+        if (rc == MC_F_MORE) {
+            if (rep.kind == MC_VALUE && mc_end_follows(c, r)) {
+                mc_finish_head(c, MC_REQ_DONE);
+            }
+            continue;
+        }
+        if (rc == MC_F_DONE || rc == MC_F_FAILED) {
+            mc_finish_head(c, MC_REQ_DONE);
+            continue;
+        }
+        return rc == MC_F_OWNER ? MC_FEED_OWNER : MC_FEED_BROKEN;
+    }
+    return 0;
+}
+
+/* Fails every request in flight on c with f (the connection is going). */
+void mc_conn_fail_all(struct mc_conn *c, const struct mc_fail *f);
+
+/* Abandons a request in flight (its owner went away): its reply is read
+ * and discarded, it completes as usual (on_done is still called, for the
+ * owner to free it). */
+static inline void
+mc_req_abandon(struct mc_req *r)
+{
+    r->on_item = NULL;
+}
+
+/* Reads the replies owed to noreply fences and a flush, from what c's
+ * buffer holds; returns 1 when nothing more is owed, 0 when more must be
+ * received, -1 when the stream is out of sync. */
+int mc_conn_drain_owed(struct mc_conn *c);
+
+#endif

@@ -1,0 +1,99 @@
+/* Python arguments to engine input, for every binding: keys and their
+ * server placement, values, numbers, flags, timeouts, server lists, and a
+ * minimal fast-call argument parser.  Every function sets a Python
+ * exception when it fails, and nothing is sent before all checks passed. */
+#ifndef CMEMCACHE_PYARGS_H
+#define CMEMCACHE_PYARGS_H
+
+#include "module.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+
+#define EXPTIME_MIN (-2147483647LL - 1)
+#define EXPTIME_MAX 2147483647LL
+
+/* What a key read from Python holds while its call runs, so that its
+ * bytes stay valid whatever the caller does with the objects meanwhile. */
+struct mc_pyhold {
+    PyObject *obj;             /* the key as given (borrowed: the caller
+                                * holds it for as long as the call runs) */
+    PyObject *text_obj;        /* str(hash) of a tuple key, or NULL */
+    char *rtext;               /* the rendezvous text (PyMem), or NULL */
+};
+
+/* Checks a key (bytes, str, or python-memcached's (hash, key) tuple) with
+ * a prefix (from mc_check_prefix) for the wire, filling wk, and what picks
+ * its server under e's distribution, filling place (place->wk = wk).
+ * Returns 0, or -1 with an exception set (hold then holds nothing).
+ * Release hold with mc_pyhold_release. */
+int mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj,
+             const char *pre, size_t pre_len, struct mc_wkey *wk,
+             struct mc_place *place, struct mc_pyhold *hold);
+
+void mc_pyhold_free(struct mc_pyhold *h);
+
+static inline void
+mc_pyhold_release(struct mc_pyhold *h)
+{
+    if (h->text_obj != NULL || h->rtext != NULL) {
+        mc_pyhold_free(h);
+    }
+}
+
+/* The bytes of a bytes or str key (ASCII str read in place).  Sets
+ * TypeError for other types. */
+int mc_key_bytes(PyObject *key, const char **p, Py_ssize_t *n);
+
+/* Checks a key prefix (None or empty allowed). */
+int mc_check_prefix(mc_state *st, PyObject *obj, const char **p,
+                    Py_ssize_t *n);
+
+/* Raises InvalidKeyError for a key that failed mc_key_check. */
+int mc_raise_key(mc_state *st, enum mc_key_status s, const char *p,
+                 Py_ssize_t n);
+
+int mc_to_int64(PyObject *obj, const char *what, int64_t lo, int64_t hi,
+                int64_t *out);
+int mc_to_uint64(PyObject *obj, const char *what, uint64_t *out);
+int mc_to_exptime(PyObject *obj, int64_t *out);
+int mc_to_flags(PyObject *obj, uint32_t *out);
+int mc_to_bool(PyObject *obj, bool *out);
+
+/* Seconds (a float or int) to ns, default dflt when obj is NULL; must be
+ * > 0 (or 0 with zero_ok) and at most 1e9. */
+int mc_to_ns(PyObject *obj, const char *what, double dflt, bool zero_ok,
+             int64_t *out);
+
+/* A value: any bytes-like object except str, at most max_value bytes.
+ * Fills view (release it with PyBuffer_Release). */
+int mc_get_value(mc_state *st, size_t max_value, PyObject *obj,
+                 Py_buffer *view);
+
+/* Minimal fast-call argument parser.  names: every parameter name, NULL
+ * terminated; the first npos may be given by position, the first nreq
+ * must be given.  out[i] is NULL for an omitted one. */
+int mc_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames, const char *const *names, int nreq,
+                  int npos, PyObject **out);
+
+/* The constructor arguments every client type takes. */
+struct mc_client_args {
+    struct mc_config cfg;
+    enum mc_distribution dist;
+    enum mc_hash_fn hash;
+    PyObject *servers;         /* a tuple of the server arguments */
+};
+
+/* Parses StringClient(servers, *, timeout=..., ...) into a. */
+int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
+                         const char *type_name, struct mc_client_args *a);
+
+/* Sets up e from parsed arguments; fills *names with a tuple of the
+ * server strings.  On failure e can be freed. */
+int mc_engine_from_args(mc_state *st, struct mc_engine *e,
+                        const struct mc_client_args *a, PyObject **names);
+
+#endif

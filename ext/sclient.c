@@ -1,0 +1,1092 @@
+/* cmemcache.StringClient: the engine driven with blocking sockets.
+ *
+ * A call takes a connection from the engine (connecting with the GIL
+ * released when there is none idle), queues its request, then loops
+ * {release the GIL, one conn.c step, take the GIL back, feed what arrived}
+ * until its reply is complete, its deadline passes, or a signal handler
+ * raises.  The connection goes back to its pool only after a complete
+ * reply; after any error, timeout or signal it is closed, so a reply is
+ * never read by a request that did not send it.  Multi-key calls write to
+ * every server first, then poll them all together.
+ */
+#include "module.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "engine.h"
+#include "multi.h"
+#include "pipe.h"
+#include "pyargs.h"
+#include "pycall.h"
+#include "pymulti.h"
+
+#define MC_NS 1000000000.0
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *module;
+    struct mc_core core;
+    bool ready;                /* the engine is set up (dealloc frees it) */
+} Client;
+
+/* ---- the blocking driver ------------------------------------------------ */
+
+/* Connects a new connection to srv (the engine asked for one). */
+static struct mc_conn *
+connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
+{
+    struct mc_engine *e = &self->core.eng;
+    int64_t deadline = mc_now() + e->cfg.connect_timeout;
+    int fd, gai = 0;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        fd = mc_conn_open(&srv->spec, deadline, &gai);
+        Py_END_ALLOW_THREADS
+        if (fd != -EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            fd = MC_EOWNER;
+            break;
+        }
+    }
+    if (fd >= 0) {
+        int rc = mc_conn_set_blocking(fd, e->cfg.timeout);
+        if (rc < 0) {
+            close(fd);
+            fd = rc;
+        }
+    }
+    return mc_engine_connected(e, srv, fd, gai, f);
+}
+
+/* A connection to srv: an idle one without input waiting, or a new one.
+ * Returns NULL with f set (MC_EOWNER: a Python exception is set). */
+static Py_ALWAYS_INLINE inline struct mc_conn *
+take_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
+{
+    for (;;) {
+        struct mc_conn *c;
+        switch (mc_engine_take(&self->core.eng, srv, &c)) {
+        case MC_TAKE_IDLE:
+            if (c->fences == 0 && c->flush_oks == 0 && mc_conn_stale(c->fd)) {
+                /* Input on an idle connection: closed by the server (a
+                 * restart) or bytes nobody asked for (out of sync).
+                 * Nothing was sent on it yet, so another connection, or a
+                 * new one, takes the request. */
+                mc_conn_close(c);
+                continue;
+            }
+            return c;
+        case MC_TAKE_DEAD:
+            mc_fail_set(f, MC_EDEAD);
+            return NULL;
+        case MC_TAKE_CONNECT:
+            return connect_conn(self, srv, f);
+        }
+    }
+}
+
+static bool
+is_reset(ssize_t n)
+{
+    return n == MC_EEOF || n == -ECONNRESET || n == -EPIPE;
+}
+
+/* Runs a call: picks its server, sends its request, reads its reply.
+ * Returns 0, or -1 with c->fail set (a Python exception too when
+ * MC_EOWNER). */
+static int
+run_call(Client *self, struct mc_call *c)
+{
+    struct mc_engine *e = &self->core.eng;
+    struct mc_server *srv = &e->servers[c->server];
+    bool retried = false;
+    int64_t deadline = mc_now() + e->cfg.timeout;
+    size_t picks = 0;
+    struct mc_fail connect_fail;
+    struct mc_conn *conn;
+
+    connect_fail.code = 0;
+
+pick:
+    if (c->keyed) {
+        ssize_t idx = mc_engine_pick(e, &c->place);
+        if (idx < 0) {
+            if (connect_fail.code != 0) {
+                /* The servers died in this call: say why, not just that
+                 * none is left. */
+                c->fail = connect_fail;
+                return -1;
+            }
+            mc_fail_set(&c->fail, MC_ENOSERVER);
+            return -1;
+        }
+        c->server = (size_t)idx;
+        srv = &e->servers[idx];
+        picks++;
+    }
+again:
+    conn = take_conn(self, srv, &c->fail);
+    if (conn == NULL) {
+        if (c->keyed && e->cfg.failover != MC_FAILOVER_NONE
+            && c->fail.code != MC_EOWNER && c->fail.code != -ENOMEM
+            && mc_server_dead(srv) && picks <= e->nservers) {
+            if (c->fail.code != MC_EDEAD) {
+                connect_fail = c->fail;
+            }
+            goto pick;          /* the walk now skips the dead server */
+        }
+        return -1;
+    }
+    bool fence = c->noreply && e->cfg.fence;
+    bool queued = !mc_conn_written(conn);
+    struct iovec iov[4];
+    struct mc_out out;
+    if (!queued) {
+        /* Nothing queued ahead (the usual case): written from a copy of
+         * the call's iovecs, which stay as they are for a retry. */
+        for (int i = 0; i < c->iovcnt; i++) {
+            iov[i] = c->iov[i];
+        }
+        out.iov = iov;
+        out.iovcnt = c->iovcnt;
+        out.len = c->len;
+        if (fence) {
+            iov[out.iovcnt++] = mc_fence_iov;
+            out.len += mc_fence_iov.iov_len;
+        }
+        mc_conn_push(conn, c->noreply ? NULL : &c->req, fence);
+    }
+    else if (mc_conn_queue(conn, c->noreply ? NULL : &c->req, c->iov,
+                           c->iovcnt, fence)
+             < 0) {
+        mc_fail_set(&c->fail, -ENOMEM);
+        goto error;
+    }
+    bool got_bytes = false;
+    bool first_wait = true;
+    size_t need = 0;
+    for (;;) {
+        if (queued) {
+            out = mc_conn_out(conn);
+        }
+        if (out.iovcnt == 0 && c->noreply) {
+            mc_engine_give(e, conn);
+            return 0;
+        }
+        if (mc_buf_reserve(&conn->rbuf, mc_buf_room(need,
+                                                    mc_buf_len(&conn->rbuf)))
+            < 0) {
+            mc_fail_set(&c->fail, -ENOMEM);
+            goto error;
+        }
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = mc_conn_step(conn->fd, &out, &conn->rbuf, !c->noreply,
+                         first_wait, deadline);
+        Py_END_ALLOW_THREADS
+        first_wait = false;
+        if (queued) {
+            mc_conn_wrote(conn, &out);
+        }
+        if (n > 0) {
+            got_bytes = true;
+            struct mc_fail f;
+            int rc = mc_conn_feed(conn, e->cfg.max_value, &need, &f);
+            if (c->req.state == MC_REQ_DONE) {
+                if (rc == MC_FEED_BROKEN || out.iovcnt != 0) {
+                    /* Bytes nobody asked for after the reply, or answered
+                     * before the request was all out: never reused. */
+                    mc_conn_close(conn);
+                }
+                else {
+                    mc_engine_give(e, conn);
+                }
+                return 0;
+            }
+            if (rc == MC_FEED_OWNER || c->req.state == MC_REQ_FAILED) {
+                /* An error line, or the result could not be built: the
+                 * connection is closed all the same. */
+                c->fail = c->req.fail;
+                goto error;
+            }
+            if (rc == MC_FEED_BROKEN) {
+                c->fail = f;
+                goto error;
+            }
+            if (mc_now() >= deadline) {
+                /* Bytes keep coming but the reply is not complete: the
+                 * deadline holds whatever the server sends. */
+                mc_fail_set(&c->fail, -ETIMEDOUT);
+                goto error;
+            }
+            continue;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (n == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                mc_fail_set(&c->fail, MC_EOWNER);
+                goto error;
+            }
+            if (mc_now() >= deadline) {
+                mc_fail_set(&c->fail, -ETIMEDOUT);
+                goto error;
+            }
+            continue;
+        }
+        if (is_reset(n) && conn->reused && !got_bytes && c->retry_safe
+            && !retried) {
+            /* A connection the server closed while it sat idle (a restart):
+             * nothing of ours was processed; go again on a fresh one. */
+            mc_conn_close(conn);
+            retried = true;
+            goto again;
+        }
+        mc_fail_set(&c->fail, (int)n);
+        goto error;
+    }
+
+error:
+    mc_conn_close(conn);
+    Py_CLEAR(c->result);
+    if (c->fail.code == -ETIMEDOUT) {
+        mc_engine_timed_out(e, srv);
+    }
+    return -1;
+}
+
+/* Runs a call of result kind rk and returns its result, or raises. */
+static Py_ALWAYS_INLINE inline PyObject *
+finish_call(Client *self, struct mc_call *c, enum mc_result rk)
+{
+    PyObject *res;
+    if (run_call(self, c) < 0) {
+        mc_raise_fail(&self->core, &self->core.eng.servers[c->server],
+                      &c->fail);
+        res = NULL;
+    }
+    else {
+        res = mc_call_result(&self->core, c, rk);
+    }
+    mc_call_release(c);
+    return res;
+}
+
+static void
+part_done(struct mc_engine *e, struct mc_part *p, int code)
+{
+    if (code != 0) {
+        mc_fail_set(&p->fail, code);
+    }
+    if (p->conn != NULL) {
+        if (p->fail.code != 0 || !mc_conn_written(p->conn)) {
+            mc_conn_close(p->conn);
+        }
+        else {
+            mc_engine_give(e, p->conn);
+        }
+        p->conn = NULL;
+    }
+    p->done = true;
+}
+
+/* Writes every part's request, then reads all the replies as they come,
+ * polling all the sockets at once, until each part is complete or failed
+ * or the deadline passes.  Returns 0, or -1 with a Python exception set
+ * (signals, memory); per-server failures are left in the parts. */
+static int
+drive_multi(Client *self, struct mc_multi *m)
+{
+    struct mc_engine *e = &self->core.eng;
+    int64_t deadline = mc_now() + e->cfg.timeout;
+    size_t np_max = m->nparts ? m->nparts : 1;
+    struct pollfd *pfd = PyMem_Malloc(sizeof(*pfd) * np_max);
+    size_t *map = PyMem_Malloc(sizeof(*map) * np_max);
+    ssize_t *io = PyMem_Malloc(sizeof(*io) * np_max);
+    if (pfd == NULL || map == NULL || io == NULL) {
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        PyMem_Free(io);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        nfds_t np = 0;
+        for (size_t i = 0; i < m->nparts; i++) {
+            struct mc_part *p = &m->parts[i];
+            if (p->done) {
+                continue;
+            }
+            bool written = mc_conn_written(p->conn);
+            if (m->noreply && written) {
+                part_done(e, p, 0);
+                continue;
+            }
+            if (mc_buf_reserve(&p->conn->rbuf,
+                               mc_buf_room(p->need,
+                                           mc_buf_len(&p->conn->rbuf)))
+                < 0) {
+                part_done(e, p, -ENOMEM);
+                continue;
+            }
+            pfd[np].fd = p->conn->fd;
+            pfd[np].events = m->noreply ? POLLOUT
+                             : POLLIN | (written ? 0 : POLLOUT);
+            pfd[np].revents = 0;
+            map[np] = i;
+            np++;
+        }
+        if (np == 0) {
+            break;
+        }
+        int prc, perr = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (nfds_t k = 0; k < np; k++) {
+            struct mc_conn *c = m->parts[map[k]].conn;
+            io[k] = 0;
+            if (!mc_conn_written(c)) {
+                struct mc_out out = mc_conn_out(c);
+                ssize_t n = mc_conn_send(c->fd, &out);
+                mc_conn_wrote(c, &out);
+                if (n < 0 && n != -EAGAIN) {
+                    io[k] = n;
+                    pfd[k].fd = -1;  /* poll ignores it */
+                }
+                else if (mc_conn_written(c) && m->noreply) {
+                    pfd[k].fd = -1;
+                }
+            }
+        }
+        nfds_t active = 0;
+        for (nfds_t k = 0; k < np; k++) {
+            active += pfd[k].fd >= 0;
+        }
+        prc = active ? poll(pfd, np, mc_poll_timeout(deadline)) : 0;
+        if (prc < 0) {
+            perr = -errno;
+        }
+        for (nfds_t k = 0; prc > 0 && k < np; k++) {
+            if (pfd[k].fd >= 0
+                && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP))) {
+                struct mc_conn *c = m->parts[map[k]].conn;
+                ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+                io[k] = n == -EAGAIN ? 0 : n;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (perr == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                rc = -1;
+                break;
+            }
+            perr = 0;           /* io[] holds the sends' results only */
+        }
+        for (nfds_t k = 0; k < np; k++) {
+            struct mc_part *p = &m->parts[map[k]];
+            if (io[k] < 0) {
+                part_done(e, p, (int)io[k]);
+                continue;
+            }
+            if (perr < 0) {
+                part_done(e, p, perr);
+                continue;
+            }
+            if (io[k] == 0) {
+                continue;
+            }
+            struct mc_fail f;
+            int r = mc_conn_feed(p->conn, e->cfg.max_value, &p->need, &f);
+            if (r == MC_FEED_OWNER) {
+                rc = -1;        /* a Python exception is set */
+                goto done;
+            }
+            if (mc_multi_part_check(p)) {
+                if (r == MC_FEED_BROKEN) {
+                    /* bytes nobody asked for after the reply */
+                    mc_conn_close(p->conn);
+                    p->conn = NULL;
+                }
+                part_done(e, p, 0);
+            }
+            else if (r == MC_FEED_BROKEN) {
+                p->fail = f;
+                part_done(e, p, 0);
+            }
+        }
+        if (mc_now() >= deadline) {
+            /* Whatever is still arriving, the call ends at its deadline. */
+            for (size_t i = 0; i < m->nparts; i++) {
+                if (!m->parts[i].done) {
+                    part_done(e, &m->parts[i], -ETIMEDOUT);
+                }
+            }
+        }
+    }
+done:
+    PyMem_Free(pfd);
+    PyMem_Free(map);
+    PyMem_Free(io);
+    return rc;
+}
+
+/* Places the keys on their servers, takes the connections, sends, reads,
+ * and returns the result (raising the first server's failure, with
+ * .partial, if any failed). */
+static PyObject *
+run_multi(Client *self, struct mc_pymulti *pm)
+{
+    struct mc_multi *m = &pm->m;
+    struct mc_engine *e = &self->core.eng;
+    for (size_t attempt = 0;; attempt++) {
+        if (mc_multi_place(m) < 0) {
+            return PyErr_NoMemory();
+        }
+        for (size_t i = 0; i < m->nparts; i++) {
+            struct mc_part *p = &m->parts[i];
+            p->conn = take_conn(self, p->srv, &p->fail);
+            if (p->conn == NULL) {
+                if (p->fail.code == MC_EOWNER) {
+                    return NULL;
+                }
+                mc_multi_part_failed(m, p);
+            }
+        }
+        if (!mc_multi_replace(m, attempt >= e->nservers)) {
+            break;
+        }
+        for (size_t i = 0; i < m->nparts; i++) {
+            if (m->parts[i].conn != NULL) {
+                mc_engine_give(e, m->parts[i].conn);
+                m->parts[i].conn = NULL;
+            }
+        }
+    }
+    if (mc_pymulti_unplaced(pm) < 0) {
+        return NULL;
+    }
+    if (mc_multi_queue(m) < 0) {
+        return PyErr_NoMemory();
+    }
+    if (drive_multi(self, m) < 0) {
+        return NULL;
+    }
+    return mc_pymulti_result(&self->core, pm);
+}
+
+static PyObject *
+finish_multi(Client *self, struct mc_pymulti *pm, int prep_rc)
+{
+    PyObject *res = prep_rc < 0 ? NULL : run_multi(self, pm);
+    mc_pymulti_release(pm);
+    return res;
+}
+
+/* Runs the same request on every server, collecting each result; raises
+ * the first failure after trying all, with .partial set. */
+static PyObject *
+run_all(Client *self, const struct mc_all *a)
+{
+    struct mc_engine *e = &self->core.eng;
+    PyObject *acc = a->as_list ? PyList_New(0) : PyDict_New();
+    if (acc == NULL) {
+        return NULL;
+    }
+    struct mc_fail first = {0};
+    size_t first_srv = 0;
+    bool failed = false;
+    for (size_t i = 0; i < e->nservers; i++) {
+        struct mc_call c;
+        mc_all_call(a, &c, i);
+        if (run_call(self, &c) < 0) {
+            mc_call_release(&c);
+            if (c.fail.code == MC_EOWNER) {
+                Py_DECREF(acc);
+                return NULL;
+            }
+            if (!failed) {
+                first = c.fail;
+                first_srv = i;
+                failed = true;
+            }
+            continue;
+        }
+        PyObject *res = mc_call_result(&self->core, &c, c.rkind);
+        mc_call_release(&c);
+        if (res == NULL || mc_all_add(&self->core, a, acc, i, res) < 0) {
+            Py_DECREF(acc);
+            return NULL;
+        }
+    }
+    if (failed) {
+        mc_raise_fail(&self->core, &e->servers[first_srv], &first);
+        mc_attach_partial(acc);
+        Py_DECREF(acc);
+        return NULL;
+    }
+    return acc;
+}
+
+/* Reads what c is owed for noreply fences and a flush, until deadline, so
+ * that closing it afterwards does not reset it while the server may still
+ * be reading those commands.  No Python: called without the GIL. */
+static void
+drain_owed(struct mc_conn *c, int64_t deadline)
+{
+    while (mc_conn_drain_owed(c) == 0) {
+        if (mc_now() >= deadline || mc_buf_reserve(&c->rbuf, 4096) < 0
+            || mc_conn_wait(c->fd, POLLIN, deadline) < 0) {
+            return;
+        }
+        ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+        if (n <= 0 && n != -EAGAIN) {
+            return;
+        }
+    }
+}
+
+/* ---- methods ------------------------------------------------------------ */
+
+/* Prepares a call (prep uses c), runs it, returns its result of kind rk. */
+#define RUN(self, prep, rk)                                                \
+    do {                                                                   \
+        struct mc_call c_;                                                 \
+        struct mc_call *c = &c_;                                           \
+        if ((prep) < 0) {                                                  \
+            mc_call_release(c);                                            \
+            return NULL;                                                   \
+        }                                                                  \
+        return finish_call(self, c, rk);                                   \
+    } while (0)
+
+static PyObject *
+Client_get(Client *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GET);
+    RUN(self, mc_prep_retrieve(&self->core, c, args, nargs, kwnames, "get",
+                               false, false), MC_R_GET);
+}
+
+static PyObject *
+Client_gets(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GETS);
+    RUN(self, mc_prep_retrieve(&self->core, c, args, nargs, kwnames, "gets",
+                               true, false), MC_R_GET);
+}
+
+static PyObject *
+Client_gat(Client *self, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GAT);
+    RUN(self, mc_prep_retrieve(&self->core, c, args, nargs, kwnames, "gat",
+                               false, true), MC_R_GET);
+}
+
+static PyObject *
+Client_gats(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GATS);
+    RUN(self, mc_prep_retrieve(&self->core, c, args, nargs, kwnames, "gats",
+                               true, true), MC_R_GET);
+}
+
+static PyObject *
+Client_get_decoded(Client *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    mc_count(&self->core, MC_CALL_GET);
+    RUN(self, mc_prep_get_decoded(&self->core, c, args, nargs),
+        MC_R_DECODED);
+}
+
+#define STORE_METHOD(fn, cmd, name)                                        \
+    static PyObject *                                                      \
+    fn(Client *self, PyObject *const *args, Py_ssize_t nargs,              \
+       PyObject *kwnames)                                                  \
+    {                                                                      \
+        mc_count(&self->core, MC_CALL_SET + (int)(cmd));                   \
+        RUN(self, mc_prep_store(&self->core, c, args, nargs, kwnames, cmd, \
+                                name), MC_R_STORE);                        \
+    }
+
+STORE_METHOD(Client_set, MC_SET, "set")
+STORE_METHOD(Client_add, MC_ADD, "add")
+STORE_METHOD(Client_replace, MC_REPLACE, "replace")
+STORE_METHOD(Client_append, MC_APPEND, "append")
+STORE_METHOD(Client_prepend, MC_PREPEND, "prepend")
+STORE_METHOD(Client_cas, MC_CAS, "cas")
+
+static PyObject *
+Client_delete(Client *self, PyObject *const *args, Py_ssize_t nargs,
+              PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_DELETE);
+    RUN(self, mc_prep_delete(&self->core, c, args, nargs, kwnames),
+        MC_R_FOUND);
+}
+
+static PyObject *
+Client_incr(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_INCR);
+    RUN(self, mc_prep_arith(&self->core, c, args, nargs, kwnames, false),
+        MC_R_NUMBER);
+}
+
+static PyObject *
+Client_decr(Client *self, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_DECR);
+    RUN(self, mc_prep_arith(&self->core, c, args, nargs, kwnames, true),
+        MC_R_NUMBER);
+}
+
+static PyObject *
+Client_touch(Client *self, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_TOUCH);
+    RUN(self, mc_prep_touch(&self->core, c, args, nargs, kwnames),
+        MC_R_FOUND);
+}
+
+static PyObject *
+Client_get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GET_MULTI);
+    struct mc_pymulti pm;
+    return finish_multi(self, &pm,
+                        mc_prep_get_multi(&self->core, &pm, args, nargs,
+                                          kwnames, "get_multi", false));
+}
+
+static PyObject *
+Client_gets_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_GETS_MULTI);
+    struct mc_pymulti pm;
+    return finish_multi(self, &pm,
+                        mc_prep_get_multi(&self->core, &pm, args, nargs,
+                                          kwnames, "gets_multi", true));
+}
+
+static PyObject *
+Client_get_multi_decoded(Client *self, PyObject *const *args,
+                         Py_ssize_t nargs)
+{
+    mc_count(&self->core, MC_CALL_GET_MULTI);
+    struct mc_pymulti pm;
+    return finish_multi(self, &pm,
+                        mc_prep_get_multi_decoded(&self->core, &pm, args,
+                                                  nargs));
+}
+
+static PyObject *
+Client_set_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_SET_MULTI);
+    struct mc_pymulti pm;
+    return finish_multi(self, &pm,
+                        mc_prep_set_multi(&self->core, &pm, args, nargs,
+                                          kwnames));
+}
+
+static PyObject *
+Client_delete_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                    PyObject *kwnames)
+{
+    mc_count(&self->core, MC_CALL_DELETE_MULTI);
+    struct mc_pymulti pm;
+    return finish_multi(self, &pm,
+                        mc_prep_delete_multi(&self->core, &pm, args, nargs,
+                                             kwnames));
+}
+
+static PyObject *
+Client_flush_all(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    struct mc_all a;
+    if (mc_prep_flush_all(&self->core, &a, args, nargs, kwnames) < 0) {
+        return NULL;
+    }
+    PyObject *res = run_all(self, &a);
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Client_version(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    struct mc_all a;
+    mc_prep_version(&a);
+    return run_all(self, &a);
+}
+
+static PyObject *
+Client_get_stats(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    struct mc_all a;
+    if (mc_prep_stats(&self->core, &a, args, nargs, kwnames) < 0) {
+        return NULL;
+    }
+    return run_all(self, &a);
+}
+
+static PyObject *
+Client_server_index(Client *self, PyObject *key)
+{
+    struct mc_wkey wk;
+    struct mc_place place;
+    struct mc_pyhold hold;
+    if (mc_pykey(self->core.state, &self->core.eng, key, "", 0, &wk, &place,
+                 &hold) < 0) {
+        return NULL;
+    }
+    ssize_t idx = mc_engine_pick(&self->core.eng, &place);
+    mc_pyhold_release(&hold);
+    if (idx < 0) {
+        PyErr_SetString(self->core.state->ConnectionError,
+                        "no live server for this key");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(idx);
+}
+
+static PyObject *
+Client_disconnect_all(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    /* Take every idle connection off its pool, let the ones owed replies
+     * to noreply commands read them (at most 100 ms in all), close them. */
+    struct mc_conn *all = mc_engine_take_all_idle(&self->core.eng);
+    int64_t deadline = mc_now() + 100000000;
+    Py_BEGIN_ALLOW_THREADS
+    for (struct mc_conn *c = all; c != NULL; c = c->next) {
+        drain_owed(c, deadline);
+    }
+    Py_END_ALLOW_THREADS
+    while (all != NULL) {
+        struct mc_conn *c = all;
+        all = c->next;
+        mc_conn_close(c);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_call_counts(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *d = PyDict_New();
+    for (int i = 0; d != NULL && i < MC_CALL_COUNT; i++) {
+        uint64_t n = atomic_load_explicit(&self->core.calls[i],
+                                          memory_order_relaxed);
+        if (n == 0) {
+            continue;
+        }
+        PyObject *v = PyLong_FromUnsignedLongLong(n);
+        if (v == NULL || PyDict_SetItemString(d, mc_call_names[i], v) < 0) {
+            Py_XDECREF(v);
+            Py_CLEAR(d);
+            break;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
+static PyObject *
+Client_reset_call_counts(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    for (int i = 0; i < MC_CALL_COUNT; i++) {
+        atomic_store_explicit(&self->core.calls[i], 0, memory_order_relaxed);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_forget_dead(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    mc_engine_forget_dead(&self->core.eng);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_mark_dead(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames)
+{
+    static const char *const names[] = {"index", "seconds", NULL};
+    PyObject *a[2];
+    int64_t index;
+    struct mc_engine *e = &self->core.eng;
+    if (mc_parse_args("mark_dead", args, nargs, kwnames, names, 1, 2, a) < 0
+        || mc_to_int64(a[0], "index", 0, (int64_t)e->nservers - 1, &index)
+               < 0) {
+        return NULL;
+    }
+    int64_t hold = 0;
+    if (a[1] != NULL && a[1] != Py_None) {
+        if (mc_to_ns(a[1], "seconds", 0, true, &hold) < 0) {
+            return NULL;
+        }
+        if (hold == 0) {
+            Py_RETURN_NONE;     /* held down for no time: nothing to do */
+        }
+    }
+    mc_engine_mark_dead(e, (size_t)index, hold);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_hold_downs(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    struct mc_engine *e = &self->core.eng;
+    PyObject *t = PyTuple_New((Py_ssize_t)e->nservers);
+    for (size_t i = 0; t != NULL && i < e->nservers; i++) {
+        PyObject *v = PyFloat_FromDouble(
+            (double)mc_engine_hold_left(e, i) / MC_NS);
+        if (v == NULL) {
+            Py_CLEAR(t);
+            break;
+        }
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, v);
+    }
+    return t;
+}
+
+static PyObject *
+Client_dead_servers(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    struct mc_engine *e = &self->core.eng;
+    PyObject *list = PyList_New(0);
+    for (size_t i = 0; list != NULL && i < e->nservers; i++) {
+        if (mc_server_dead(&e->servers[i])) {
+            PyObject *n = PyLong_FromSize_t(i);
+            if (n == NULL || PyList_Append(list, n) < 0) {
+                Py_XDECREF(n);
+                Py_CLEAR(list);
+                break;
+            }
+            Py_DECREF(n);
+        }
+    }
+    return list;
+}
+
+static PyObject *
+Client_enter(Client *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_NewRef(self);
+}
+
+static PyObject *
+Client_exit(Client *self, PyObject *const *Py_UNUSED(args),
+            Py_ssize_t Py_UNUSED(nargs))
+{
+    return Client_disconnect_all(self, NULL);
+}
+
+static PyObject *
+Client_get_servers(Client *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef(self->core.names);
+}
+
+/* ---- the type ----------------------------------------------------------- */
+
+static PyObject *
+Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
+    if (module == NULL) {
+        return NULL;
+    }
+    mc_state *st = mc_get_state(module);
+    struct mc_client_args a;
+    if (mc_parse_client_args(st, args, kwargs, "StringClient", &a) < 0) {
+        return NULL;
+    }
+    Client *self = (Client *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        Py_DECREF(a.servers);
+        return NULL;
+    }
+    self->module = Py_NewRef(module);
+    self->core.state = st;
+    self->ready = true;
+    int rc = mc_engine_from_args(st, &self->core.eng, &a, &self->core.names);
+    Py_DECREF(a.servers);
+    if (rc < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+static int
+Client_traverse(Client *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->module);
+    return 0;
+}
+
+static int
+Client_clear(Client *self)
+{
+    Py_CLEAR(self->module);
+    return 0;
+}
+
+static void
+Client_dealloc(Client *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->ready) {
+        mc_engine_free(&self->core.eng);
+    }
+    Py_CLEAR(self->core.names);
+    (void)Client_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+#define FASTKW(name, fn, doc) \
+    {name, (PyCFunction)(void (*)(void))fn, METH_FASTCALL | METH_KEYWORDS, \
+     PyDoc_STR(doc)}
+
+static PyMethodDef Client_methods[] = {
+    FASTKW("get", Client_get,
+           "get(key, *, with_flags=False) -> bytes | None"),
+    FASTKW("gets", Client_gets,
+           "gets(key, *, with_flags=False) -> (bytes, cas) | None"),
+    FASTKW("gat", Client_gat,
+           "gat(key, exptime, *, with_flags=False) -> bytes | None"),
+    FASTKW("gats", Client_gats,
+           "gats(key, exptime, *, with_flags=False) -> (bytes, cas) | None"),
+    FASTKW("get_multi", Client_get_multi,
+           "get_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
+    FASTKW("gets_multi", Client_gets_multi,
+           "gets_multi(keys, key_prefix=b'', *, with_flags=False) -> dict"),
+    {"get_decoded", (PyCFunction)(void (*)(void))Client_get_decoded,
+     METH_FASTCALL,
+     PyDoc_STR("get_decoded(key, default, decoder, unpickle=None) -> "
+               "value\n\n"
+               "default on a miss; bytes, str or int for flags 0, 16, 2 and "
+               "4; unpickle(data) for flags 1 when given; otherwise (or when "
+               "unpickle raises) decoder(key, data, flags, default).")},
+    {"get_multi_decoded",
+     (PyCFunction)(void (*)(void))Client_get_multi_decoded, METH_FASTCALL,
+     PyDoc_STR("get_multi_decoded(keys, key_prefix, decoder, omit, "
+               "unpickle=None) -> dict"
+               "\n\nLike get_decoded for many keys; a key whose decoder "
+               "returns omit is left out.")},
+    FASTKW("set", Client_set,
+           "set(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("add", Client_add,
+           "add(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("replace", Client_replace,
+           "replace(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("append", Client_append,
+           "append(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("prepend", Client_prepend,
+           "prepend(key, value, exptime=0, flags=0, noreply=False) -> bool"),
+    FASTKW("cas", Client_cas,
+           "cas(key, value, cas, exptime=0, flags=0, noreply=False) -> "
+           "True | False | None"),
+    FASTKW("set_multi", Client_set_multi,
+           "set_multi(mapping, exptime=0, flags=0, noreply=False, "
+           "key_prefix=b'') -> list of keys not stored"),
+    FASTKW("delete", Client_delete, "delete(key, noreply=False) -> bool"),
+    FASTKW("delete_multi", Client_delete_multi,
+           "delete_multi(keys, noreply=False, key_prefix=b'') -> bool"),
+    FASTKW("incr", Client_incr,
+           "incr(key, delta=1, noreply=False) -> int | None"),
+    FASTKW("decr", Client_decr,
+           "decr(key, delta=1, noreply=False) -> int | None"),
+    FASTKW("touch", Client_touch,
+           "touch(key, exptime, noreply=False) -> bool"),
+    FASTKW("flush_all", Client_flush_all,
+           "flush_all(delay=0, noreply=False) -> True"),
+    FASTKW("get_stats", Client_get_stats,
+           "get_stats(args=None) -> [(server, {stat: value})]"),
+    {"version", (PyCFunction)Client_version, METH_NOARGS,
+     PyDoc_STR("version() -> {server: version}")},
+    {"server_index", (PyCFunction)Client_server_index, METH_O,
+     PyDoc_STR("server_index(key) -> index of the server holding key")},
+    {"disconnect_all", (PyCFunction)Client_disconnect_all, METH_NOARGS,
+     PyDoc_STR("Closes every idle connection.")},
+    {"close", (PyCFunction)Client_disconnect_all, METH_NOARGS,
+     PyDoc_STR("Closes every idle connection; the client stays usable.")},
+    {"call_counts", (PyCFunction)Client_call_counts, METH_NOARGS,
+     PyDoc_STR("call_counts() -> {command: calls made}")},
+    {"reset_call_counts", (PyCFunction)Client_reset_call_counts, METH_NOARGS,
+     PyDoc_STR("Sets every call count back to 0.")},
+    {"forget_dead", (PyCFunction)Client_forget_dead, METH_NOARGS,
+     PyDoc_STR("Clears every server's dead mark.")},
+    FASTKW("mark_dead", Client_mark_dead,
+           "mark_dead(index, seconds=None): hold a server down for seconds "
+           "(dead_retry when None), as a failure would"),
+    {"hold_downs", (PyCFunction)Client_hold_downs, METH_NOARGS,
+     PyDoc_STR("hold_downs() -> (seconds each server stays held down, 0.0 "
+               "when live)")},
+    {"dead_servers", (PyCFunction)Client_dead_servers, METH_NOARGS,
+     PyDoc_STR("dead_servers() -> indexes of the servers marked dead")},
+    {"__enter__", (PyCFunction)Client_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Client_exit, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Client_getset[] = {
+    {"servers", (getter)Client_get_servers, NULL,
+     PyDoc_STR("The server strings, in order."), NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(Client_doc,
+"StringClient(servers, *, timeout=1.0, connect_timeout=1.0, dead_retry=30.0,\n"
+"             max_value_size=1048576, pool_size=8, noreply_fence=True)\n"
+"\n"
+"A memcached client speaking the text protocol on its own sockets: keys are\n"
+"bytes or str, values bytes-like in and bytes out, with 32-bit flags.");
+
+static PyType_Slot Client_slots[] = {
+    {Py_tp_doc, (void *)Client_doc},
+    {Py_tp_new, MC_SLOT(Client_new)},
+    {Py_tp_dealloc, MC_SLOT(Client_dealloc)},
+    {Py_tp_traverse, MC_SLOT(Client_traverse)},
+    {Py_tp_clear, MC_SLOT(Client_clear)},
+    {Py_tp_methods, Client_methods},
+    {Py_tp_getset, Client_getset},
+    {0, NULL},
+};
+
+PyType_Spec mc_client_spec = {
+    .name = "cmemcache.StringClient",
+    .basicsize = sizeof(Client),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC
+             | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Client_slots,
+};
