@@ -59,6 +59,9 @@ struct mc_tls {
     bool eof;              /* the socket returned end of file */
     bool clean_eof;        /* ... after the server's close_notify */
     bool read_wants_write; /* the last mc_tls_recv returned WANT_WRITE */
+    bool mid_request;      /* the last record ended inside a request */
+    bool wpend_mid;        /* ... and so does the one OpenSSL holds */
+    size_t wpend;          /* bytes of the record OpenSSL holds after WANT */
     bool block_once;       /* the next socket read may block */
     bool intr;             /* a blocking read was interrupted */
     int io_errno;          /* the socket's last errno besides EAGAIN */
@@ -794,49 +797,139 @@ mc_tls_handshake(struct mc_tls *t)
     return tls_fail(t, rc);
 }
 
+/* Plans the next record from iov: its bytes (*p, the return value) and
+ * whether it ends inside a request (*mid).  A zero-length iovec marks the
+ * end of a request, and so does the end of iov.  Rules (memcached before
+ * 1.6.39 stalls on a record holding the end of one request and bytes of the
+ * next when the first began in an earlier record, or when it does not fit
+ * its read buffer whole):
+ * - small iovecs are coalesced, up to MC_TLS_RECORD bytes;
+ * - a record that continues a request ends where that request ends;
+ * - a request that does not fit in what is left of a record starts the
+ *   next one, unless it is the record's first: then it spans records;
+ * - an iovec of MC_TLS_RECORD bytes or more starting a record is written
+ *   from where it is, without a copy. */
+static size_t
+plan_record(struct mc_tls *t, const struct iovec *iov, int iovcnt,
+            const char **p, bool *mid)
+{
+    bool cont = t->mid_request;
+    int i = 0;
+    while (i < iovcnt && iov[i].iov_len == 0) {
+        cont = false; /* the continued request ended with the last record */
+        i++;
+    }
+    *mid = false;
+    if (i == iovcnt) {
+        return 0;
+    }
+    if (iov[i].iov_len >= MC_TLS_RECORD) {
+        *p = iov[i].iov_base;
+        *mid = !(iov[i].iov_len == MC_TLS_RECORD
+                 && (i + 1 == iovcnt || iov[i + 1].iov_len == 0));
+        return MC_TLS_RECORD;
+    }
+    size_t len = 0, committed = 0;
+    *p = iov[i].iov_base; /* a record from one iovec needs no copy */
+    for (; i < iovcnt; i++) {
+        size_t l = iov[i].iov_len;
+        if (l == 0) {
+            committed = len;
+            if (cont) {
+                return len; /* the continued request ends here */
+            }
+            continue;
+        }
+        size_t take = l < MC_TLS_RECORD - len ? l : MC_TLS_RECORD - len;
+        if (len > 0 && *p != t->wbuf) {
+            memcpy(t->wbuf, *p, len);
+            *p = t->wbuf;
+        }
+        if (len > 0) {
+            memcpy(t->wbuf + len, iov[i].iov_base, take);
+        }
+        len += take;
+        if (len == MC_TLS_RECORD) {
+            if (take == l && (i + 1 == iovcnt || iov[i + 1].iov_len == 0)) {
+                return len; /* full, exactly at the end of a request */
+            }
+            if (committed > 0) {
+                return committed; /* the unfinished request starts the next */
+            }
+            *mid = true; /* one request spanning records */
+            return len;
+        }
+    }
+    return len;
+}
+
+/* The bytes of a record OpenSSL holds after WANT_*, again from iov (which
+ * still starts with them). */
+static const char *
+replan_record(struct mc_tls *t, const struct iovec *iov, int iovcnt,
+              size_t len)
+{
+    int i = 0;
+    while (i < iovcnt && iov[i].iov_len == 0) {
+        i++;
+    }
+    if (i < iovcnt && iov[i].iov_len >= len) {
+        return iov[i].iov_base;
+    }
+    size_t have = 0;
+    for (; i < iovcnt && have < len; i++) {
+        size_t take = iov[i].iov_len < len - have ? iov[i].iov_len
+                                                  : len - have;
+        if (take > 0) {
+            memcpy(t->wbuf + have, iov[i].iov_base, take);
+        }
+        have += take;
+    }
+    return have == len ? t->wbuf : NULL;
+}
+
 ssize_t
 mc_tls_send(struct mc_tls *t, const struct iovec *iov, int iovcnt)
 {
     if (t->failed) {
         return t->fail_code;
     }
-    const void *p;
-    size_t len;
     if (iovcnt <= 0) {
         return 0;
     }
-    if (iovcnt == 1 || iov[0].iov_len >= MC_TLS_RECORD) {
-        p = iov[0].iov_base;
-        len = iov[0].iov_len;
+    const char *p;
+    size_t len;
+    bool mid;
+    if (t->wpend > 0) {
+        len = t->wpend;
+        mid = t->wpend_mid;
+        p = replan_record(t, iov, iovcnt, len);
+        if (p == NULL) {
+            return -EINVAL; /* iov lost bytes OpenSSL already holds */
+        }
     }
     else {
-        /* Small pieces (a header line, a short value, its CRLF) go out as
-         * one record and one system call.  After WANT_*, the same iov
-         * yields the same bytes again, as OpenSSL requires. */
-        len = 0;
-        for (int i = 0; i < iovcnt && len < MC_TLS_RECORD; i++) {
-            size_t take = iov[i].iov_len;
-            if (take > MC_TLS_RECORD - len) {
-                take = MC_TLS_RECORD - len;
-            }
-            if (take > 0) {
-                memcpy(t->wbuf + len, iov[i].iov_base, take);
-            }
-            len += take;
+        len = plan_record(t, iov, iovcnt, &p, &mid);
+        if (len == 0) {
+            return 0;
         }
-        p = t->wbuf;
-    }
-    if (len == 0) {
-        return 0;
     }
     ERR_clear_error();
     size_t written = 0;
     int rc = SSL_write_ex(t->ssl, p, len, &written);
     if (rc == 1) {
+        t->wpend = 0;
+        t->mid_request = written < len || mid;
         note_handshake(t);
         return (ssize_t)written;
     }
-    return tls_fail(t, rc);
+    int code = tls_fail(t, rc);
+    if (code == MC_TLS_WANT_WRITE || code == MC_TLS_WANT_READ
+        || code == -EINTR) {
+        t->wpend = len;
+        t->wpend_mid = mid;
+    }
+    return code;
 }
 
 void

@@ -78,10 +78,11 @@ struct mc_tls_ctx *mc_tls_ctx_new(const struct mc_tls_config *cfg, char *err,
 /* Frees ctx.  Connections made from it may outlive it. */
 void mc_tls_ctx_free(struct mc_tls_ctx *ctx);
 
-/* A session slot for one server: a successful handshake (or, with TLS 1.3,
- * the session tickets the server sends after it, read by mc_tls_recv or
- * mc_tls_step) saves the session into it, and the next mc_tls_new with the
- * same slot offers it for resumption.  Returns NULL when out of memory. */
+/* A session slot for one server of one context: a successful handshake
+ * (with TLS 1.3: the session tickets the server sends after it, read by
+ * mc_tls_recv or mc_tls_step) saves the session into it, and the next
+ * mc_tls_new with the same slot offers it for resumption.  Returns NULL
+ * when out of memory. */
 struct mc_tls_session *mc_tls_session_new(void);
 
 /* Drops the owner's reference; connections still holding the slot keep it
@@ -110,14 +111,21 @@ struct mc_tls *mc_tls_new(struct mc_tls_ctx *ctx, int fd, const char *host,
  * fails with MC_ETLS ("tlsv13 alert certificate required"). */
 int mc_tls_handshake(struct mc_tls *t);
 
-/* Encrypts and writes one record from iov[0, iovcnt): small iovecs are
+/* Encrypts and writes one record from iov[0, iovcnt).  Small iovecs are
  * coalesced into one record of up to MC_TLS_RECORD bytes; an iovec of at
- * least that size is written from where it is.  Returns the bytes consumed
- * (the caller advances past them, e.g. with mc_tls_out_advance), 0 when iov
- * holds no bytes, MC_TLS_WANT_WRITE / MC_TLS_WANT_READ (nothing consumed:
- * call again with the same iov, which may have grown at its end), MC_ETLS,
- * MC_EEOF or -errno (-EPIPE, -ECONNRESET, ...).  Completes the handshake
- * first if it is not. */
+ * least that size starting a record is written from where it is.  A
+ * zero-length iovec marks the end of a request (so does the end of iov):
+ * a request that does not fit in the rest of a record starts the next one,
+ * and a request spanning records ends its last one, so no record holds the
+ * end of a request begun in an earlier record and bytes of the next
+ * (memcached before 1.6.39 stalls on such a record: it reads a value's tail
+ * straight from OpenSSL and leaves what follows unseen until more bytes
+ * arrive).  Returns the bytes consumed (the caller advances past them, e.g.
+ * with mc_tls_out_advance), 0 when iov holds no bytes, MC_TLS_WANT_WRITE /
+ * MC_TLS_WANT_READ (nothing consumed: call again with iov starting at the
+ * same byte, which may have grown at its end), MC_ETLS, MC_EEOF or -errno
+ * (-EPIPE, -ECONNRESET, ...).  Completes the handshake first if it is
+ * not. */
 ssize_t mc_tls_send(struct mc_tls *t, const struct iovec *iov, int iovcnt);
 
 /* Advances out past n bytes sent (what mc_conn_send does to its mc_out). */
