@@ -1,7 +1,7 @@
 #!/bin/sh
 # Builds and runs the plain C tests of ext/proto.c and ext/buf.c
-# (test_proto), of ext/meta.c (test_meta) and, when pkg-config finds
-# OpenSSL, of ext/tls.c (test_tls, which starts memcached -Z servers on
+# (test_proto), of ext/meta.c (test_meta) and, when OpenSSL's headers are
+# there, of ext/tls.c (test_tls, which starts memcached -Z servers on
 # loopback; MEMCACHED names the binary).
 #
 # Usage (from anywhere; paths are resolved against the repository root):
@@ -35,11 +35,17 @@ warn="-std=c11 -Wall -Wextra -Wpedantic -Werror"
 # test name, its sources, then the extra compiler and linker flags
 tests="test_proto:ext/proto.c,ext/buf.c,tests/c/test_proto.c:
 test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c:"
-if ssl_flags=$(pkg-config --cflags --libs openssl 2>/dev/null); then
+if ! ssl_flags=$(pkg-config --cflags --libs openssl 2>/dev/null); then
+    ssl_flags=""
+    if printf '#include <openssl/ssl.h>\n' | $cc -E - >/dev/null 2>&1; then
+        ssl_flags="-lssl -lcrypto"
+    fi
+fi
+if [ -n "$ssl_flags" ]; then
     tests="$tests
 test_tls:ext/proto.c,ext/buf.c,ext/conn.c,ext/tls.c,tests/c/test_tls.c:$(echo "$ssl_flags -pthread" | tr ' ' ',')"
 else
-    echo "== OpenSSL not found (pkg-config openssl): test_tls NOT built or run" >&2
+    echo "== OpenSSL not found (Debian: libssl-dev): test_tls NOT built or run" >&2
 fi
 
 for t in $tests; do
