@@ -610,6 +610,7 @@ enum fake_mode {
     FAKE_SNI_ECHO,      /* "SNI <name>\r\n" (or "SNI -"), close_notify */
     FAKE_NO_CLOSE_NOTIFY, /* "BYE\r\n", then a TCP close */
     FAKE_RECORDS,       /* until "quit\r\n": "R <plaintext per record>..." */
+    FAKE_CLOSE_NOTIFY,  /* "HI\r\n"; exits 0 once a close_notify comes */
 };
 
 struct fake {
@@ -697,6 +698,13 @@ fake_serve(int lfd, enum fake_mode mode, int conns)
             snprintf(line + used, sizeof line - used, "\r\n");
             SSL_write(ssl, line, (int)strlen(line));
             SSL_shutdown(ssl);
+        }
+        else if (mode == FAKE_CLOSE_NOTIFY) {
+            SSL_write(ssl, "HI\r\n", 4);
+            char tmp[64];
+            int n = SSL_read(ssl, tmp, sizeof tmp);
+            _exit(n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN
+                      ? 0 : 1);
         }
         else if (mode == FAKE_NO_CLOSE_NOTIFY) {
             SSL_write(ssl, "BYE\r\n", 5);
@@ -1795,6 +1803,7 @@ test_eof(int port, struct mc_tls_ctx *ctx)
 {
     set_ctx("quit: memcached closes with close_notify");
     struct client c;
+    struct fake fk;
     if (client_open(&c, ctx, port, "localhost", NULL)) {
         CHECK(client_handshake(&c) == 0);
         char text[64];
@@ -1808,8 +1817,23 @@ test_eof(int port, struct mc_tls_ctx *ctx)
         client_close(&c);
     }
 
+    set_ctx("mc_tls_free sends a close_notify");
+    fake_start(&fk, FAKE_CLOSE_NOTIFY, 1);
+    if (client_open(&c, ctx, fk.port, "localhost", NULL)) {
+        CHECK(client_handshake(&c) == 0);
+        char line[64];
+        CHECK(client_line(&c, line, sizeof line, mc_now() + 5 * SEC) == 2
+              && strcmp(line, "HI") == 0);
+        client_close(&c);
+        int st = 0;
+        CHECK(waitpid(fk.pid, &st, 0) == fk.pid && WIFEXITED(st)
+              && WEXITSTATUS(st) == 0);
+    }
+    else {
+        fake_stop(&fk);
+    }
+
     set_ctx("a TCP close without close_notify");
-    struct fake fk;
     fake_start(&fk, FAKE_NO_CLOSE_NOTIFY, 1);
     if (client_open(&c, ctx, fk.port, "localhost", NULL)) {
         CHECK(client_handshake(&c) == 0);
