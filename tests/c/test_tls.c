@@ -691,7 +691,8 @@ fake_serve(int lfd, enum fake_mode mode, int conns)
                     memmove(tail, tail + n, (size_t)(6 - n));
                     memcpy(tail + 6 - n, buf, (size_t)n);
                 }
-                if (memcmp(tail, "quit\r\n", 6) == 0 || used + 16 > sizeof line) {
+                if (memcmp(tail, "quit\r\n", 6) == 0
+                    || used + 16 > sizeof line) {
                     break;
                 }
             }
@@ -703,8 +704,12 @@ fake_serve(int lfd, enum fake_mode mode, int conns)
             SSL_write(ssl, "HI\r\n", 4);
             char tmp[64];
             int n = SSL_read(ssl, tmp, sizeof tmp);
-            _exit(n <= 0 && SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN
-                      ? 0 : 1);
+            int seen = n <= 0
+                       && SSL_get_error(ssl, n) == SSL_ERROR_ZERO_RETURN;
+            SSL_free(ssl);
+            SSL_CTX_free(sc);
+            close(fd);
+            _exit(seen ? 0 : 1);
         }
         else if (mode == FAKE_NO_CLOSE_NOTIFY) {
             SSL_write(ssl, "BYE\r\n", 5);
@@ -1826,8 +1831,9 @@ test_eof(int port, struct mc_tls_ctx *ctx)
               && strcmp(line, "HI") == 0);
         client_close(&c);
         int st = 0;
-        CHECK(waitpid(fk.pid, &st, 0) == fk.pid && WIFEXITED(st)
-              && WEXITSTATUS(st) == 0);
+        pid_t w = waitpid(fk.pid, &st, 0);
+        CHECK_MSG(w == fk.pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "pid %d status %#x", (int)w, st);
     }
     else {
         fake_stop(&fk);
