@@ -160,9 +160,10 @@ bool mc_tls_resume_failed(const struct mc_tls *t);
 /* The negotiated protocol, e.g. "TLSv1.3". */
 const char *mc_tls_version(const struct mc_tls *t);
 
-/* The reason of the last failure as text, e.g. "certificate verify failed:
- * unable to get local issuer certificate"; "" when there was none.  Returns
- * buf. */
+/* The reason of the last failure (MC_ETLS, MC_EEOF or -errno) as text,
+ * e.g. "certificate verify failed: unable to get local issuer certificate",
+ * with a hint where one helps (a reset after the server asked for a client
+ * certificate says so); "" when there was none.  Returns buf. */
 char *mc_tls_strerror(const struct mc_tls *t, char *buf, size_t len);
 
 /* True when an idle connection cannot take a new request: data, a close or
@@ -181,7 +182,8 @@ void mc_tls_free(struct mc_tls *t);
 int mc_tls_handshake_by(struct mc_tls *t, int64_t deadline);
 
 /* One step of a request, as mc_conn_step: writes what is left of out
- * (record by record, while the socket takes them); then, with want_reply,
+ * (record by record as mc_tls_send, zero-length iovecs marking request
+ * ends, while the socket takes them); then, with want_reply,
  * returns buffered data at once (mc_tls_pending), or waits until input
  * arrives (or, with some of out left, until the socket takes more) and
  * decrypts once into b's free tail (which must have room).  With block and
