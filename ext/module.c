@@ -85,6 +85,12 @@ mc_exec(PyObject *module)
     if (PyModule_AddType(module, st->client_type) < 0) {
         return -1;
     }
+    st->client_base_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &mc_client_base_spec, NULL);
+    if (st->client_base_type == NULL
+        || PyModule_AddType(module, st->client_base_type) < 0) {
+        return -1;
+    }
     if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0) {
         return -1;
     }
@@ -96,6 +102,7 @@ mc_traverse(PyObject *module, visitproc visit, void *arg)
 {
     mc_state *st = mc_get_state(module);
     Py_VISIT(st->client_type);
+    Py_VISIT(st->client_base_type);
     Py_VISIT(st->Error);
     Py_VISIT(st->ConnectionError);
     Py_VISIT(st->TimeoutError);
@@ -113,6 +120,7 @@ mc_clear(PyObject *module)
 {
     mc_state *st = mc_get_state(module);
     Py_CLEAR(st->client_type);
+    Py_CLEAR(st->client_base_type);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->ConnectionError);
     Py_CLEAR(st->TimeoutError);

@@ -8,6 +8,7 @@
 
 typedef struct {
     PyTypeObject *client_type;
+    PyTypeObject *client_base_type;
     PyObject *Error;
     PyObject *ConnectionError;
     PyObject *TimeoutError;
@@ -24,6 +25,7 @@ typedef struct {
 #define MC_SLOT(fn) ((void *)(uintptr_t)(fn))
 
 extern PyType_Spec mc_client_spec;
+extern PyType_Spec mc_client_base_spec;
 extern struct PyModuleDef mc_module_def;
 
 static inline mc_state *

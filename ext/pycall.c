@@ -314,6 +314,32 @@ mc_prep_get_decoded(struct mc_core *core, struct mc_call *c,
     return 0;
 }
 
+/* The request of a store whose key is in c: its header line, the value's
+ * iovec (the bytes stay the caller's until the call is done), CRLF. */
+static int
+store_line(struct mc_core *core, struct mc_call *c, enum mc_store cmd,
+           const char *val, size_t val_len, uint32_t flags, int64_t exptime,
+           uint64_t cas)
+{
+    if (val_len > core->eng.cfg.max_value) {
+        PyErr_Format(core->state->ValueTooLargeError,
+                     "value of %zu bytes is larger than max_value_size "
+                     "(%zu)", val_len, core->eng.cfg.max_value);
+        return -1;
+    }
+    call_add(c, c->hdr, mc_fmt_store(c->hdr, cmd, c->wk.key, c->wk.key_len,
+                                     flags, exptime, val_len, cas,
+                                     c->noreply));
+    if (val_len > 0) {
+        call_add(c, val, val_len);
+    }
+    call_add(c, crlf, 2);
+    c->retry_safe = cmd == MC_SET || cmd == MC_REPLACE;
+    c->req.accept = 1u << MC_STORED | 1u << MC_NOT_STORED | 1u << MC_EXISTS
+                    | 1u << MC_NOT_FOUND;
+    return 0;
+}
+
 int
 mc_prep_store(struct mc_core *core, struct mc_call *c, PyObject *const *args,
               Py_ssize_t nargs, PyObject *kwnames, enum mc_store cmd,
@@ -348,41 +374,35 @@ mc_prep_store(struct mc_core *core, struct mc_call *c, PyObject *const *args,
         || call_key(core, c, a[0]) < 0) {
         return -1;
     }
-    const char *val;
-    size_t val_len;
     if (PyBytes_CheckExact(a[1])) {
         /* bytes (the common case) are read in place: immutable, and held
          * by the caller for the call */
-        val = PyBytes_AS_STRING(a[1]);
-        val_len = (size_t)PyBytes_GET_SIZE(a[1]);
-        if (val_len > core->eng.cfg.max_value) {
-            PyErr_Format(core->state->ValueTooLargeError,
-                         "value of %zu bytes is larger than max_value_size "
-                         "(%zu)", val_len, core->eng.cfg.max_value);
-            return -1;
-        }
+        return store_line(core, c, cmd, PyBytes_AS_STRING(a[1]),
+                          (size_t)PyBytes_GET_SIZE(a[1]), flags, exptime, cas);
     }
-    else {
-        if (mc_get_value(core->state, core->eng.cfg.max_value, a[1],
-                         &c->view)
-            < 0) {
-            return -1;
-        }
-        c->has_view = true;
-        val = c->view.buf;
-        val_len = (size_t)c->view.len;
+    if (mc_get_value(core->state, core->eng.cfg.max_value, a[1], &c->view)
+        < 0) {
+        return -1;
     }
-    call_add(c, c->hdr, mc_fmt_store(c->hdr, cmd, c->wk.key, c->wk.key_len,
-                                     flags, exptime, val_len, cas,
-                                     c->noreply));
-    if (val_len > 0) {
-        call_add(c, val, val_len);
+    c->has_view = true;
+    return store_line(core, c, cmd, c->view.buf, (size_t)c->view.len, flags,
+                      exptime, cas);
+}
+
+int
+mc_prep_store_raw(struct mc_core *core, struct mc_call *c, PyObject *key,
+                  const char *val, size_t val_len, uint32_t flags,
+                  PyObject *exptime, bool noreply)
+{
+    int64_t t;
+    mc_call_init(c, MC_X_STATUS, MC_R_STORE);
+    c->store = MC_SET;
+    c->with_flags = c->with_cas = false;
+    c->noreply = noreply;
+    if (mc_to_exptime(exptime, &t) < 0 || call_key(core, c, key) < 0) {
+        return -1;
     }
-    call_add(c, crlf, 2);
-    c->retry_safe = cmd == MC_SET || cmd == MC_REPLACE;
-    c->req.accept = 1u << MC_STORED | 1u << MC_NOT_STORED | 1u << MC_EXISTS
-                    | 1u << MC_NOT_FOUND;
-    return 0;
+    return store_line(core, c, MC_SET, val, val_len, flags, t, 0);
 }
 
 int

@@ -151,6 +151,12 @@ int mc_prep_get_decoded(struct mc_core *core, struct mc_call *c,
 int mc_prep_store(struct mc_core *core, struct mc_call *c,
                   PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
                   enum mc_store cmd, const char *fname);
+/* A set from values a serializing layer already has: the key object,
+ * the value's bytes (the caller keeps them valid until the call is done),
+ * flags, exptime (an int object, or NULL for 0). */
+int mc_prep_store_raw(struct mc_core *core, struct mc_call *c, PyObject *key,
+                      const char *val, size_t val_len, uint32_t flags,
+                      PyObject *exptime, bool noreply);
 int mc_prep_delete(struct mc_core *core, struct mc_call *c,
                    PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames);

@@ -169,7 +169,7 @@ def _engine_spec(spec: Any) -> Any:
     return spec if weight is None else (spec, weight)
 
 
-class Client:
+class Client(_cmemcache.ClientBase):
     """A memcached client with python-memcached's interface.
 
     One object may be shared by threads (each call takes its own connection)
@@ -335,6 +335,34 @@ class Client:
         self._prepare = (
             self.key_encoder is not None or self._python_check or self._custom_hash is not None
         )
+        # What ClientBase's get() and set() run on, in C.
+        self._configure(
+            sc, self._decode_cb, self._unpickle, pickle.dumps if self._fast_dumps else None,
+            self._pickle_protocol, self._max_value_length, not self._prepare,
+        )
+
+    @property
+    def pickleProtocol(self) -> int:
+        """The pickle protocol values are stored with."""
+        return self._pickle_protocol
+
+    @pickleProtocol.setter
+    def pickleProtocol(self, protocol: int) -> None:
+        self._pickle_protocol = protocol
+        if hasattr(self, "_sc"):
+            self._serializer.protocol = protocol
+            self._bind()
+
+    @property
+    def server_max_value_length(self) -> int:
+        """The largest value stored (0: no limit of the client's own)."""
+        return self._max_value_length
+
+    @server_max_value_length.setter
+    def server_max_value_length(self, limit: int) -> None:
+        self._max_value_length = limit
+        if hasattr(self, "_sc"):
+            self._bind()
 
     @property
     def cas_ids(self) -> dict[bytes, int]:
@@ -587,7 +615,10 @@ class Client:
             self._undecodable(key, e, flags)
             return default
 
-    def get(self, key: Any, default: Any = None) -> Any:
+    # get() and set() are ClientBase's, in C, for the plain cases; what they
+    # do not cover comes here.
+
+    def _get_slow(self, key: Any, default: Any = None) -> Any:
         """The value of key; ``default`` on a miss, ``None`` when the server
         cannot be reached."""
         if self._prepare:
@@ -730,8 +761,8 @@ class Client:
                               "EXISTS" if ok is False else "NOT_FOUND")
         return False
 
-    def set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-            noreply: bool = False) -> Any:
+    def _set_slow(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False) -> Any:
         """Store val under key.  True when stored, False when the server did
         not store it, 0 when it was not sent (too large, server down)."""
         if self._prepare:
@@ -746,7 +777,7 @@ class Client:
         elif t is int:
             data, flags = b"%d" % val, FLAG_INTEGER
         elif self._fast_dumps:
-            data, flags = _pickle_dumps(val, self.pickleProtocol), FLAG_PICKLE
+            data, flags = _pickle_dumps(val, self._pickle_protocol), FLAG_PICKLE
         else:
             data, flags = self._serializer.dumps(val, 0)
         limit = self.server_max_value_length
@@ -759,6 +790,11 @@ class Client:
             return self._store_failure("set", key, e)
         if ok is True:
             return True
+        return self._not_stored("set")
+
+    def _not_stored(self, op: str) -> bool:
+        """A store the server answered NOT_STORED: False (python-memcached
+        says so on stderr with debug)."""
         if self.debug:
             self._debug_reply("STORED", "NOT_STORED")
         return False

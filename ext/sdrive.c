@@ -1,0 +1,518 @@
+/* The blocking driver of the engine, for StringClient: a call takes a
+ * connection from the engine (connecting with the GIL released when there
+ * is none idle), queues its request, then loops {release the GIL, one
+ * conn.c step, take the GIL back, feed what arrived} until its reply is
+ * complete, its deadline passes, or a signal handler raises.  The
+ * connection goes back to its pool only after a complete reply; after any
+ * error, timeout or signal it is closed, so a reply is never read by a
+ * request that did not send it.  Multi-key calls write to every server
+ * first, then poll them all together. */
+#include "sclient.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "engine.h"
+#include "multi.h"
+#include "pipe.h"
+#include "pycall.h"
+#include "pymulti.h"
+
+typedef mc_sclient Client;
+
+/* Connects a new connection to srv (the engine asked for one). */
+static struct mc_conn *
+connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
+{
+    struct mc_engine *e = &self->core.eng;
+    int64_t deadline = mc_now() + e->cfg.connect_timeout;
+    int fd, gai = 0;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        fd = mc_conn_open(&srv->spec, deadline, &gai);
+        Py_END_ALLOW_THREADS
+        if (fd != -EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            fd = MC_EOWNER;
+            break;
+        }
+    }
+    if (fd >= 0) {
+        int rc = mc_conn_set_blocking(fd, e->cfg.timeout);
+        if (rc < 0) {
+            close(fd);
+            fd = rc;
+        }
+    }
+    return mc_engine_connected(e, srv, fd, gai, f);
+}
+
+/* A connection to srv: an idle one without input waiting, or a new one.
+ * Returns NULL with f set (MC_EOWNER: a Python exception is set). */
+static Py_ALWAYS_INLINE inline struct mc_conn *
+take_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
+{
+    for (;;) {
+        struct mc_conn *c;
+        switch (mc_engine_take(&self->core.eng, srv, &c)) {
+        case MC_TAKE_IDLE:
+            if (c->fences == 0 && c->flush_oks == 0 && mc_conn_stale(c->fd)) {
+                /* Input on an idle connection: closed by the server (a
+                 * restart) or bytes nobody asked for (out of sync).
+                 * Nothing was sent on it yet, so another connection, or a
+                 * new one, takes the request. */
+                mc_conn_close(c);
+                continue;
+            }
+            return c;
+        case MC_TAKE_DEAD:
+            mc_fail_set(f, MC_EDEAD);
+            return NULL;
+        case MC_TAKE_CONNECT:
+            return connect_conn(self, srv, f);
+        }
+    }
+}
+
+static bool
+is_reset(ssize_t n)
+{
+    return n == MC_EEOF || n == -ECONNRESET || n == -EPIPE;
+}
+
+/* Runs a call: picks its server, sends its request, reads its reply.
+ * Returns 0, or -1 with c->fail set (a Python exception too when
+ * MC_EOWNER). */
+int
+mc_sync_run_call(Client *self, struct mc_call *c)
+{
+    struct mc_engine *e = &self->core.eng;
+    struct mc_server *srv = &e->servers[c->server];
+    bool retried = false;
+    int64_t deadline = mc_now() + e->cfg.timeout;
+    size_t picks = 0;
+    struct mc_fail connect_fail;
+    struct mc_conn *conn;
+
+    connect_fail.code = 0;
+
+pick:
+    if (c->keyed) {
+        ssize_t idx = mc_engine_pick(e, &c->place);
+        if (idx < 0) {
+            if (connect_fail.code != 0) {
+                /* The servers died in this call: say why, not just that
+                 * none is left. */
+                c->fail = connect_fail;
+                return -1;
+            }
+            mc_fail_set(&c->fail, MC_ENOSERVER);
+            return -1;
+        }
+        c->server = (size_t)idx;
+        srv = &e->servers[idx];
+        picks++;
+    }
+again:
+    conn = take_conn(self, srv, &c->fail);
+    if (conn == NULL) {
+        if (c->keyed && e->cfg.failover != MC_FAILOVER_NONE
+            && c->fail.code != MC_EOWNER && c->fail.code != -ENOMEM
+            && mc_server_dead(srv) && picks <= e->nservers) {
+            if (c->fail.code != MC_EDEAD) {
+                connect_fail = c->fail;
+            }
+            goto pick;          /* the walk now skips the dead server */
+        }
+        return -1;
+    }
+    bool fence = c->noreply && e->cfg.fence;
+    bool queued = !mc_conn_written(conn);
+    struct iovec iov[4];
+    struct mc_out out;
+    if (!queued) {
+        /* Nothing queued ahead (the usual case): written from a copy of
+         * the call's iovecs, which stay as they are for a retry. */
+        for (int i = 0; i < c->iovcnt; i++) {
+            iov[i] = c->iov[i];
+        }
+        out.iov = iov;
+        out.iovcnt = c->iovcnt;
+        out.len = c->len;
+        if (fence) {
+            iov[out.iovcnt++] = mc_fence_iov;
+            out.len += mc_fence_iov.iov_len;
+        }
+        mc_conn_push(conn, c->noreply ? NULL : &c->req, fence);
+    }
+    else if (mc_conn_queue(conn, c->noreply ? NULL : &c->req, c->iov,
+                           c->iovcnt, fence)
+             < 0) {
+        mc_fail_set(&c->fail, -ENOMEM);
+        goto error;
+    }
+    bool got_bytes = false;
+    bool first_wait = true;
+    size_t need = 0;
+    for (;;) {
+        if (queued) {
+            out = mc_conn_out(conn);
+        }
+        if (out.iovcnt == 0 && c->noreply) {
+            mc_engine_give(e, conn);
+            return 0;
+        }
+        if (mc_buf_reserve(&conn->rbuf, mc_buf_room(need,
+                                                    mc_buf_len(&conn->rbuf)))
+            < 0) {
+            mc_fail_set(&c->fail, -ENOMEM);
+            goto error;
+        }
+        ssize_t n;
+        Py_BEGIN_ALLOW_THREADS
+        n = mc_conn_step(conn->fd, &out, &conn->rbuf, !c->noreply,
+                         first_wait, deadline);
+        Py_END_ALLOW_THREADS
+        first_wait = false;
+        if (queued) {
+            mc_conn_wrote(conn, &out);
+        }
+        if (n > 0) {
+            got_bytes = true;
+            struct mc_fail f;
+            int rc = mc_conn_feed(conn, e->cfg.max_value, &need, &f);
+            if (c->req.state == MC_REQ_DONE) {
+                if (rc == MC_FEED_BROKEN || out.iovcnt != 0) {
+                    /* Bytes nobody asked for after the reply, or answered
+                     * before the request was all out: never reused. */
+                    mc_conn_close(conn);
+                }
+                else {
+                    mc_engine_give(e, conn);
+                }
+                return 0;
+            }
+            if (rc == MC_FEED_OWNER || c->req.state == MC_REQ_FAILED) {
+                /* An error line, or the result could not be built: the
+                 * connection is closed all the same. */
+                c->fail = c->req.fail;
+                goto error;
+            }
+            if (rc == MC_FEED_BROKEN) {
+                c->fail = f;
+                goto error;
+            }
+            if (mc_now() >= deadline) {
+                /* Bytes keep coming but the reply is not complete: the
+                 * deadline holds whatever the server sends. */
+                mc_fail_set(&c->fail, -ETIMEDOUT);
+                goto error;
+            }
+            continue;
+        }
+        if (n == 0) {
+            continue;
+        }
+        if (n == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                mc_fail_set(&c->fail, MC_EOWNER);
+                goto error;
+            }
+            if (mc_now() >= deadline) {
+                mc_fail_set(&c->fail, -ETIMEDOUT);
+                goto error;
+            }
+            continue;
+        }
+        if (is_reset(n) && conn->reused && !got_bytes && c->retry_safe
+            && !retried) {
+            /* A connection the server closed while it sat idle (a restart):
+             * nothing of ours was processed; go again on a fresh one. */
+            mc_conn_close(conn);
+            retried = true;
+            goto again;
+        }
+        mc_fail_set(&c->fail, (int)n);
+        goto error;
+    }
+
+error:
+    mc_conn_close(conn);
+    Py_CLEAR(c->result);
+    if (c->fail.code == -ETIMEDOUT) {
+        mc_engine_timed_out(e, srv);
+    }
+    return -1;
+}
+
+static void
+part_done(struct mc_engine *e, struct mc_part *p, int code)
+{
+    if (code != 0) {
+        mc_fail_set(&p->fail, code);
+    }
+    if (p->conn != NULL) {
+        if (p->fail.code != 0 || !mc_conn_written(p->conn)) {
+            mc_conn_close(p->conn);
+        }
+        else {
+            mc_engine_give(e, p->conn);
+        }
+        p->conn = NULL;
+    }
+    p->done = true;
+}
+
+/* Writes every part's request, then reads all the replies as they come,
+ * polling all the sockets at once, until each part is complete or failed
+ * or the deadline passes.  Returns 0, or -1 with a Python exception set
+ * (signals, memory); per-server failures are left in the parts. */
+static int
+drive_multi(Client *self, struct mc_multi *m)
+{
+    struct mc_engine *e = &self->core.eng;
+    int64_t deadline = mc_now() + e->cfg.timeout;
+    size_t np_max = m->nparts ? m->nparts : 1;
+    struct pollfd *pfd = PyMem_Malloc(sizeof(*pfd) * np_max);
+    size_t *map = PyMem_Malloc(sizeof(*map) * np_max);
+    ssize_t *io = PyMem_Malloc(sizeof(*io) * np_max);
+    if (pfd == NULL || map == NULL || io == NULL) {
+        PyMem_Free(pfd);
+        PyMem_Free(map);
+        PyMem_Free(io);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        nfds_t np = 0;
+        for (size_t i = 0; i < m->nparts; i++) {
+            struct mc_part *p = &m->parts[i];
+            if (p->done) {
+                continue;
+            }
+            bool written = mc_conn_written(p->conn);
+            if (m->noreply && written) {
+                part_done(e, p, 0);
+                continue;
+            }
+            if (mc_buf_reserve(&p->conn->rbuf,
+                               mc_buf_room(p->need,
+                                           mc_buf_len(&p->conn->rbuf)))
+                < 0) {
+                part_done(e, p, -ENOMEM);
+                continue;
+            }
+            pfd[np].fd = p->conn->fd;
+            pfd[np].events = m->noreply ? POLLOUT
+                             : POLLIN | (written ? 0 : POLLOUT);
+            pfd[np].revents = 0;
+            map[np] = i;
+            np++;
+        }
+        if (np == 0) {
+            break;
+        }
+        int prc, perr = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (nfds_t k = 0; k < np; k++) {
+            struct mc_conn *c = m->parts[map[k]].conn;
+            io[k] = 0;
+            if (!mc_conn_written(c)) {
+                struct mc_out out = mc_conn_out(c);
+                ssize_t n = mc_conn_send(c->fd, &out);
+                mc_conn_wrote(c, &out);
+                if (n < 0 && n != -EAGAIN) {
+                    io[k] = n;
+                    pfd[k].fd = -1;  /* poll ignores it */
+                }
+                else if (mc_conn_written(c) && m->noreply) {
+                    pfd[k].fd = -1;
+                }
+            }
+        }
+        nfds_t active = 0;
+        for (nfds_t k = 0; k < np; k++) {
+            active += pfd[k].fd >= 0;
+        }
+        prc = active ? poll(pfd, np, mc_poll_timeout(deadline)) : 0;
+        if (prc < 0) {
+            perr = -errno;
+        }
+        for (nfds_t k = 0; prc > 0 && k < np; k++) {
+            if (pfd[k].fd >= 0
+                && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP))) {
+                struct mc_conn *c = m->parts[map[k]].conn;
+                ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+                io[k] = n == -EAGAIN ? 0 : n;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (perr == -EINTR) {
+            if (PyErr_CheckSignals() < 0) {
+                rc = -1;
+                break;
+            }
+            perr = 0;           /* io[] holds the sends' results only */
+        }
+        for (nfds_t k = 0; k < np; k++) {
+            struct mc_part *p = &m->parts[map[k]];
+            if (io[k] < 0) {
+                part_done(e, p, (int)io[k]);
+                continue;
+            }
+            if (perr < 0) {
+                part_done(e, p, perr);
+                continue;
+            }
+            if (io[k] == 0) {
+                continue;
+            }
+            struct mc_fail f;
+            int r = mc_conn_feed(p->conn, e->cfg.max_value, &p->need, &f);
+            if (r == MC_FEED_OWNER) {
+                rc = -1;        /* a Python exception is set */
+                goto done;
+            }
+            if (mc_multi_part_check(p)) {
+                if (r == MC_FEED_BROKEN) {
+                    /* bytes nobody asked for after the reply */
+                    mc_conn_close(p->conn);
+                    p->conn = NULL;
+                }
+                part_done(e, p, 0);
+            }
+            else if (r == MC_FEED_BROKEN) {
+                p->fail = f;
+                part_done(e, p, 0);
+            }
+        }
+        if (mc_now() >= deadline) {
+            /* Whatever is still arriving, the call ends at its deadline. */
+            for (size_t i = 0; i < m->nparts; i++) {
+                if (!m->parts[i].done) {
+                    part_done(e, &m->parts[i], -ETIMEDOUT);
+                }
+            }
+        }
+    }
+done:
+    PyMem_Free(pfd);
+    PyMem_Free(map);
+    PyMem_Free(io);
+    return rc;
+}
+
+/* Places the keys on their servers, takes the connections, sends, reads,
+ * and returns the result (raising the first server's failure, with
+ * .partial, if any failed). */
+PyObject *
+mc_sync_run_multi(Client *self, struct mc_pymulti *pm)
+{
+    struct mc_multi *m = &pm->m;
+    struct mc_engine *e = &self->core.eng;
+    for (size_t attempt = 0;; attempt++) {
+        if (mc_multi_place(m) < 0) {
+            return PyErr_NoMemory();
+        }
+        for (size_t i = 0; i < m->nparts; i++) {
+            struct mc_part *p = &m->parts[i];
+            p->conn = take_conn(self, p->srv, &p->fail);
+            if (p->conn == NULL) {
+                if (p->fail.code == MC_EOWNER) {
+                    return NULL;
+                }
+                mc_multi_part_failed(m, p);
+            }
+        }
+        if (!mc_multi_replace(m, attempt >= e->nservers)) {
+            break;
+        }
+        for (size_t i = 0; i < m->nparts; i++) {
+            if (m->parts[i].conn != NULL) {
+                mc_engine_give(e, m->parts[i].conn);
+                m->parts[i].conn = NULL;
+            }
+        }
+    }
+    if (mc_pymulti_unplaced(pm) < 0) {
+        return NULL;
+    }
+    if (mc_multi_queue(m) < 0) {
+        return PyErr_NoMemory();
+    }
+    if (drive_multi(self, m) < 0) {
+        return NULL;
+    }
+    return mc_pymulti_result(&self->core, pm);
+}
+
+/* Runs the same request on every server, collecting each result; raises
+ * the first failure after trying all, with .partial set. */
+PyObject *
+mc_sync_run_all(Client *self, const struct mc_all *a)
+{
+    struct mc_engine *e = &self->core.eng;
+    PyObject *acc = a->as_list ? PyList_New(0) : PyDict_New();
+    if (acc == NULL) {
+        return NULL;
+    }
+    struct mc_fail first = {0};
+    size_t first_srv = 0;
+    bool failed = false;
+    for (size_t i = 0; i < e->nservers; i++) {
+        struct mc_call c;
+        mc_all_call(a, &c, i);
+        if (mc_sync_run_call(self, &c) < 0) {
+            mc_call_release(&c);
+            if (c.fail.code == MC_EOWNER) {
+                Py_DECREF(acc);
+                return NULL;
+            }
+            if (!failed) {
+                first = c.fail;
+                first_srv = i;
+                failed = true;
+            }
+            continue;
+        }
+        PyObject *res = mc_call_result(&self->core, &c, c.rkind);
+        mc_call_release(&c);
+        if (res == NULL || mc_all_add(&self->core, a, acc, i, res) < 0) {
+            Py_DECREF(acc);
+            return NULL;
+        }
+    }
+    if (failed) {
+        mc_raise_fail(&self->core, &e->servers[first_srv], &first);
+        mc_attach_partial(acc);
+        Py_DECREF(acc);
+        return NULL;
+    }
+    return acc;
+}
+
+/* Reads what c is owed for noreply fences and a flush, until deadline, so
+ * that closing it afterwards does not reset it while the server may still
+ * be reading those commands.  No Python: called without the GIL. */
+void
+mc_sync_drain_owed(struct mc_conn *c, int64_t deadline)
+{
+    while (mc_conn_drain_owed(c) == 0) {
+        if (mc_now() >= deadline || mc_buf_reserve(&c->rbuf, 4096) < 0
+            || mc_conn_wait(c->fd, POLLIN, deadline) < 0) {
+            return;
+        }
+        ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+        if (n <= 0 && n != -EAGAIN) {
+            return;
+        }
+    }
+}
+
