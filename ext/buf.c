@@ -41,10 +41,14 @@ mc_buf_reserve_slow(struct mc_buf *b, size_t room)
     while (cap < want) {
         cap *= 2;
     }
-    char *data = realloc(b->data, cap);
+    char *data = aligned_alloc(MC_BUF_ALIGN, cap);
     if (data == NULL) {
         return -ENOMEM;
     }
+    if (used > 0) {
+        memcpy(data, b->data, used);  /* start is 0 here */
+    }
+    free(b->data);
     b->data = data;
     b->cap = cap;
     return 0;
@@ -65,8 +69,9 @@ mc_buf_shrink(struct mc_buf *b)
     if (b->cap <= MC_BUF_RESTING || b->start != b->end) {
         return;
     }
-    char *data = realloc(b->data, MC_BUF_RESTING);
+    char *data = aligned_alloc(MC_BUF_ALIGN, MC_BUF_RESTING);
     if (data != NULL) {
+        free(b->data);
         b->data = data;
         b->cap = MC_BUF_RESTING;
     }

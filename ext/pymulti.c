@@ -30,7 +30,7 @@ pymulti_init(struct mc_core *core, struct mc_pymulti *pm,
 void
 mc_pymulti_release(struct mc_pymulti *pm)
 {
-    for (size_t i = 0; pm->holds != NULL && i < pm->m.nitems; i++) {
+    for (size_t i = 0; pm->texts && i < pm->m.nitems; i++) {
         mc_pyhold_release(&pm->holds[i]);
     }
     PyMem_Free(pm->holds);
@@ -64,6 +64,7 @@ add_key(struct mc_core *core, struct mc_pymulti *pm, PyObject *key,
                  &it->place, &pm->holds[i]) < 0) {
         return -1;
     }
+    pm->texts |= pm->holds[i].text_obj != NULL || pm->holds[i].rtext != NULL;
     it->val = NULL;
     it->val_len = 0;
     it->flags = 0;

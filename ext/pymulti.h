@@ -14,6 +14,7 @@
 struct mc_pymulti {
     struct mc_multi m;
     struct mc_pyhold *holds;   /* the key objects, one per item */
+    bool texts;                /* a hold has a placement text to free */
     PyObject *seq;             /* a tuple of the keys (or of the pairs) */
     PyObject **held;           /* set_multi from a dict: keys and values */
     Py_ssize_t nheld;
