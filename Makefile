@@ -81,6 +81,7 @@ $(addsuffix /.deps-installed,$(MATRIX_VENVS)): %/.deps-installed: requirements-d
 	    "set PYTHON_$$v=/path/to/python$$v)" >&2; exit 2; fi; \
 	if [ -x $*/bin/python ] && ! $*/bin/python -c "$$check" 2>/dev/null; then rm -rf $*; fi; \
 	[ -x $*/bin/python ] || { echo "$* <- CPython $$v ($$py)"; "$$py" -m venv $*; }
+	@echo '*' >$*/.gitignore  # git leaves the environment alone (as venv does from 3.13 on)
 	$*/bin/python -m pip --disable-pip-version-check -q install -r requirements-dev.txt
 	@touch $@
 
