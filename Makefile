@@ -133,8 +133,11 @@ $(addprefix pytest-serial-,$(MATRIX)): pytest-serial-%: build-%
 
 test-matrix: build-matrix
 	@echo "== pytest on CPython $(MATRIX), $(MATRIX_JOBS) at a time (each run's output when it ends)"
-	@$(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-parallel-,$(MATRIX))
-	@$(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-serial-,$(MATRIX))
+	@$(TIMED); \
+	timed "pytest, tests not marked serial" \
+	  $(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-parallel-,$(MATRIX)) && \
+	timed "pytest, tests marked serial" \
+	  $(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-serial-,$(MATRIX))
 
 # The bounded parts of the long checks run with every test: a short fuzz
 # run of the reply parser and the core suites on the ASan/UBSan build (with
@@ -147,14 +150,21 @@ SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
 SANITIZE_CI_NO_LEAKS = in_a_subprocess
 FUZZ_CI_SECONDS ?= 45
 
+# `timed LABEL COMMAND...`: runs it, then prints how long it took
+TIMED = timed() { label=$$1; shift; t=$$(date +%s); "$$@"; rc=$$?; \
+	echo "== $$label: $$(( $$(date +%s) - t )) s$$([ $$rc = 0 ] || echo ", FAILED")"; return $$rc; }
+
 # The C tests, the fuzz run and the Python environments at the same time
 # (the fuzzer is busy while pip mostly waits), then the Python tests, the
 # sanitizer selection and the wheel, one after the other.
 test: system-deps
-	@$(MAKE) --no-print-directory -j3 -O ctest fuzz-ci build-matrix
-	@$(MAKE) --no-print-directory test-matrix
-	@$(MAKE) --no-print-directory sanitize-ci
-	@$(MAKE) --no-print-directory wheel
+	@$(TIMED); start=$$(date +%s); \
+	timed "C tests, fuzz run, environments and builds" \
+	  $(MAKE) --no-print-directory -j3 -O ctest fuzz-ci build-matrix && \
+	timed "pytest on CPython $(MATRIX)" $(MAKE) --no-print-directory test-matrix && \
+	timed "ASan/UBSan selection" $(MAKE) --no-print-directory sanitize-ci && \
+	timed "wheel" $(MAKE) --no-print-directory wheel && \
+	echo "== make test passed in $$(( $$(date +%s) - start )) s"
 
 fuzz-ci: system-deps
 	sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
