@@ -42,10 +42,13 @@ def pytest_configure(config):
 SERIAL_MODULES = frozenset({
     "test_client_compat.py",
     "test_concurrency.py",
+    "test_deadlines.py",
     "test_errors.py",
     "test_faults.py",
     "test_holddown.py",
+    "test_midcall.py",
     "test_multiserver.py",
+    "test_recovery.py",
     "test_threads_chaos.py",
 })
 
