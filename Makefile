@@ -55,7 +55,8 @@ XDIST_WORKERS ?= $(if $(filter 1,$(MATRIX_JOBS)),2,1)
 
 .SECONDEXPANSION:
 .PHONY: all deps system-deps venv venvs build build-matrix ctest pytest test test-matrix \
-	demo bench bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
+	demo bench bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci \
+	sanitize-ci-parallel sanitize-ci-serial wheel \
 	clean $(addprefix build-,$(MATRIX)) $(addprefix pytest-parallel-,$(MATRIX)) \
 	$(addprefix pytest-serial-,$(MATRIX))
 
@@ -119,9 +120,10 @@ ctest: system-deps
 pytest: deps build
 	$(PY) $(PYTEST) tests
 
-# Per Python: the tests not marked serial (several Pythons' at once, each
-# with XDIST_WORKERS pytest-xdist workers when more than 1), then the serial
-# ones (several Pythons' at once, never under xdist, nothing else running).
+# Per Python: the tests not marked serial (with XDIST_WORKERS pytest-xdist
+# workers when more than 1), and the serial ones, timing-sensitive (see
+# tests/conftest.py): never under xdist, and never beside anything busy
+# but each other.
 $(addprefix pytest-parallel-,$(MATRIX)): pytest-parallel-%: build-%
 	@echo "== CPython $*: the tests not marked serial"
 	$(VENV_$*)/bin/python $(PYTEST) $(if $(filter-out 0 1,$(XDIST_WORKERS)),-n $(XDIST_WORKERS),-p no:xdist) \
@@ -131,47 +133,65 @@ $(addprefix pytest-serial-,$(MATRIX)): pytest-serial-%: build-%
 	@echo "== CPython $*: the tests marked serial"
 	$(VENV_$*)/bin/python $(PYTEST) -p no:xdist -m serial tests
 
+# `timed LABEL COMMAND...`: runs it, then prints how long it took
+TIMED = timed() { label=$$1; shift; t=$$(date +%s); "$$@"; rc=$$?; \
+	echo "== $$label: $$(( $$(date +%s) - t )) s$$([ $$rc = 0 ] || echo ", FAILED")"; return $$rc; }
+# make -jN -O: N targets at once, each one's output in one piece when it ends
+SUBMAKE = $(MAKE) --no-print-directory -k -O
+
 test-matrix: build-matrix
 	@echo "== pytest on CPython $(MATRIX), $(MATRIX_JOBS) at a time (each run's output when it ends)"
 	@$(TIMED); \
 	timed "pytest, tests not marked serial" \
-	  $(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-parallel-,$(MATRIX)) && \
-	timed "pytest, tests marked serial" \
-	  $(MAKE) --no-print-directory -k -j$(MATRIX_JOBS) -O $(addprefix pytest-serial-,$(MATRIX))
+	  $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-parallel-,$(MATRIX)) && \
+	timed "pytest, tests marked serial" $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-serial-,$(MATRIX))
 
 # The bounded parts of the long checks run with every test: a short fuzz
-# run of the reply parser and the core suites on the ASan/UBSan build (with
-# LeakSanitizer; the tests that start an interpreter per case without it,
-# as make sanitize does for the command-line tool: full allocation stacks
-# make each start take seconds).
+# run of the reply parsers and the core suites on the ASan/UBSan build, with
+# LeakSanitizer.  SANITIZE_CI_NO_LEAKS run without it (as make sanitize runs
+# the command-line tool's tests): its full allocation stacks make starting
+# an interpreter take seconds, and slow an in-process fake server enough
+# to overrun the deadlines that test_deadlines.py measures.
 SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
 	tests/test_noreply.py tests/test_midcall.py tests/test_midcall_fuzz.py \
 	tests/test_deadlines.py
-SANITIZE_CI_NO_LEAKS = in_a_subprocess
+SANITIZE_CI_NO_LEAKS = tests/test_deadlines.py tests/test_keys.py::test_malformed_server_in_a_subprocess
+SANITIZE_CI_LEAKS = $(filter-out $(SANITIZE_CI_NO_LEAKS),$(SANITIZE_CI)) \
+	$(foreach t,$(SANITIZE_CI_NO_LEAKS),$(if $(findstring ::,$(t)),--deselect $(t)))
 FUZZ_CI_SECONDS ?= 45
-
-# `timed LABEL COMMAND...`: runs it, then prints how long it took
-TIMED = timed() { label=$$1; shift; t=$$(date +%s); "$$@"; rc=$$?; \
-	echo "== $$label: $$(( $$(date +%s) - t )) s$$([ $$rc = 0 ] || echo ", FAILED")"; return $$rc; }
-
-# The C tests, the fuzz run and the Python environments at the same time
-# (the fuzzer is busy while pip mostly waits), then the Python tests, the
-# sanitizer selection and the wheel, one after the other.
-test: system-deps
-	@$(TIMED); start=$$(date +%s); \
-	timed "C tests, fuzz run, environments and builds" \
-	  $(MAKE) --no-print-directory -j3 -O ctest fuzz-ci build-matrix && \
-	timed "pytest on CPython $(MATRIX)" $(MAKE) --no-print-directory test-matrix && \
-	timed "ASan/UBSan selection" $(MAKE) --no-print-directory sanitize-ci && \
-	timed "wheel" $(MAKE) --no-print-directory wheel && \
-	echo "== make test passed in $$(( $$(date +%s) - start )) s"
+SANITIZE = PYTHON=$(PY) sh tests/sanitize.sh
 
 fuzz-ci: system-deps
 	sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
 
-sanitize-ci: deps build
-	PYTHON=$(PY) sh tests/sanitize.sh $(SANITIZE_CI) -k "not $(SANITIZE_CI_NO_LEAKS)"
-	PYTHON=$(PY) SANITIZE_LEAKS=0 sh tests/sanitize.sh $(SANITIZE_CI) -k "$(SANITIZE_CI_NO_LEAKS)"
+sanitize-ci: sanitize-ci-parallel sanitize-ci-serial
+
+# the tests not marked serial, which make test runs beside the matrix
+sanitize-ci-parallel: deps build
+	$(SANITIZE) $(SANITIZE_CI_LEAKS) -m "not serial"
+
+# (after the other part when both are asked for, even under make -j)
+sanitize-ci-serial: deps build $(if $(filter sanitize-ci,$(MAKECMDGOALS)),sanitize-ci-parallel)
+	$(SANITIZE) $(SANITIZE_CI_LEAKS) -m serial
+	SANITIZE_LEAKS=0 $(SANITIZE) $(SANITIZE_CI_NO_LEAKS)
+
+# A fresh machine: the C tests, the fuzz runs and the Python environments at
+# once (the fuzzer computes while pip mostly waits).  Then everything not
+# timing-sensitive at once: the tests not marked serial on every Python, the
+# same part of the ASan/UBSan selection and the wheel.  Then the serial
+# tests of every Python, together (each mostly waits), and last the serial
+# part of the ASan/UBSan selection alone.  MATRIX_JOBS=1: one at a time.
+BUSY_JOBS = $(if $(filter 1,$(MATRIX_JOBS)),1,$(words $(MATRIX) 1 2))
+
+test: system-deps
+	@$(TIMED); start=$$(date +%s); \
+	timed "C tests, fuzz runs, environments and builds" $(SUBMAKE) -j3 ctest fuzz-ci build-matrix && \
+	timed "pytest of the tests not marked serial on CPython $(MATRIX), their ASan/UBSan part, the wheel" \
+	  $(SUBMAKE) -j$(BUSY_JOBS) $(addprefix pytest-parallel-,$(MATRIX)) sanitize-ci-parallel wheel && \
+	timed "pytest of the serial tests on CPython $(MATRIX)" \
+	  $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-serial-,$(MATRIX)) && \
+	timed "ASan/UBSan, the serial tests" $(SUBMAKE) sanitize-ci-serial && \
+	echo "== make test passed in $$(( $$(date +%s) - start )) s"
 
 # -- the wheel -----------------------------------------------------------------------------
 # A wheel for WHEEL_PYTHON, repaired by auditwheel to a manylinux tag (in
