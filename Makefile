@@ -55,8 +55,7 @@ XDIST_WORKERS ?= $(if $(filter 1,$(MATRIX_JOBS)),2,1)
 
 .SECONDEXPANSION:
 .PHONY: all deps system-deps venv venvs build build-matrix ctest pytest test test-matrix \
-	demo bench bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci \
-	sanitize-ci-parallel sanitize-ci-serial wheel \
+	demo bench bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
 	clean $(addprefix build-,$(MATRIX)) $(addprefix pytest-parallel-,$(MATRIX)) \
 	$(addprefix pytest-serial-,$(MATRIX))
 
@@ -147,50 +146,43 @@ test-matrix: build-matrix
 	timed "pytest, tests marked serial" $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-serial-,$(MATRIX))
 
 # The bounded parts of the long checks run with every test: a short fuzz
-# run of the reply parsers and the core suites on the ASan/UBSan build, with
-# LeakSanitizer.  SANITIZE_CI_NO_LEAKS run without it (as make sanitize runs
-# the command-line tool's tests): its full allocation stacks make starting
-# an interpreter take seconds, and slow an in-process fake server enough
-# to overrun the deadlines that test_deadlines.py measures.
+# run of the reply parsers, and the core suites on the ASan/UBSan build, then
+# a part of them with LeakSanitizer as well.  Its full allocation stacks
+# make a Hypothesis test or an interpreter start take some 20 times longer
+# (a minute for one test), and slow an in-process fake server past the
+# deadlines test_deadlines.py measures: those have LeakSanitizer in make
+# sanitize only.
 SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
 	tests/test_noreply.py tests/test_midcall.py tests/test_midcall_fuzz.py \
 	tests/test_deadlines.py
-SANITIZE_CI_NO_LEAKS = tests/test_deadlines.py tests/test_keys.py::test_malformed_server_in_a_subprocess
-SANITIZE_CI_LEAKS = $(filter-out $(SANITIZE_CI_NO_LEAKS),$(SANITIZE_CI)) \
-	$(foreach t,$(SANITIZE_CI_NO_LEAKS),$(if $(findstring ::,$(t)),--deselect $(t)))
+SANITIZE_CI_LEAKS = tests/test_errors.py tests/test_keys.py tests/test_noreply.py \
+	tests/test_midcall.py --deselect tests/test_keys.py::test_malformed_server_in_a_subprocess
 FUZZ_CI_SECONDS ?= 45
 SANITIZE = PYTHON=$(PY) sh tests/sanitize.sh
 
 fuzz-ci: system-deps
 	sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
 
-sanitize-ci: sanitize-ci-parallel sanitize-ci-serial
-
-# the tests not marked serial, which make test runs beside the matrix
-sanitize-ci-parallel: deps build
-	$(SANITIZE) $(SANITIZE_CI_LEAKS) -m "not serial"
-
-# (after the other part when both are asked for, even under make -j)
-sanitize-ci-serial: deps build $(if $(filter sanitize-ci,$(MAKECMDGOALS)),sanitize-ci-parallel)
-	$(SANITIZE) $(SANITIZE_CI_LEAKS) -m serial
-	SANITIZE_LEAKS=0 $(SANITIZE) $(SANITIZE_CI_NO_LEAKS)
+sanitize-ci: deps build
+	SANITIZE_LEAKS=0 $(SANITIZE) $(SANITIZE_CI)
+	$(SANITIZE) $(SANITIZE_CI_LEAKS)
 
 # A fresh machine: the C tests, the fuzz runs and the Python environments at
-# once (the fuzzer computes while pip mostly waits).  Then everything not
-# timing-sensitive at once: the tests not marked serial on every Python, the
-# same part of the ASan/UBSan selection and the wheel.  Then the serial
-# tests of every Python, together (each mostly waits), and last the serial
-# part of the ASan/UBSan selection alone.  MATRIX_JOBS=1: one at a time.
-BUSY_JOBS = $(if $(filter 1,$(MATRIX_JOBS)),1,$(words $(MATRIX) 1 2))
+# once (the fuzzer computes while pip mostly waits).  Then what is not
+# timing-sensitive at once: the tests not marked serial on every Python and
+# the wheel.  Then the serial tests of every Python, together (each mostly
+# waits), and last the sanitizer selection alone (it has serial tests too).
+# MATRIX_JOBS=1: one Python at a time.
+BUSY_JOBS = $(if $(filter 1,$(MATRIX_JOBS)),1,$(words $(MATRIX) 1))
 
 test: system-deps
 	@$(TIMED); start=$$(date +%s); \
 	timed "C tests, fuzz runs, environments and builds" $(SUBMAKE) -j3 ctest fuzz-ci build-matrix && \
-	timed "pytest of the tests not marked serial on CPython $(MATRIX), their ASan/UBSan part, the wheel" \
-	  $(SUBMAKE) -j$(BUSY_JOBS) $(addprefix pytest-parallel-,$(MATRIX)) sanitize-ci-parallel wheel && \
+	timed "pytest of the tests not marked serial on CPython $(MATRIX), and the wheel" \
+	  $(SUBMAKE) -j$(BUSY_JOBS) $(addprefix pytest-parallel-,$(MATRIX)) wheel && \
 	timed "pytest of the serial tests on CPython $(MATRIX)" \
 	  $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-serial-,$(MATRIX)) && \
-	timed "ASan/UBSan, the serial tests" $(SUBMAKE) sanitize-ci-serial && \
+	timed "ASan/UBSan selection" $(SUBMAKE) sanitize-ci && \
 	echo "== make test passed in $$(( $$(date +%s) - start )) s"
 
 # -- the wheel -----------------------------------------------------------------------------
