@@ -33,9 +33,11 @@ def test_sdist_and_wheel_install_in_a_fresh_venv(tmp_path, memcached):
     with tarfile.open(sdists[0]) as tar:
         names = tar.getnames()
         tar.extractall(tmp_path / "src", filter="data")
-    for needed in ("ext/client.c", "python/cmemcache/client.py", "meson.build", "pyproject.toml",
+    sources = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ext").glob("*.[ch]"))]
+    assert sources
+    for needed in (*sources, "python/cmemcache/client.py", "meson.build", "pyproject.toml",
                    "LICENSE", "README.md"):
-        assert any(n.endswith(needed) for n in names), needed
+        assert any(n.endswith("/" + needed) for n in names), needed
     src = next((tmp_path / "src").iterdir())
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(src)])
     wheels = list(dist.glob("cmemcache-*.whl"))
