@@ -3,6 +3,7 @@ a short speed table against python-memcached, pymemcache and pylibmc."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
@@ -44,6 +45,40 @@ def show(label: str, value: object) -> None:
     print(f"  {label:<46} -> {value!r}")
 
 
+def show_text(label: str, text: str) -> None:
+    print(f"  {label:<46} -> {text}")
+
+
+class Captured(logging.Handler):
+    """Keeps the records logged while it is attached (shown by the demo
+    itself instead of printed bare on stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def speed_tables(markdown: str) -> str:
+    """The ops/s and ratio tables of bench.py's report (all of it when
+    they are not found)."""
+    lines = markdown.splitlines()
+    keep: list[str] = []
+    section = ""
+    for line in lines:
+        if line.startswith("- machine:") or line.startswith("- clients:"):
+            keep.append(line)
+        elif line.startswith("**"):
+            section = line
+            if "ops/s" in line or "ratio to" in line:
+                keep += ["", line]
+        elif line.startswith("|") and ("ops/s" in section or "ratio to" in section):
+            keep.append(line)
+    return "\n".join(keep) if any(l.startswith("|") for l in keep) else markdown
+
+
 def main() -> int:
     port = free_port()
     server = f"127.0.0.1:{port}"
@@ -65,7 +100,7 @@ def main() -> int:
         try:
             sc.get(b"bad key")
         except cmemcache.InvalidKeyError as e:
-            show('get(b"bad key")', f"InvalidKeyError: {e}")
+            show_text('get(b"bad key")', f"raises InvalidKeyError ({e}), nothing sent")
         print("\nClient (python-memcached's API: pickles, neutral values on failure)")
         mc = cmemcache.Client([server])
         show('set("user:1", {"name": "Ada", "langs": [...]})',
@@ -73,22 +108,46 @@ def main() -> int:
         show('get("user:1")', mc.get("user:1"))
         show('get_multi(["user:1", "user:2"])', mc.get_multi(["user:1", "user:2"]))
         show('incr("user:1:visits")  # missing', mc.incr("user:1:visits"))
-        down = cmemcache.Client([f"127.0.0.1:{free_port()}"])
-        show("get on a server that is down", down.get("x"))
+        down_server = f"127.0.0.1:{free_port()}"
+        print(f"\nClient on a server that is down on purpose ({down_server}: nothing listens)")
+        down = cmemcache.Client([down_server])
+        captured = Captured()
+        logger = logging.getLogger("cmemcache")
+        logger.addHandler(captured)
+        try:
+            value = down.get("x")
+        finally:
+            logger.removeHandler(captured)
+        show('get("x")  # a miss, not an exception', value)
+        for record in captured.records:
+            show_text(f"  ... logged ({record.levelname.lower()}, logger {record.name!r})",
+                      record.getMessage())
         show("  ... counted in error_counts", dict(down.error_counts))
+        try:
+            cmemcache.Client([down_server], strict=True).get("x")
+        except cmemcache.ConnectionError as e:
+            show_text('Client(..., strict=True).get("x")', f"raises ConnectionError ({e})")
         print()
     finally:
         proc.terminate()
         proc.wait(5)
 
-    print("Speed against the other clients (short run; `make bench` for the full table):\n",
-          flush=True)
+    out = HERE / "results" / "demo"
+    print("Speed against the other clients: a short run of bench/bench.py, about half a "
+          "minute\n(`make bench` for the full table) ...", flush=True)
     done = subprocess.run(
         [sys.executable, str(HERE / "bench.py"), "--quick",
          "--cases", "get_hit,set_10,get_multi_100,set_multi_100,get_pickle",
-         "--out", str(HERE / "results" / "demo")],
+         "--out", str(out)],
+        capture_output=True, text=True,
     )
-    return done.returncode
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        print(f"bench/bench.py failed (exit status {done.returncode})")
+        return done.returncode
+    print(speed_tables(done.stdout))
+    print(f"\n(the whole report, with each round: {out / 'results.md'})")
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,6 +36,29 @@ def pytest_configure(config):
     )
 
 
+#: modules whose tests depend on timing (SIGSTOP, deadlines, hold-downs,
+#: elapsed-time bounds): every test in them is marked ``serial``, and
+#: ``make test`` runs those alone, not beside pytest-xdist workers
+SERIAL_MODULES = frozenset({
+    "test_client_compat.py",
+    "test_concurrency.py",
+    "test_deadlines.py",
+    "test_errors.py",
+    "test_faults.py",
+    "test_holddown.py",
+    "test_midcall.py",
+    "test_multiserver.py",
+    "test_recovery.py",
+    "test_threads_chaos.py",
+})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 def _real_stderr(config):
     """The terminal's stderr, not pytest's capture file (which is lost when
     the guard ends the process)."""

@@ -98,7 +98,7 @@ def test_ping_with_a_server_down(server, down_address):
 def test_every_command_with_the_server_down(down_address, tmp_path):
     path = tmp_path / "value"
     path.write_bytes(b"v")
-    for args in (["get", "k"], ["set", "k", str(path)], ["cp", str(path), "k"],
+    for args in (["get", "k"], ["set", "k", "v"], ["set", "k", "-f", str(path)], ["cp", str(path), "k"],
                  ["delete", "k"], ["flush"], ["stats"], ["dump"], ["ping"],
                  ["bench", "--ops", "10", "--no-progress"]):
         proc = run("--servers", down_address, "--timeout", "2", *args)
@@ -155,15 +155,73 @@ def test_set_from_stdin_and_get_binary(server):
 def test_set_from_file_with_flags_and_exptime(server, tmp_path):
     path = tmp_path / "data.bin"
     path.write_bytes(b"from a file\n")
-    assert_ok(cli(server, "set", "--flags", "4294967295", "--exptime", "100", "f", str(path)))
+    assert_ok(cli(server, "set", "--flags", "4294967295", "--exptime", "100", "f", "-f", str(path)))
     assert server.raw_get(b"f") == (b"from a file\n", 4294967295)
     ttl = int(re.fullmatch(rb"HD t(\d+)\r\n", server.command(b"mg f t\r\n"))[1])
     assert 95 <= ttl <= 100
 
 
-def test_set_dash_reads_stdin(server):
-    assert_ok(cli(server, "set", "k", "-", stdin=b"dash"))
+def test_set_dash_f_dash_reads_stdin(server):
+    assert_ok(cli(server, "set", "k", "-f", "-", stdin=b"dash"))
     assert server.raw_get(b"k") == (b"dash", 0)
+    assert_ok(cli(server, "set", "k2", "--file", "-", stdin=b"long option"))
+    assert server.raw_get(b"k2") == (b"long option", 0)
+
+
+def test_set_stores_the_literal_value(server, tmp_path):
+    assert_ok(cli(server, "set", "greeting", "hello world", stdin=b"not this"))
+    assert server.raw_get(b"greeting") == (b"hello world", 0)
+    proc = cli(server, "get", "greeting")
+    assert_ok(proc)
+    assert proc.stdout == b"hello world"  # a pipe: exactly as stored
+    # a value that names a file is still the value, not the file
+    path = tmp_path / "data"
+    path.write_bytes(b"file contents")
+    assert_ok(cli(server, "set", "p", str(path)))
+    assert server.raw_get(b"p") == (str(path).encode(), 0)
+    # options anywhere; "-" and option-like values after "--"
+    assert_ok(cli(server, "set", "--flags", "5", "n", "42", "--exptime", "100"))
+    assert server.raw_get(b"n") == (b"42", 5)
+    assert_ok(cli(server, "set", "dash", "-"))
+    assert server.raw_get(b"dash") == (b"-", 0)
+    assert_ok(cli(server, "set", "opt", "--", "--flags"))
+    assert server.raw_get(b"opt") == (b"--flags", 0)
+    assert_ok(cli(server, "set", "empty", ""))
+    assert server.raw_get(b"empty") == (b"", 0)
+    assert_ok(cli(server, "set", UTF8_KEY, "значение"))
+    assert server.raw_get(UTF8_KEY.encode()) == ("значение".encode(), 0)
+
+
+def test_set_with_a_value_and_a_file_is_a_usage_error(server, tmp_path):
+    path = tmp_path / "data"
+    path.write_bytes(b"file contents")
+    proc = cli(server, "set", "k", "v", "-f", str(path))
+    assert "not both" in error_line(proc, 2)
+    assert server.raw_get(b"k") is None
+
+
+def test_global_options_after_the_command(server, down_address):
+    proc = run("set", "after", "v1", "--servers", server.address, "--timeout", "2")
+    assert_ok(proc)
+    assert server.raw_get(b"after") == (b"v1", 0)
+    proc = run("get", "after", "--servers", server.address)
+    assert_ok(proc)
+    assert proc.stdout == b"v1"
+    # given twice, the one after the command counts
+    proc = run("--servers", down_address, "get", "after", "--servers", server.address)
+    assert_ok(proc)
+    assert proc.stdout == b"v1"
+    proc = run("--servers", server.address, "get", "after", "--servers", down_address)
+    assert down_address in error_line(proc, 1)
+    # before the command still works, and the environment is the default
+    proc = run("stats", "--servers", server.address)
+    assert_ok(proc)
+    assert proc.stdout.decode().splitlines()[0] == f"Server: {server.address}"
+    proc = run("version", "--timeout", "2", env={"MEMCACHED_SERVERS": server.address})
+    assert_ok(proc)
+    assert proc.stdout.decode().startswith(server.address + " 1.")
+    line = error_line(run("ping", "--timeout", "0", "--servers", server.address), 2)
+    assert "argument --timeout" in line
 
 
 def test_cp_from_file_and_stdin(server, tmp_path):
@@ -215,9 +273,10 @@ def test_value_too_large_for_the_server(server):
 
 
 def test_unreadable_file(server, tmp_path):
-    proc = cli(server, "set", "k", str(tmp_path / "absent"))
-    line = error_line(proc, 1)
-    assert "cannot read" in line and "absent" in line
+    for args in (["set", "k", "-f", str(tmp_path / "absent")], ["cp", str(tmp_path / "absent"), "k"]):
+        line = error_line(cli(server, *args), 1)
+        assert "cannot read" in line and "absent" in line
+    assert server.raw_get(b"k") is None
 
 
 def test_delete(server):
@@ -267,6 +326,142 @@ def test_keys_map_to_servers_as_the_client_does(server, memcached_factory):
     proc = run("--servers", ",".join(servers), "get", *keys)
     assert_ok(proc)
     assert proc.stdout == "".join(keys).encode()
+
+
+# -- a terminal, a closed pipe ----------------------------------------------------------
+
+
+def run_on_a_terminal(*args: str, stdin_terminal: bool = False,
+                      timeout: float = 30) -> tuple[int, bytes, bytes]:
+    """``python -m cmemcache ARGS`` with stdout (and, if asked, stdin) on a
+    pseudo-terminal: ``(status, what the terminal showed, stderr)``.  The
+    terminal's output processing is off, so the bytes are the program's."""
+    import pty
+    import select
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no \n -> \r\n
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    environ = {k: v for k, v in os.environ.items() if k != "MEMCACHED_SERVERS"}
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cmemcache", *args],
+            stdin=slave if stdin_terminal else subprocess.DEVNULL,
+            stdout=slave, stderr=subprocess.PIPE, env=environ,
+        )
+    finally:
+        os.close(slave)
+    shown = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every writer closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        _, err = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode, bytes(shown), err
+
+
+def test_get_on_a_terminal_ends_each_value_with_a_newline(server):
+    server.raw_set(b"a", b"A")
+    server.raw_set(b"nl", b"has one\n")
+    status, shown, err = run_on_a_terminal("--servers", server.address, "get", "a")
+    assert (status, shown, err) == (0, b"A\n", b"")
+    status, shown, err = run_on_a_terminal("--servers", server.address, "get", "a", "nl", "a")
+    assert (status, shown, err) == (0, b"A\nhas one\nA\n", b"")
+    status, shown, err = run_on_a_terminal("--servers", server.address, "cat", "a", "nope")
+    assert (status, shown) == (1, b"A\n")
+    assert err == b"cmemcache: error: key not found: nope\n"
+    # into a pipe the bytes stay as stored
+    proc = cli(server, "get", "a", "nl")
+    assert_ok(proc)
+    assert proc.stdout == b"Ahas one\n"
+
+
+def test_set_with_nothing_to_store_on_a_terminal_is_a_usage_error(server):
+    status, shown, err = run_on_a_terminal("--servers", server.address, "set", "k",
+                                           stdin_terminal=True)
+    assert status == 2 and shown == b""
+    assert err.decode().startswith("cmemcache: error: set: give VALUE, -f FILE")
+    assert server.raw_get(b"k") is None
+    status, _, err = run_on_a_terminal("--servers", server.address, "set", "k", "typed",
+                                       stdin_terminal=True)
+    assert (status, err) == (0, b"")
+    assert server.raw_get(b"k") == (b"typed", 0)
+
+
+def run_into_a_closed_pipe(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The command with stdout on a pipe whose reader has already gone: its
+    first write fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    environ = {k: v for k, v in os.environ.items() if k != "MEMCACHED_SERVERS"}
+    try:
+        return subprocess.run([sys.executable, "-m", "cmemcache", *args], stdin=subprocess.DEVNULL,
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=60, env=environ)
+    finally:
+        os.close(write_end)
+
+
+def test_a_closed_stdout_ends_the_command_quietly(server):
+    server.raw_set(b"big", b"x" * 500_000)
+    server.raw_set(b"small", b"s")
+    for args in (["stats"], ["get", "big"], ["get", "small"], ["dump"], ["version"], ["ping"],
+                 ["bench", "--ops", "10", "--no-progress"]):
+        proc = run_into_a_closed_pipe("--servers", server.address, *args)
+        assert (proc.returncode, proc.stderr) == (0, b""), args
+    proc = run_into_a_closed_pipe("--help")
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    # a key not found is still reported, on stderr
+    proc = run_into_a_closed_pipe("--servers", server.address, "get", "small", "nope")
+    assert proc.returncode == 1
+    assert proc.stderr == b"cmemcache: error: key not found: nope\n"
+    assert server.raw_get(b"big") == (b"x" * 500_000, 0)
+
+
+def test_piped_into_head(server):
+    """``cmemcache stats | head -1`` and a value larger than the pipe's
+    buffer into ``head -c``: the reader stops early, the command exits 0."""
+    server.raw_set(b"big", b"0123456789" * 90_000)
+    for args, head, expected in (
+        (["stats"], ["head", "-1"], f"Server: {server.address}\n".encode()),
+        (["get", "big"], ["head", "-c", "12"], b"012345678901"),
+    ):
+        producer = subprocess.Popen(
+            [sys.executable, "-m", "cmemcache", "--servers", server.address, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        reader = subprocess.Popen(head, stdin=producer.stdout, stdout=subprocess.PIPE)
+        producer.stdout.close()  # the reader holds the only read end
+        try:
+            out, _ = reader.communicate(timeout=60)
+            err = producer.stderr.read()
+            status = producer.wait(60)
+        finally:
+            producer.stderr.close()
+            for p in (producer, reader):
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(5)
+        assert (reader.returncode, out) == (0, expected), args
+        assert (status, err) == (0, b""), args
 
 
 # -- dump --------------------------------------------------------------------------------
@@ -361,6 +556,8 @@ def test_bench_without_progress_bar(server):
         (["bogus"], "invalid choice: 'bogus'"),
         (["get"], "required: KEY"),
         (["set"], "required: KEY"),
+        (["set", "k", "v", "extra"], "unrecognized arguments: extra"),
+        (["set", "k", "-f"], "argument -f/--file: expected one argument"),
         (["cp", "onlyfile"], "required: KEY"),
         (["set", "--flags", "-1", "k"], "argument --flags"),
         (["set", "--flags", "4294967296", "k"], "flags are 32 bits"),

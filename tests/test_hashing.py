@@ -16,9 +16,7 @@ import pytest
 import cmemcache
 from cmemcache import StringClient
 
-VECTORS = pathlib.Path(__file__).resolve().parents[2] / "shared" / "vectors"
-if not VECTORS.is_dir():  # a clone next to shared/ (CI) or inside the work tree
-    VECTORS = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "vectors"
+VECTORS = pathlib.Path(__file__).resolve().parent / "data" / "vectors"  # see its README.md
 
 
 def load(name):

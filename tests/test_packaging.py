@@ -1,5 +1,7 @@
 """python -m build makes an sdist and a wheel; the wheel, built again from the
-sdist alone, installs in a fresh virtual environment and works there."""
+sdist alone, installs in a fresh virtual environment and works there: the
+round trips of tests/wheel_smoke.py (which make wheel and cibuildwheel run
+on every wheel they build) and the command-line tool."""
 
 import pathlib
 import shutil
@@ -11,17 +13,7 @@ import venv
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-SMOKE = """
-import sys, cmemcache
-from cmemcache import StringClient
-assert cmemcache.__file__.startswith(sys.prefix), cmemcache.__file__
-c = cmemcache.Client([sys.argv[1]])
-assert c.set("pkg", {"a": 1}) is True and c.get("pkg") == {"a": 1}
-s = StringClient(sys.argv[1])
-assert s.set(b"raw", b"v") is True and s.get(b"raw") == b"v"
-print(cmemcache.__version__)
-"""
+SMOKE = ROOT / "tests" / "wheel_smoke.py"
 
 
 def run(args, **kw):
@@ -43,8 +35,9 @@ def test_sdist_and_wheel_install_in_a_fresh_venv(tmp_path, memcached):
         tar.extractall(tmp_path / "src", filter="data")
     sources = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ext").glob("*.[ch]"))]
     assert "ext/engine.c" in sources
-    for needed in sources + ["python/cmemcache/client.py", "meson.build", "pyproject.toml"]:
-        assert any(n.endswith(needed) for n in names), needed
+    for needed in (*sources, "python/cmemcache/client.py", "meson.build", "pyproject.toml",
+                   "LICENSE", "README.md"):
+        assert any(n.endswith("/" + needed) for n in names), needed
     src = next((tmp_path / "src").iterdir())
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(src)])
     wheels = list(dist.glob("cmemcache-*.whl"))
@@ -54,9 +47,11 @@ def test_sdist_and_wheel_install_in_a_fresh_venv(tmp_path, memcached):
     venv.create(env, with_pip=True)
     py = env / "bin" / "python"
     run([str(py), "-m", "pip", "install", "-q", "--no-index", str(wheels[0])])
-    out = run([str(py), "-c", SMOKE, memcached.address], cwd=tmp_path).stdout
-    assert out.strip() == run([sys.executable, "-c",
-                               "import cmemcache; print(cmemcache.__version__)"]).stdout.strip()
+    # the smoke script refuses a cmemcache from anywhere but the venv's site-packages
+    out = run([str(py), str(SMOKE), "--server", memcached.address], cwd=tmp_path).stdout
+    assert "ok  Client.get_multi" in out and "ok  StringClient.cas" in out, out
+    assert out.splitlines()[-1] == run([sys.executable, "-c",
+                                        "import cmemcache; print(cmemcache.__version__)"]).stdout.strip()
     # the command-line tool comes with it
     tool = env / "bin" / "cmemcache"
     assert tool.exists()

@@ -4,7 +4,8 @@
 
     stats [ARGS...]           statistics, one table per server
     get KEY... / cat KEY...   values to stdout (raw bytes)
-    set KEY [FILE]            store FILE (or stdin) under KEY
+    set KEY VALUE             store VALUE under KEY
+    set KEY -f FILE           store FILE (``-f -``: stdin) under KEY
     cp FILE KEY               the same, file first
     delete KEY...             remove keys
     flush [--delay N]         invalidate every item
@@ -14,7 +15,14 @@
 
 Servers come from ``--servers``, else the ``MEMCACHED_SERVERS`` environment
 variable, else ``127.0.0.1:11211``; several are separated by commas and
-keys are mapped to them as ``cmemcache.Client`` maps them.
+keys are mapped to them as ``cmemcache.Client`` maps them.  ``--servers``
+and ``--timeout`` may also follow the command.
+
+``get`` writes the values exactly as stored into a pipe or file; on a
+terminal each value ends with a newline.  ``set KEY`` with neither VALUE
+nor ``-f`` reads the value from stdin when stdin is not a terminal.  When
+the reader of stdout goes away (``cmemcache stats | head -1``) the command
+stops quietly with status 0.
 
 Exit status: 0 success; 1 a key not found, a value not stored, a server
 down or failing; 2 a wrong command line (options, key, server address).
@@ -85,6 +93,15 @@ def _server_error(server: str, exc: BaseException) -> str:
     """``exc`` described, prefixed with the server unless it names it."""
     text = _describe(exc)
     return text if server in text else f"{server}: {text}"
+
+
+def _drop_stdout() -> None:
+    """After the reader of stdout went away: stdout goes to /dev/null, so
+    that what is still buffered (the interpreter's last flush) cannot fail
+    again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _key_bytes(key: str) -> bytes:
@@ -194,15 +211,24 @@ def cmd_get(args: argparse.Namespace) -> int:
     keys = [_key_bytes(k) for k in args.keys]
     found = client.get_multi(keys)
     out = sys.stdout.buffer
+    terminal = out.isatty()
     status = EXIT_OK
+    reader_gone = False
     for name, key in zip(args.keys, keys, strict=True):
         value = found.get(key)
         if value is None:
             _warn(f"key not found: {name}")
             status = EXIT_FAILED
-        else:
-            out.write(value)
-    out.flush()
+        elif not reader_gone:
+            if terminal and not value.endswith(b"\n"):
+                value += b"\n"  # the prompt starts on a line of its own
+            try:
+                out.write(value)
+                out.flush()  # in order with the errors on stderr
+            except BrokenPipeError:
+                reader_gone = True  # still report the keys not found
+    if reader_gone:
+        _drop_stdout()
     return status
 
 
@@ -217,8 +243,7 @@ def _read_input(path: str | None) -> bytes:
         raise CliError(f"cannot read {path}: {_describe(e)}") from None
 
 
-def _store(args: argparse.Namespace, key: str, path: str | None) -> int:
-    data = _read_input(path)
+def _store(args: argparse.Namespace, key: str, data: bytes) -> int:
     client = _client(args.servers, args.timeout)
     if not client.set(_key_bytes(key), data, args.exptime, args.flags):
         raise CliError(f"not stored: {key}")
@@ -226,13 +251,22 @@ def _store(args: argparse.Namespace, key: str, path: str | None) -> int:
 
 
 def cmd_set(args: argparse.Namespace) -> int:
-    """Stores FILE (or stdin) under KEY."""
-    return _store(args, args.key, args.file)
+    """Stores VALUE (as given), or FILE (``-f -``: stdin), under KEY; with
+    neither, stdin unless it is a terminal."""
+    if args.value is not None and args.file is not None:
+        raise CliError("set: give VALUE or -f FILE, not both", EXIT_USAGE)
+    if args.value is not None:
+        data = os.fsencode(args.value)
+    elif args.file is None and sys.stdin.isatty():
+        raise CliError("set: give VALUE, -f FILE, or the value on stdin", EXIT_USAGE)
+    else:
+        data = _read_input(args.file)
+    return _store(args, args.key, data)
 
 
 def cmd_cp(args: argparse.Namespace) -> int:
     """Stores FILE (``-`` for stdin) under KEY."""
-    return _store(args, args.key, args.file)
+    return _store(args, args.key, _read_input(args.file))
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -268,7 +302,10 @@ def metadump(server: str, timeout: float) -> Iterator[dict[str, bytes]]:
     the reply ends early; waits at most ``timeout`` for each read."""
     with _connect(server, timeout) as sock, sock.makefile("rb") as reader:
         for _ in range(DUMP_BUSY_RETRIES):
-            sock.sendall(b"lru_crawler metadump all\r\n")
+            try:
+                sock.sendall(b"lru_crawler metadump all\r\n")
+            except OSError as e:  # not to be taken for a closed stdout
+                raise CliError(f"{server}: {_describe(e)}") from None
             line = _read_line(reader, server)
             if not line.startswith(b"BUSY"):
                 break
@@ -518,6 +555,23 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _global_options(parser: argparse.ArgumentParser, servers: str | None,
+                    timeout: float | None) -> None:
+    """``--servers`` and ``--timeout`` with these defaults (None: none, so
+    that a value given before the command stays)."""
+    parser.add_argument(
+        "--servers",
+        default=argparse.SUPPRESS if servers is None else servers,
+        help="comma-separated servers: host[:port], [v6addr][:port], unix:/path "
+        f"(default: $MEMCACHED_SERVERS or {DEFAULT_SERVERS})",
+    )
+    parser.add_argument(
+        "--timeout", type=_positive_float,
+        default=argparse.SUPPRESS if timeout is None else timeout,
+        help="seconds allowed to connect and for each request (default: 3.0)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``cmemcache`` command."""
     parser = _Parser(
@@ -525,25 +579,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="memcached from the command line, on the cmemcache client.",
         epilog="Exit status: 0 ok, 1 not found / not stored / server failure, 2 usage.",
     )
-    parser.add_argument(
-        "--servers",
-        default=os.environ.get("MEMCACHED_SERVERS") or DEFAULT_SERVERS,
-        help="comma-separated servers: host[:port], [v6addr][:port], unix:/path "
-        "(default: $MEMCACHED_SERVERS or %(default)s)",
-    )
-    parser.add_argument(
-        "--timeout", type=_positive_float, default=3.0,
-        help="seconds allowed to connect and for each request (default: %(default)s)",
-    )
+    _global_options(parser, os.environ.get("MEMCACHED_SERVERS") or DEFAULT_SERVERS, 3.0)
     parser.add_argument("--version", action="version", version=f"%(prog)s {cmemcache.__version__}")
+    # the same options after the command: `cmemcache get KEY --servers HOST`
+    common = _Parser(add_help=False)
+    _global_options(common, None, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("stats", help="server statistics, one table per server")
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, parents=[common])
+
+    p = command("stats", "server statistics, one table per server")
     p.add_argument("args", nargs="*", metavar="ARGS", help="e.g. settings, slabs, items")
     p.set_defaults(func=cmd_stats)
 
     for name, text in (("get", "write the values of keys to stdout"), ("cat", "the same as get")):
-        p = sub.add_parser(name, help=text)
+        p = command(name, text)
         p.add_argument("keys", nargs="+", metavar="KEY")
         p.set_defaults(func=cmd_get)
 
@@ -552,36 +603,38 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to live, or a Unix time (default: 0, never)")
         p.add_argument("--flags", type=_flags, default=0, help="32-bit client flags (default: 0)")
 
-    p = sub.add_parser("set", help="store a file or stdin under a key")
+    p = command("set", "store a value (or a file, or stdin) under a key")
     p.add_argument("key", metavar="KEY")
-    p.add_argument("file", nargs="?", metavar="FILE", help="default: stdin")
+    p.add_argument("value", nargs="?", metavar="VALUE", help="the value, stored as given")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="store this file's bytes instead (- for stdin)")
     store_options(p)
     p.set_defaults(func=cmd_set)
 
-    p = sub.add_parser("cp", help="store a file under a key")
+    p = command("cp", "store a file under a key")
     p.add_argument("file", metavar="FILE", help="- for stdin")
     p.add_argument("key", metavar="KEY")
     store_options(p)
     p.set_defaults(func=cmd_cp)
 
-    p = sub.add_parser("delete", help="delete keys")
+    p = command("delete", "delete keys")
     p.add_argument("keys", nargs="+", metavar="KEY")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("flush", help="invalidate every item on every server")
+    p = command("flush", "invalidate every item on every server")
     p.add_argument("--delay", type=_non_negative_int, default=0, help="seconds from now")
     p.set_defaults(func=cmd_flush)
 
-    p = sub.add_parser("dump", help="list the keys (lru_crawler metadump all)")
+    p = command("dump", "list the keys (lru_crawler metadump all)")
     p.add_argument("-l", "--long", action="store_true", help="with each item's metadata")
     p.set_defaults(func=cmd_dump)
 
-    p = sub.add_parser("ping", help="check that every server answers")
+    p = command("ping", "check that every server answers")
     p.set_defaults(func=cmd_ping)
-    p = sub.add_parser("version", help="the version of every server")
+    p = command("version", "the version of every server")
     p.set_defaults(func=cmd_version)
 
-    p = sub.add_parser("bench", help="a short set/get benchmark")
+    p = command("bench", "a short set/get benchmark")
     p.add_argument("--ops", type=_positive_int, default=10000,
                    help="keys per phase (default: %(default)s)")
     p.add_argument("--size", type=_non_negative_int, default=100,
@@ -596,6 +649,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line ``argv`` (default ``sys.argv[1:]``) and returns
     the exit status; errors are reported as one line on stderr."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        # The reader of stdout went away (`cmemcache stats | head -1`): it
+        # has what it wanted, so stop quietly.
+        _drop_stdout()
+        return EXIT_OK
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -619,11 +682,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _warn("interrupted")
         return 130
     except BrokenPipeError:
-        # The reader went away (e.g. `| head`): stop quietly; stdout is
-        # pointed at /dev/null so the interpreter's final flush cannot fail.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_FAILED
+        raise  # stdout closed: main() ends quietly
     except OSError as e:
         _warn(_describe(e))
         return EXIT_FAILED
