@@ -24,9 +24,9 @@ PIP = $(PY) -m pip --disable-pip-version-check -q
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # libmemcached-dev and zlib1g-dev: pylibmc (a peer in the tests) builds from
-# source on the Pythons it has no wheel for
+# source on the Pythons it has no wheel for; libssl-dev and pkg-config: TLS
 APT_PACKAGES = memcached nutcracker libmemcached-tools clang valgrind libclang-rt-14-dev \
-	libmemcached-dev zlib1g-dev
+	libmemcached-dev zlib1g-dev libssl-dev pkg-config
 STAMP = $(VENV)/.deps-installed
 
 # -- the supported Pythons -----------------------------------------------------------------
