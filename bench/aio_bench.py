@@ -42,8 +42,11 @@ LOOPS = ("asyncio", "uvloop")
 CONCURRENCY = (1, 16, 256)
 CASE_NAMES = tuple(aio_worker.CASES)
 NOISY = 0.25        # ops/s spread above which a cell is marked
+MIN_TASK_OPS = 10   # a timed run is made longer (up to 4 x --duration) to give every
+                    # task about this many operations
 FIELDS = ("ops_per_sec", "p50_us", "p99_us", "cpu_us_per_op", "user_us_per_op",
-          "sys_us_per_op", "fairness", "starved_120ms", "max_gap_ms")
+          "sys_us_per_op", "fairness", "starved_120ms", "max_gap_ms", "duration",
+          "involuntary_switches")
 CLIENT_ALIASES = {
     "aio": "aio-stringclient", "cmemcache.aio.stringclient": "aio-stringclient",
     "cmemcache.aio.client": "aio-client", "stringclient": "stringclient-thread",
@@ -79,6 +82,7 @@ def summarize(res):
     for f in FIELDS:
         res[f] = statistics.median(r[f] for r in runs)
     res["max_gap_ms_worst"] = max(r["max_gap_ms"] for r in runs)
+    res["cpu_us_per_op_min"] = min(r["cpu_us_per_op"] for r in runs)
     res["starved_120ms_worst"] = max(r["starved_120ms"] for r in runs)
     s = [r["ops_per_sec"] for r in runs]
     res["samples"] = [round(x, 1) for x in s]
@@ -97,10 +101,11 @@ def run_all(args, adapters, loops, cases, concs, port, log):
                 continue
             job = {"port": port, "loop": loop, "case": case, "concurrency": concs,
                    "clients": keys, "rounds": args.rounds, "duration": args.duration,
-                   "warmup": args.warmup, "pools": args.pools, "rotate": rotate}
+                   "warmup": args.warmup, "pools": args.pools, "rotate": rotate,
+                   "min_task_ops": MIN_TASK_OPS, "max_duration": args.max_duration}
             rotate += 1
             budget = 120 + len(concs) * len(keys) * args.rounds * (
-                args.duration + args.warmup + 10)
+                args.max_duration + args.warmup + 10)
             t = time.monotonic()
             try:
                 out = run_worker(job, budget)
@@ -263,7 +268,9 @@ def render_markdown(report, order):
     lines += ["CPU µs/op is the client process's CPU time (all its threads, user + system) "
               "per operation; memcached runs in another process. Fairness is the least-served "
               "task's completed operations over the most-served task's; \"starved\" counts the "
-              "tasks that went more than 120 ms without a reply.", ""]
+              "tasks that went more than 120 ms without a reply. A timed run lasts --duration, "
+              "or longer (up to 4x) where that gives every task about %d operations (run s)."
+              % m.get("min_task_ops", MIN_TASK_OPS), ""]
 
     results = report["results"]
     rows = report.get("targets") or []
@@ -323,8 +330,8 @@ def render_markdown(report, order):
             cb = block["cases"][c]
             lines += ["### %s (`%s`), %s loop" % (cb["title"], c, loop), "",
                       "| client | tasks | ops/s | p50 µs | p99 µs | CPU µs/op | user / sys µs "
-                      "| fairness | starved | max gap ms |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| fairness | starved | max gap ms | run s |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             notes = []
             for key in order:
                 for t in concs:
@@ -332,18 +339,21 @@ def render_markdown(report, order):
                     if res is None:
                         continue
                     if res.get("status") != "ok":
-                        lines.append("| %s | %d | %s | | | | | | | |" % (
+                        lines.append("| %s | %d | %s | | | | | | | | |" % (
                             label_of(key), t, res.get("status")))
                         notes.append("- %s x%d: %s — %s" % (label_of(key), t, res.get("status"),
                                                             res.get("detail", "")))
                         continue
-                    lines.append("| %s | %d | %s | %s | %s | %s | %s / %s | %s | %s | %s |" % (
-                        label_of(key), t, _cell(res, "ops_per_sec"), _cell(res, "p50_us"),
-                        _cell(res, "p99_us"), _cell(res, "cpu_us_per_op"),
-                        _fmt_num(res["user_us_per_op"], "u"), _fmt_num(res["sys_us_per_op"], "u"),
-                        _cell(res, "fairness") if t > 1 else "—",
-                        _cell(res, "starved_120ms") if t > 1 else "—",
-                        _cell(res, "max_gap_ms")))
+                    lines.append("| %s | %d | %s | %s | %s | %s | %s / %s | %s | %s | %s | %.2f "
+                                 "|" % (
+                                     label_of(key), t, _cell(res, "ops_per_sec"),
+                                     _cell(res, "p50_us"), _cell(res, "p99_us"),
+                                     _cell(res, "cpu_us_per_op"),
+                                     _fmt_num(res["user_us_per_op"], "u"),
+                                     _fmt_num(res["sys_us_per_op"], "u"),
+                                     _cell(res, "fairness") if t > 1 else "—",
+                                     _cell(res, "starved_120ms") if t > 1 else "—",
+                                     _cell(res, "max_gap_ms"), res["duration"]))
             lines += [""]
             if notes:
                 lines += ["Not timed:", ""] + notes + [""]
@@ -498,7 +508,7 @@ def parse_pools(s, ap):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
-                    help="2 rounds of 0.05 s (well under a minute)")
+                    help="2 rounds of 0.03 s (well under a minute)")
     ap.add_argument("--out", default=DEFAULT_OUT, help="output directory (default bench/results)")
     ap.add_argument("--cases", help="comma-separated cases (default all): %s" % ",".join(CASE_NAMES))
     ap.add_argument("--clients", help="comma-separated clients (default: all available): %s"
@@ -507,7 +517,7 @@ def main(argv=None):
     ap.add_argument("--concurrency", help="comma-separated numbers of tasks (default 1,16,256)")
     ap.add_argument("--rounds", type=int, help="timed rounds per client (default 5, --quick 2)")
     ap.add_argument("--duration", type=float,
-                    help="seconds of one timed run (default 0.3, --quick 0.05)")
+                    help="seconds of one timed run (default 0.3, --quick 0.03)")
     ap.add_argument("--warmup", type=float,
                     help="seconds of the untimed run before each timed one (default duration/4)")
     ap.add_argument("--pool", dest="pools",
@@ -521,8 +531,9 @@ def main(argv=None):
     install_signal_handlers()
 
     args.rounds = args.rounds or (2 if args.quick else 5)
-    args.duration = args.duration or (0.05 if args.quick else 0.3)
+    args.duration = args.duration or (0.03 if args.quick else 0.3)
     args.warmup = args.warmup if args.warmup is not None else args.duration / 4
+    args.max_duration = 4 * args.duration
     if not (1 <= args.rounds <= 100) or not (0 < args.duration <= 60) or \
             not (0 <= args.warmup <= 60):
         ap.error("--rounds must be 1..100, --duration 0..60 s, --warmup 0..60 s")
@@ -597,6 +608,7 @@ def main(argv=None):
         "memcached": memcached_version(), "clients": versions, "skipped_clients": skipped,
         "loops": loop_versions, "cmemcache_revision": repo_revision(),
         "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+        "max_duration": args.max_duration, "min_task_ops": MIN_TASK_OPS,
         "concurrency": concs, "cases": cases,
         "mode": "quick" if args.quick else "full",
         "server_options": "-U 0 -l 127.0.0.1 -t 2 -m 1024 -I 2m",

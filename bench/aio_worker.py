@@ -290,6 +290,10 @@ async def run_tasks(ad, case, tasks, duration):
         "fairness": round(min(counts) / max(counts), 4),
         "starved_120ms": sum(1 for g in gaps if g > STARVED_WINDOW),
         "max_gap_ms": round(1e3 * max(gaps), 3),
+        "duration": duration,
+        # times the kernel took the CPU away from this process during the run:
+        # a sign of other load on the machine
+        "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw,
     }
 
 
@@ -337,10 +341,16 @@ async def run_group(job, tasks, seeder, log):
                 if not res["checks"]:
                     res["checks"] = names
                 stage = "warm-up"
+                length = duration
                 if warmup > 0:
-                    await run_tasks(ad, case, tasks, warmup)
+                    warm = await run_tasks(ad, case, tasks, warmup)
+                    # long enough for every task to complete about
+                    # min_task_ops operations (fairness and the 120 ms
+                    # windows need a few per task), within max_duration
+                    need = job.get("min_task_ops", 0) * tasks / warm["ops_per_sec"]
+                    length = min(max(duration, need), job.get("max_duration", duration))
                 stage = "timed run"
-                run = await run_tasks(ad, case, tasks, duration)
+                run = await run_tasks(ad, case, tasks, length)
                 stage = "check after timing"
                 await check(ad, tasks, seeder)
                 res["runs"].append(run)

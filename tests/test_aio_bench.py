@@ -32,7 +32,8 @@ def installed(module: str) -> bool:
 
 
 def expected_clients() -> list[str]:
-    keys = ["stringclient-thread", "client-thread"]
+    keys = ["aio-stringclient", "aio-client"] if installed("cmemcache.aio") else []
+    keys += ["stringclient-thread", "client-thread"]
     for peer in PEERS:
         if installed(peer):
             keys.append(peer)
@@ -128,6 +129,19 @@ def test_quick_run_measured_the_peer(quick_run, peer):
             if key == peer and res["status"] == "ok"]
     assert len(runs) == len(expected_loops()) * len(CASES) * len(CONCURRENCY)
     assert report["meta"]["clients"][peer]
+
+
+@pytest.mark.hang_timeout(600)
+@pytest.mark.parametrize("key", ("aio-stringclient", "aio-client"))
+def test_quick_run_measured_cmemcache_aio(quick_run, key):
+    pytest.importorskip("cmemcache.aio")
+    _out, report, _proc = quick_run
+    runs = [(loop, case, tasks) for loop, case, tasks, k, res in _client_results(report)
+            if k == key and res["status"] == "ok"]
+    assert len(runs) == len(expected_loops()) * len(CASES) * len(CONCURRENCY)
+    for row in report["targets"]:
+        assert row["aio"][key] is not None, row
+        assert row["met"][key] in (True, False)
 
 
 @pytest.mark.hang_timeout(600)
