@@ -262,6 +262,14 @@ async def run_tasks(ad, case, tasks, duration):
         timer = loop.call_later(duration, stop.__setitem__, 0, True)
         try:
             await asyncio.gather(*jobs)
+        except BaseException:
+            # one task failed: the others stop after their current operation
+            # (or are cancelled after 5 s), before the client is closed
+            stop[0] = True
+            _done, pending = await asyncio.wait(jobs, timeout=5.0)
+            for job in pending:
+                job.cancel()
+            raise
         finally:
             timer.cancel()
             stop[0] = True
@@ -291,8 +299,9 @@ async def run_tasks(ad, case, tasks, duration):
         "starved_120ms": sum(1 for g in gaps if g > STARVED_WINDOW),
         "max_gap_ms": round(1e3 * max(gaps), 3),
         "duration": duration,
-        # times the kernel took the CPU away from this process during the run:
-        # a sign of other load on the machine
+        # times the kernel took the CPU away from this process during the run
+        # (for memcached on the same CPU, for the process's own threads, or
+        # for other load on the machine)
         "involuntary_switches": ru1.ru_nivcsw - ru0.ru_nivcsw,
     }
 

@@ -352,3 +352,58 @@ def test_quantile_is_nearest_rank():
     assert aio_worker._quantile(values, 0.99) == 99
     assert aio_worker._quantile(values, 1.0) == 100
     assert aio_worker._quantile([7], 0.99) == 7
+
+
+class FailingSoon(aio_clients.ThreadStringClient):
+    """Right answers for the answer check (2 + max(tasks, 2) gets), then a
+    ConnectionResetError on the next get: the first of the warm-up."""
+
+    key = "failing-soon"
+
+    async def open(self, port, concurrency):
+        await super().open(port, concurrency)
+        inner = self.get
+        self.count = 0
+        self.fail_at = 3 + max(concurrency, 2)
+
+        async def get(key):
+            self.count += 1
+            if self.count == self.fail_at:
+                raise ConnectionResetError("reset by the test")
+            return await inner(key)
+        self.get = get
+
+
+def test_run_tasks_stops_every_task_when_one_fails(seeded):
+    port, _seeder = seeded
+
+    async def go():
+        ad = FailingSoon()
+        await ad.open(port, 16)
+        ad.fail_at = 10                 # the 10th get of the run
+        try:
+            with pytest.raises(ConnectionResetError):
+                await aio_worker.run_tasks(ad, "get_hit", 16, 5.0)
+            return ad.count, [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        finally:
+            await ad.close()
+    count, left = asyncio.run(go())
+    assert left == []
+    # after the failure no task starts more than one more get (one it may
+    # start before the failure is seen, none after the stop flag)
+    assert 10 <= count <= 10 + 2 * 15
+
+
+def test_run_group_reports_a_failing_client_and_times_the_others(seeded, monkeypatch):
+    port, seeder = seeded
+    monkeypatch.setitem(aio_clients.ADAPTER_BY_KEY, FailingSoon.key, FailingSoon)
+    job = {"port": port, "case": "get_hit", "rounds": 2, "duration": 0.02, "warmup": 0.01,
+           "clients": [FailingSoon.key, "stringclient-thread"]}
+    out = asyncio.run(aio_worker.run_group(job, 4, seeder, lambda msg: None))
+    assert out[FailingSoon.key]["status"] == "error"
+    assert out[FailingSoon.key]["detail"] == \
+        "warm-up: ConnectionResetError: reset by the test"
+    assert out[FailingSoon.key]["runs"] == []
+    assert out["stringclient-thread"]["status"] == "ok"
+    assert len(out["stringclient-thread"]["runs"]) == 2
+    assert out["stringclient-thread"]["checks"] == ["get", "get_miss", "get x4 concurrent"]
