@@ -64,7 +64,8 @@ def label_of(key):
 
 
 def run_worker(job, timeout):
-    """One client process for one (loop, case, tasks) job; its JSON result."""
+    """One client process for one (loop, case) job; its JSON result. The process
+    is killed if it outlives `timeout` or this one is interrupted."""
     proc = subprocess.run([sys.executable, WORKER], input=json.dumps(job), text=True,
                           stdout=subprocess.PIPE, stderr=None, timeout=timeout)
     if proc.returncode != 0:
@@ -239,8 +240,6 @@ def _cell(res, field):
 def _fmt_threshold(row):
     if row["what"] == "ops/s":
         return "{:,.0f}".format(row["threshold"])
-    if row["what"] == "fairness":
-        return "%.2f" % row["threshold"]
     return "%.2f" % row["threshold"]
 
 
