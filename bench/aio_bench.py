@@ -92,44 +92,73 @@ def summarize(res):
 
 
 def run_all(args, adapters, loops, cases, concs, port, log):
-    """One client process per (case, loop), every number of tasks in it."""
+    """The rounds in passes over every (case, loop), one client process each:
+    with one round per pass (the full mode) the rounds of a client are minutes
+    apart, so a burst of other load on the machine spoils one of them, not all."""
     results = {}
+    merged = {}         # (loop, case, tasks, key) -> the client's result so far
+    passes = args.passes
+    per_pass = [args.rounds // passes + (1 if i < args.rounds % passes else 0)
+                for i in range(passes)]
     rotate = 0
-    for case in cases:
-        for loop in loops:
+    for pno, rounds in enumerate(per_pass):
+        for case in cases:
+            for loop in loops:
+                keys = [a.key for a in adapters if a.cases is None or case in a.cases]
+                if not keys or not rounds:
+                    continue
+                skip = {str(n): [k for k in keys if merged.get((loop, case, n, k), {}).get(
+                    "status", "ok") != "ok"] for n in concs}
+                job = {"port": port, "loop": loop, "case": case, "concurrency": concs,
+                       "clients": keys, "skip": skip, "rounds": rounds,
+                       "duration": args.duration, "warmup": args.warmup, "pools": args.pools,
+                       "rotate": rotate, "min_task_ops": MIN_TASK_OPS,
+                       "max_duration": args.max_duration}
+                rotate += 1
+                budget = 120 + len(concs) * len(keys) * rounds * (
+                    args.max_duration + args.warmup + 10)
+                t = time.monotonic()
+                try:
+                    out = run_worker(job, budget)
+                    groups = out["concurrency"]
+                    loop_class = out.get("loop_class")
+                except Exception as e:
+                    groups = {str(n): {k: {"status": "error", "detail": "%s: %s" % (
+                        type(e).__name__, e)} for k in keys if k not in skip[str(n)]}
+                        for n in concs}
+                    loop_class = None
+                block = results.setdefault(loop, {"loop_class": loop_class, "cases": {}})
+                if loop_class:
+                    block["loop_class"] = loop_class
+                for n in concs:
+                    for k, res in (groups.get(str(n)) or {}).items():
+                        prev = merged.get((loop, case, n, k))
+                        if prev is None:
+                            merged[(loop, case, n, k)] = res
+                        elif prev["status"] == "ok":
+                            prev["runs"].extend(res.get("runs") or [])
+                            prev["checks"] = prev.get("checks") or res.get("checks")
+                            if res["status"] != "ok":
+                                prev["status"], prev["detail"] = res["status"], res.get("detail")
+                log("  pass %d/%d  %-8s %-14s (%.1f s)" % (pno + 1, passes, loop, case,
+                                                          time.monotonic() - t))
+    for (loop, case, n, k), res in merged.items():
+        summarize(res)
+    for loop in loops:
+        if loop not in results:
+            continue
+        for case in cases:
             keys = [a.key for a in adapters if a.cases is None or case in a.cases]
             if not keys:
                 continue
-            job = {"port": port, "loop": loop, "case": case, "concurrency": concs,
-                   "clients": keys, "rounds": args.rounds, "duration": args.duration,
-                   "warmup": args.warmup, "pools": args.pools, "rotate": rotate,
-                   "min_task_ops": MIN_TASK_OPS, "max_duration": args.max_duration}
-            rotate += 1
-            budget = 120 + len(concs) * len(keys) * args.rounds * (
-                args.max_duration + args.warmup + 10)
-            t = time.monotonic()
-            try:
-                out = run_worker(job, budget)
-                groups = out["concurrency"]
-                loop_class = out.get("loop_class")
-            except Exception as e:
-                groups = {str(n): {k: {"status": "error", "detail": "%s: %s" % (
-                    type(e).__name__, e)} for k in keys} for n in concs}
-                loop_class = None
-            block = results.setdefault(loop, {"loop_class": loop_class, "cases": {}})
-            if loop_class:
-                block["loop_class"] = loop_class
-            cblock = block["cases"].setdefault(case, {"title": aio_worker.CASES[case][0],
-                                                      "concurrency": {}})
+            cblock = results[loop]["cases"].setdefault(
+                case, {"title": aio_worker.CASES[case][0], "concurrency": {}})
             for n in concs:
-                clients = groups.get(str(n)) or {k: {"status": "error", "detail": "no result"}
-                                                 for k in keys}
-                for res in clients.values():
-                    summarize(res)
+                clients = {k: merged.get((loop, case, n, k)) or {
+                    "status": "error", "detail": "no result"} for k in keys}
                 cblock["concurrency"][str(n)] = {"clients": clients}
                 log("  %-8s %-14s x%-4d %s" % (loop, case, n, "  ".join(
                     "%s=%s" % (k, _fmt_short(v)) for k, v in clients.items())))
-            log("  (%.1f s)" % (time.monotonic() - t))
     return results
 
 
@@ -533,6 +562,8 @@ def main(argv=None):
     args.duration = args.duration or (0.03 if args.quick else 0.3)
     args.warmup = args.warmup if args.warmup is not None else args.duration / 4
     args.max_duration = 4 * args.duration
+    # full mode: one round per pass over all cases and loops; quick: one pass
+    args.passes = 1 if args.quick else args.rounds
     if not (1 <= args.rounds <= 100) or not (0 < args.duration <= 60) or \
             not (0 <= args.warmup <= 60):
         ap.error("--rounds must be 1..100, --duration 0..60 s, --warmup 0..60 s")
@@ -606,7 +637,8 @@ def main(argv=None):
         "kernel": platform.release(), "python": platform.python_version(),
         "memcached": memcached_version(), "clients": versions, "skipped_clients": skipped,
         "loops": loop_versions, "cmemcache_revision": repo_revision(),
-        "rounds": args.rounds, "duration": args.duration, "warmup": args.warmup,
+        "rounds": args.rounds, "passes": args.passes, "duration": args.duration,
+        "warmup": args.warmup,
         "max_duration": args.max_duration, "min_task_ops": MIN_TASK_OPS,
         "concurrency": concs, "cases": cases,
         "mode": "quick" if args.quick else "full",

@@ -3,10 +3,11 @@
     python3 bench/aio_worker.py < job.json > result.json
 
 One job is one event loop and one case, with a list of clients and of numbers
-of tasks. The worker makes the event loop, then for each number of tasks, each
-round and each client (the starting client rotating from round to round):
-opens the client, checks its answers at that concurrency, warms it up, times
-it, checks it again and closes it. Only
+of tasks (and, per number of tasks, clients to leave out: those that failed in
+an earlier job). The worker makes the event loop, then for each number of
+tasks, each round and each client (the starting client rotating from round to
+round): opens the client, checks its answers at that concurrency, warms it up,
+times it, checks it again and closes it. Only
 this process runs the clients; memcached runs outside it, so the CPU time
 measured here (time.process_time, all threads of this process) is the client
 side's alone. Prints one JSON object. See bench/README.md.
@@ -329,7 +330,9 @@ async def run_group(job, tasks, seeder, log):
     duration, warmup = job["duration"], job["warmup"]
     pools = job.get("pools") or {}
     check = CHECKS[case]
-    adapters = [aio_clients.ADAPTER_BY_KEY[k](pool=pools.get(k)) for k in job["clients"]]
+    skip = set((job.get("skip") or {}).get(str(tasks), ()))
+    adapters = [aio_clients.ADAPTER_BY_KEY[k](pool=pools.get(k)) for k in job["clients"]
+                if k not in skip]
     out = {}
     for ad in adapters:
         out[ad.key] = {"status": "ok", "settings": ad.settings(tasks), "checks": [],

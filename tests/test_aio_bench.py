@@ -150,6 +150,7 @@ def test_quick_run_meta_targets_and_files(quick_run):
     meta = report["meta"]
     assert meta["mode"] == "quick"
     assert meta["rounds"] == 1
+    assert meta["passes"] == 1
     assert meta["concurrency"] == list(CONCURRENCY)
     assert meta["memcached"].startswith("memcached ")
     assert meta["loops"]["asyncio"].startswith("Python ")
@@ -189,6 +190,27 @@ def test_quick_run_meta_targets_and_files(quick_run):
             assert (out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
         assert report["plots"] == []
+
+
+@pytest.mark.hang_timeout(300)
+def test_full_mode_runs_one_round_per_pass(tmp_path):
+    clients = ["stringclient-thread"] + (["aiomcache"] if installed("aiomcache") else [])
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "aio_bench.py"), "--rounds", "3",
+         "--duration", "0.02", "--cases", "get_hit,set_10", "--concurrency", "1,16",
+         "--loops", "asyncio", "--clients", ",".join(clients), "--pin", "none",
+         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("pass 3/3") == 2          # one line per case in the last pass
+    report = json.loads((tmp_path / "aio.json").read_text())
+    assert report["meta"]["mode"] == "full" and report["meta"]["passes"] == 3
+    seen = 0
+    for _loop, case, tasks, key, res in _client_results(report):
+        assert res["status"] == "ok", (case, tasks, key, res.get("detail"))
+        assert len(res["runs"]) == len(res["samples"]) == 3, (case, tasks, key)
+        assert res["ops_per_sec"] == sorted(r["ops_per_sec"] for r in res["runs"])[1]
+        seen += 1
+    assert seen == 2 * 2 * len(clients)
 
 
 def test_cli_rejects_bad_arguments():
@@ -407,3 +429,15 @@ def test_run_group_reports_a_failing_client_and_times_the_others(seeded, monkeyp
     assert out["stringclient-thread"]["status"] == "ok"
     assert len(out["stringclient-thread"]["runs"]) == 2
     assert out["stringclient-thread"]["checks"] == ["get", "get_miss", "get x4 concurrent"]
+
+
+def test_run_group_leaves_out_the_clients_to_skip(seeded):
+    port, seeder = seeded
+    job = {"port": port, "case": "set_10", "rounds": 1, "duration": 0.02, "warmup": 0.0,
+           "clients": ["stringclient-thread", "client-thread"],
+           "skip": {"4": ["stringclient-thread"], "16": ["client-thread"]}}
+    out4 = asyncio.run(aio_worker.run_group(job, 4, seeder, lambda msg: None))
+    out16 = asyncio.run(aio_worker.run_group(job, 16, seeder, lambda msg: None))
+    assert list(out4) == ["client-thread"]
+    assert list(out16) == ["stringclient-thread"]
+    assert out4["client-thread"]["status"] == out16["stringclient-thread"]["status"] == "ok"
