@@ -23,6 +23,11 @@ HOST = "127.0.0.1"
 #: threads of the pool asyncio.to_thread runs on, for the sync cmemcache
 #: clients: min(tasks, THREADS). Chosen by a sweep at 256 tasks (bench/README.md).
 THREADS = 4
+#: request deadline of the sync cmemcache clients (seconds): long, so that a
+#: machine that stalls the client process for a second (a shared, loaded VM)
+#: costs a slow call, not a failed case; the peers have no deadline at all
+#: here. A deadline costs the same whatever its length.
+TIMEOUT = 10.0
 
 
 class Adapter:
@@ -213,7 +218,7 @@ class _Threaded(Adapter):
 
     def settings(self, concurrency):
         return {"pool_size": self.pool_for(concurrency),
-                "threads": self.pool_for(concurrency)}
+                "threads": self.pool_for(concurrency), "timeout": TIMEOUT}
 
     def make(self, servers, pool_size):
         raise NotImplementedError
@@ -250,7 +255,7 @@ class ThreadStringClient(_Threaded):
 
     def make(self, servers, pool_size):
         import cmemcache
-        return cmemcache.StringClient(servers, pool_size=pool_size)
+        return cmemcache.StringClient(servers, pool_size=pool_size, timeout=TIMEOUT)
 
 
 class ThreadClient(_Threaded):
@@ -264,7 +269,7 @@ class ThreadClient(_Threaded):
 
     def make(self, servers, pool_size):
         import cmemcache
-        return cmemcache.Client(servers, pool_size=pool_size)
+        return cmemcache.Client(servers, pool_size=pool_size, socket_timeout=TIMEOUT)
 
 
 class _Aio(Adapter):
