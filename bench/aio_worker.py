@@ -215,16 +215,21 @@ async def run_tasks(ad, case, tasks, duration):
     """Run `tasks` tasks of the case's operation for `duration` seconds.
 
     Every task waits for a common start, then loops until the stop flag is
-    set (a timer after `duration`), awaiting one operation at a time and
-    recording each call's latency and the longest time it went without a
-    reply (from the start to its first reply, between replies, and to its
-    last reply, which may come after the stop). Returns the numbers of the
-    run; the garbage collector is off meanwhile.
+    set, awaiting one operation at a time and recording each call's latency
+    and the longest time it went without a reply (from the start to its
+    first reply, between replies, and to its last reply, which may come
+    after the stop). The stop is a timer armed by the last task to start, so
+    every task does at least one operation: a timer armed at the start can
+    fire before the tasks' first steps on a loop that runs due timers before
+    ready callbacks (uvloop) when the process stalls. Returns the numbers of
+    the run; the garbage collector is off meanwhile.
     """
     op_factory = CASES[case][1]
     loop = asyncio.get_running_loop()
     start = asyncio.Event()
     stop = [False]
+    started = [0]
+    timer = [None]
     t0 = [0.0]
     counts = [0] * tasks
     gaps = [0.0] * tasks
@@ -239,6 +244,10 @@ async def run_tasks(ad, case, tasks, duration):
         n = 0
         lat = []
         add = lat.append
+        started[0] += 1
+        if started[0] == tasks:
+            # the last task to start arms the stop (see above)
+            timer[0] = loop.call_later(duration, stop.__setitem__, 0, True)
         while not stop[0]:
             t = pc()
             await op()
@@ -260,7 +269,6 @@ async def run_tasks(ad, case, tasks, duration):
         cpu0 = time.process_time()
         t0[0] = time.perf_counter()
         start.set()
-        timer = loop.call_later(duration, stop.__setitem__, 0, True)
         try:
             await asyncio.gather(*jobs)
         except BaseException:
@@ -272,7 +280,8 @@ async def run_tasks(ad, case, tasks, duration):
                 job.cancel()
             raise
         finally:
-            timer.cancel()
+            if timer[0] is not None:
+                timer[0].cancel()
             stop[0] = True
         t1 = time.perf_counter()
         cpu1 = time.process_time()

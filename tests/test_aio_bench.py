@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -366,6 +367,41 @@ def test_run_tasks_counts_every_task_and_the_one_starved():
     assert run["max_gap_ms"] >= 150
     assert run["fairness"] == pytest.approx(counts[0] / max(counts), abs=1e-4)
     assert run["cpu_us_per_op"] > 0
+
+
+class Instant(aio_clients.Adapter):
+    """No server: every operation is one pass through the event loop."""
+
+    def __init__(self):
+        super().__init__()
+        self.get = lambda key: asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_every_task_runs_even_when_the_process_stalls_at_the_start(loop_name, monkeypatch):
+    # a stall between the start and the loop's next iteration (here: 50 ms
+    # before the run awaits its tasks) must not let the stop overtake them
+    if loop_name == "uvloop":
+        pytest.importorskip("uvloop")
+    real_gather = asyncio.gather
+
+    def stalling_gather(*aws, **kwargs):
+        time.sleep(0.05)
+        return real_gather(*aws, **kwargs)
+
+    async def go():
+        monkeypatch.setattr(asyncio, "gather", stalling_gather)
+        try:
+            return await aio_worker.run_tasks(Instant(), "get_hit", 32, 0.001)
+        finally:
+            monkeypatch.setattr(asyncio, "gather", real_gather)
+    loop = aio_worker.make_loop(loop_name)
+    try:
+        run = loop.run_until_complete(go())
+    finally:
+        loop.close()
+    assert run["task_ops_min"] >= 1
+    assert run["ops"] >= 32
 
 
 def test_quantile_is_nearest_rank():
