@@ -55,7 +55,7 @@ XDIST_WORKERS ?= $(if $(filter 1,$(MATRIX_JOBS)),2,1)
 
 .SECONDEXPANSION:
 .PHONY: all deps system-deps venv venvs build build-matrix ctest pytest test test-matrix \
-	demo bench bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
+	demo bench bench-aio bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
 	clean $(addprefix build-,$(MATRIX)) $(addprefix pytest-parallel-,$(MATRIX)) \
 	$(addprefix pytest-serial-,$(MATRIX))
 
@@ -86,7 +86,7 @@ $(addsuffix /.deps-installed,$(MATRIX_VENVS)): %/.deps-installed: requirements-d
 	@touch $@
 
 bench-deps: venv
-	$(PIP) install -r bench/requirements.txt
+	$(PIP) install -r bench/requirements.txt -r bench/requirements-aio.txt
 
 venv: $(STAMP)
 
@@ -225,7 +225,12 @@ demo: deps build bench-deps
 
 bench: deps build bench-deps
 	$(PY) bench/bench.py --scaling
+	$(PY) bench/aio_bench.py
 	$(PY) bench/callgrind.py
+
+# the asyncio clients alone; AIO_ARGS=--quick for the half-minute version
+bench-aio: deps build bench-deps
+	$(PY) bench/aio_bench.py $(AIO_ARGS)
 
 callgrind: deps build bench-deps
 	$(PY) bench/callgrind.py
