@@ -238,6 +238,8 @@ class _Threaded(Adapter):
     async def close(self):
         self.c.disconnect_all()
         self.executor.shutdown(wait=True)
+        # the clients that run next on this loop get a default executor that works
+        asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor())
 
 
 def threads_for(concurrency, override=None):

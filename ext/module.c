@@ -91,6 +91,28 @@ mc_exec(PyObject *module)
         || PyModule_AddType(module, st->client_base_type) < 0) {
         return -1;
     }
+    st->aclient_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &mc_aclient_spec, NULL);
+    st->aconn_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &mc_aconn_spec, NULL);
+    st->acall_type = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &mc_acall_spec, NULL);
+    if (st->aclient_type == NULL || st->aconn_type == NULL
+        || st->acall_type == NULL
+        || PyModule_AddType(module, st->aclient_type) < 0
+        || PyModule_AddType(module, st->acall_type) < 0) {
+        return -1;
+    }
+    PyObject *events = PyImport_ImportModule("asyncio.events");
+    if (events == NULL) {
+        return -1;
+    }
+    st->get_running_loop = PyObject_GetAttrString(events, "get_running_loop");
+    Py_DECREF(events);
+    st->str_set_result = PyUnicode_InternFromString("set_result");
+    if (st->get_running_loop == NULL || st->str_set_result == NULL) {
+        return -1;
+    }
     if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0) {
         return -1;
     }
@@ -103,6 +125,11 @@ mc_traverse(PyObject *module, visitproc visit, void *arg)
     mc_state *st = mc_get_state(module);
     Py_VISIT(st->client_type);
     Py_VISIT(st->client_base_type);
+    Py_VISIT(st->aclient_type);
+    Py_VISIT(st->aconn_type);
+    Py_VISIT(st->acall_type);
+    Py_VISIT(st->get_running_loop);
+    Py_VISIT(st->str_set_result);
     Py_VISIT(st->Error);
     Py_VISIT(st->ConnectionError);
     Py_VISIT(st->TimeoutError);
@@ -121,6 +148,11 @@ mc_clear(PyObject *module)
     mc_state *st = mc_get_state(module);
     Py_CLEAR(st->client_type);
     Py_CLEAR(st->client_base_type);
+    Py_CLEAR(st->aclient_type);
+    Py_CLEAR(st->aconn_type);
+    Py_CLEAR(st->acall_type);
+    Py_CLEAR(st->get_running_loop);
+    Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->ConnectionError);
     Py_CLEAR(st->TimeoutError);

@@ -9,6 +9,11 @@
 typedef struct {
     PyTypeObject *client_type;
     PyTypeObject *client_base_type;
+    PyTypeObject *aclient_type;
+    PyTypeObject *aconn_type;
+    PyTypeObject *acall_type;
+    PyObject *get_running_loop;   /* asyncio's, for cmemcache.aio */
+    PyObject *str_set_result;
     PyObject *Error;
     PyObject *ConnectionError;
     PyObject *TimeoutError;
@@ -26,6 +31,9 @@ typedef struct {
 
 extern PyType_Spec mc_client_spec;
 extern PyType_Spec mc_client_base_spec;
+extern PyType_Spec mc_aclient_spec;
+extern PyType_Spec mc_aconn_spec;
+extern PyType_Spec mc_acall_spec;
 extern struct PyModuleDef mc_module_def;
 
 static inline mc_state *

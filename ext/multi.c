@@ -296,6 +296,46 @@ build_part(struct mc_multi *m, struct mc_part *p)
     return 0;
 }
 
+/* Sets up part p's request and builds its bytes. */
+static int
+build_req(struct mc_multi *m, struct mc_part *p)
+{
+    struct mc_req *r = &p->req;
+    if (m->kind == MC_MULTI_GET) {
+        mc_req_init(r, MC_X_VALUES);
+        r->with_cas = m->with_cas;
+        r->keys = (const char *)&m->items[0].wk;
+        r->key_stride = sizeof(struct mc_item);
+    }
+    else {
+        mc_req_init(r, MC_X_STATUS);
+        if (m->kind == MC_MULTI_SET) {
+            r->accept = 1u << MC_STORED | 1u << MC_NOT_STORED
+                        | 1u << MC_EXISTS | 1u << MC_NOT_FOUND;
+            r->soft_errors = true;
+        }
+        else {
+            r->accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
+        }
+    }
+    r->index = p->items;
+    r->nitems = p->nitems;
+    r->on_item = m->on_item;
+    r->owner = m->owner;
+    return build_part(m, p) < 0 ? -ENOMEM : 0;
+}
+
+int
+mc_multi_build(struct mc_multi *m)
+{
+    for (size_t i = 0; i < m->nparts; i++) {
+        if (build_req(m, &m->parts[i]) < 0) {
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
 int
 mc_multi_queue(struct mc_multi *m)
 {
@@ -304,31 +344,9 @@ mc_multi_queue(struct mc_multi *m)
         if (p->conn == NULL) {
             continue;
         }
-        struct mc_req *r = &p->req;
-        if (m->kind == MC_MULTI_GET) {
-            mc_req_init(r, MC_X_VALUES);
-            r->with_cas = m->with_cas;
-            r->keys = (const char *)&m->items[0].wk;
-            r->key_stride = sizeof(struct mc_item);
-        }
-        else {
-            mc_req_init(r, MC_X_STATUS);
-            if (m->kind == MC_MULTI_SET) {
-                r->accept = 1u << MC_STORED | 1u << MC_NOT_STORED
-                            | 1u << MC_EXISTS | 1u << MC_NOT_FOUND;
-                r->soft_errors = true;
-            }
-            else {
-                r->accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
-            }
-        }
-        r->index = p->items;
-        r->nitems = p->nitems;
-        r->on_item = m->on_item;
-        r->owner = m->owner;
-        if (build_part(m, p) < 0
-            || mc_conn_queue(p->conn, m->noreply ? NULL : r, p->iov, p->niov,
-                             p->fenced)
+        if (build_req(m, p) < 0
+            || mc_conn_queue(p->conn, m->noreply ? NULL : &p->req, p->iov,
+                             p->niov, p->fenced)
                    < 0) {
             return -ENOMEM;
         }

@@ -95,6 +95,10 @@ void mc_multi_part_failed(struct mc_multi *m, struct mc_part *p);
  * Returns 0 or -ENOMEM. */
 int mc_multi_queue(struct mc_multi *m);
 
+/* Builds every part's request (a driver then queues each part's req, iov
+ * and niov itself, with its fence).  Returns 0 or -ENOMEM. */
+int mc_multi_build(struct mc_multi *m);
+
 /* Updates part p after its connection was fed: done when its request is.
  * Returns true when p finished now. */
 bool mc_multi_part_check(struct mc_part *p);

@@ -67,6 +67,7 @@ struct mc_req {
     mc_item_fn on_item;        /* NULL: the reply is discarded */
     mc_done_fn on_done;
     void *owner;
+    void *driver;              /* the driver's own (it queued the request) */
     struct mc_fail fail;       /* MC_REQ_FAILED: why */
 };
 
@@ -95,6 +96,7 @@ mc_req_init(struct mc_req *r, enum mc_expect x)
     r->on_item = NULL;
     r->on_done = NULL;
     r->owner = NULL;
+    r->driver = NULL;
     r->fail.code = 0;
 }
 

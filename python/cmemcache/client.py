@@ -19,7 +19,7 @@ import time as _time
 import zlib
 from collections import Counter
 from datetime import timedelta
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Generator, Iterable, Mapping
 
 from . import _cmemcache
 from ._cmemcache import Error, InvalidKeyError, StringClient, ValueTooLargeError
@@ -49,6 +49,10 @@ _CONNECT_ERRNOS = {errno.ECONNREFUSED, errno.ENOENT, errno.EHOSTUNREACH, errno.E
                    errno.EADDRNOTAVAIL, errno.ECONNABORTED}
 _pickle_dumps = pickle.dumps
 _OMIT = object()  # a value the decoder could not read: left out of get_multi
+_NO_KW: dict[str, Any] = {}
+_WITH_FLAGS = {"with_flags": True}
+# a command's plan: yields (engine method, args, kwargs), returns its result
+_Plan = Generator[tuple[str, tuple[Any, ...], dict[str, Any]], Any, Any]
 _HARD_MAX_VALUE = 1 << 30
 
 
@@ -89,7 +93,7 @@ class _Host:
 
     __slots__ = ("spec", "weight", "family", "address", "ip", "port", "_client", "_sc", "_index")
 
-    def __init__(self, spec: str | tuple[str, int], client: Client, index: int) -> None:
+    def __init__(self, spec: str | tuple[str, int], client: _Policy, index: int) -> None:
         import socket
 
         if isinstance(spec, tuple):
@@ -169,16 +173,13 @@ def _engine_spec(spec: Any) -> Any:
     return spec if weight is None else (spec, weight)
 
 
-class Client(_cmemcache.ClientBase):
-    """A memcached client with python-memcached's interface.
+class _Policy:
+    """Everything cmemcache.Client and cmemcache.aio.Client share:
+    python-memcached's constructor, keys, value encoding, return values and
+    failure handling, and every command as a plan (see _plan_get).  What
+    runs the plans, and on which engine, is each client's own."""
 
-    One object may be shared by threads (each call takes its own connection)
-    and survives ``fork()`` (the child opens its own connections).  Network
-    failures return python-memcached's neutral values (a miss, ``0``,
-    ``None``) and are logged on the ``cmemcache`` logger and counted in
-    ``error_counts``; with ``strict=True`` they raise ``cmemcache.Error``
-    subclasses instead.
-    """
+    _engine: Any  # the engine class: StringClient, or its asyncio namesake
 
     _FLAG_PICKLE = FLAG_PICKLE
     _FLAG_INTEGER = FLAG_INTEGER
@@ -295,9 +296,9 @@ class Client(_cmemcache.ClientBase):
         servers = list(servers)
         old = getattr(self, "_sc", None)
         if old is not None:
-            old.disconnect_all()
+            self._drop_engine(old)
         limit = self.server_max_value_length
-        self._sc = StringClient(
+        self._sc = self._new_engine(
             [_engine_spec(s) for s in servers],
             timeout=self.socket_timeout,
             connect_timeout=self.connect_timeout,
@@ -315,8 +316,14 @@ class Client(_cmemcache.ClientBase):
         self.buckets = [h for h in self.servers for _ in range(h.weight)]
         self._bind()
 
+    def _new_engine(self, servers: list[Any], **options: Any) -> Any:
+        return self._engine(servers, **options)
+
+    def _drop_engine(self, old: Any) -> None:
+        """Closes the connections of an engine set_servers() replaces."""
+        raise NotImplementedError
+
     def _bind(self) -> None:
-        sc = self._sc
         self._decode_cb = self._decoder
         # Plain pickles are read by pickle.loads straight from the engine and
         # written by pickle.dumps without the serializer's layers, unless a
@@ -324,9 +331,6 @@ class Client(_cmemcache.ClientBase):
         ser = self._serializer
         self._unpickle = pickle.loads if ser._fast_loads else None
         self._fast_dumps = ser._fast_dumps
-        self._sc_get = sc.get_decoded
-        self._sc_get_multi = sc.get_multi_decoded
-        self._sc_set = sc.set
         # The engine always checks keys; the Python check runs first only when
         # it can differ (a shorter length limit, or key_encoder output).
         self._python_check = self.do_check_key and (
@@ -334,11 +338,6 @@ class Client(_cmemcache.ClientBase):
         )
         self._prepare = (
             self.key_encoder is not None or self._python_check or self._custom_hash is not None
-        )
-        # What ClientBase's get() and set() run on, in C.
-        self._configure(
-            sc, self._decode_cb, self._unpickle, pickle.dumps if self._fast_dumps else None,
-            self._pickle_protocol, self._max_value_length, not self._prepare,
         )
 
     @property
@@ -379,22 +378,6 @@ class Client(_cmemcache.ClientBase):
     def forget_dead_hosts(self) -> None:
         """Treat every server as alive again."""
         self._sc.forget_dead()
-
-    def disconnect_all(self) -> None:
-        """Close every connection; the next call reconnects."""
-        self._sc.disconnect_all()
-
-    def quit_all(self) -> None:
-        """Close every connection (python-memcached sends "quit" first)."""
-        self._sc.disconnect_all()
-
-    close = disconnect_all
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.disconnect_all()
 
     def debuglog(self, str: str) -> None:
         if self.debug:
@@ -522,22 +505,22 @@ class Client(_cmemcache.ClientBase):
         if isinstance(key, tuple):
             key = key[1]
         if key is None:
-            raise Client.MemcachedKeyNoneError("Key is None")
+            raise _Policy.MemcachedKeyNoneError("Key is None")
         if key == "":
             # python-memcached: only a str can be "empty" here; an empty
             # bytes key fails the character check below.
             if key_extra_len == 0:
-                raise Client.MemcachedKeyNoneError("Key is empty")
+                raise _Policy.MemcachedKeyNoneError("Key is empty")
             return
         if not isinstance(key, bytes):
-            raise Client.MemcachedKeyTypeError("Key must be a binary string")
+            raise _Policy.MemcachedKeyTypeError("Key must be a binary string")
         limit = self.server_max_key_length
         if (limit != 0 and len(key) + key_extra_len > limit) or (
             len(key) + key_extra_len > SERVER_MAX_KEY_LENGTH
         ):
-            raise Client.MemcachedKeyLengthError(f"Key length is > {limit or SERVER_MAX_KEY_LENGTH}")
+            raise _Policy.MemcachedKeyLengthError(f"Key length is > {limit or SERVER_MAX_KEY_LENGTH}")
         if not valid_key_chars_re.fullmatch(key):
-            raise Client.MemcachedKeyCharacterError(
+            raise _Policy.MemcachedKeyCharacterError(
                 f"Control/space characters not allowed (key={key!r})"
             )
 
@@ -565,11 +548,11 @@ class Client(_cmemcache.ClientBase):
         """The python-memcached exception for a key the engine refused."""
         try:
             self.check_key(self._encode_key(key))
-        except Client.MemcachedKeyError as e:
+        except _Policy.MemcachedKeyError as e:
             return e
         if isinstance(exc, TypeError):
-            return Client.MemcachedKeyTypeError(str(exc))
-        return Client.MemcachedKeyCharacterError(str(exc))
+            return _Policy.MemcachedKeyTypeError(str(exc))
+        return _Policy.MemcachedKeyCharacterError(str(exc))
 
     def _keyed_failure(self, op: str, key: Any, exc: Exception, value: Any) -> Any:
         """A one-key call failed: a key the engine refused raises
@@ -615,26 +598,27 @@ class Client(_cmemcache.ClientBase):
             self._undecodable(key, e, flags)
             return default
 
-    # get() and set() are ClientBase's, in C, for the plain cases; what they
-    # do not cover comes here.
+    # -- the commands, written once -------------------------------------------
+    #
+    # Each command is a plan: a generator that yields the engine call it
+    # needs, as (method name, args, kwargs), and gets back its result (or
+    # has its exception thrown in).  The blocking Client runs plans on
+    # cmemcache.StringClient, cmemcache.aio.Client on its asyncio engine:
+    # the policy (keys, encoding, python-memcached's return values, what a
+    # failure becomes) is the same code for both.
 
-    def _get_slow(self, key: Any, default: Any = None) -> Any:
-        """The value of key; ``default`` on a miss, ``None`` when the server
-        cannot be reached."""
+    def _plan_get(self, key: Any, default: Any = None) -> _Plan:
         if self._prepare:
             key = self._prepare_key(key)
         try:
-            return self._sc_get(key, default, self._decode_cb, self._unpickle)
+            return (yield "get_decoded", (key, default, self._decode_cb, self._unpickle), _NO_KW)
         except (Error, TypeError) as e:
             return self._keyed_failure("get", key, e, None)
 
-    def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
-        """Like get(); remembers the cas id for cas() when cache_cas is set.
-        ``with_token=True`` returns ``(value, cas_id)`` (``(default, None)``
-        on a miss) for an explicit ``cas(..., token=cas_id)``."""
+    def _plan_gets(self, key: Any, default: Any = None, with_token: bool = False) -> _Plan:
         key = self._prepare_key(key)
         try:
-            r = self._sc.gets(key, with_flags=True)
+            r = yield "gets", (key,), _WITH_FLAGS
         except (Error, TypeError) as e:
             return self._keyed_failure("gets", key, e, (None, None) if with_token else None)
         if r is None:
@@ -698,20 +682,17 @@ class Client(_cmemcache.ClientBase):
             self.check_key(self._encode_key_plain(key_prefix))
         return key_prefix or b""
 
-    def get_multi(self, keys: Iterable[Any], key_prefix: Any = "") -> dict[Any, Any]:
-        """A dict of the keys found (prefix not included in its keys). One
-        request per server, all servers at once; keys of an unreachable
-        server are left out."""
+    def _plan_get_multi(self, keys: Iterable[Any], key_prefix: Any = "") -> _Plan:
         prefix = self._prefix(key_prefix)
         engine, back = self._multi_keys(keys, prefix)
         try:
-            found = self._sc_get_multi(engine, prefix, self._decode_cb, _OMIT, self._unpickle)
+            found = yield "get_multi_decoded", (engine, prefix, self._decode_cb, _OMIT,
+                                                self._unpickle), _NO_KW
         except Error as e:
             self._multi_failure("get_multi", engine, prefix, e)
             found = getattr(e, "partial", None) or {}
         if back is None:
-            result: dict[Any, Any] = found
-            return result
+            return found
         return {back[k]: v for k, v in found.items()}
 
     def _first_key_error(self, keys: list[Any], prefix: Any, exc: Exception) -> Exception:
@@ -719,9 +700,9 @@ class Client(_cmemcache.ClientBase):
         for k in keys:
             try:
                 self.check_key(self._encode_key_plain(k), key_extra_len=extra)
-            except Client.MemcachedKeyError as e:
+            except _Policy.MemcachedKeyError as e:
                 return e
-        return Client.MemcachedKeyCharacterError(str(exc))
+        return _Policy.MemcachedKeyCharacterError(str(exc))
 
     # -- storage ------------------------------------------------------------
 
@@ -733,10 +714,10 @@ class Client(_cmemcache.ClientBase):
             return int(time.total_seconds())
         return int(time)
 
-    def _store(
+    def _plan_store(
         self, op: str, key: Any, val: Any, time: Any, min_compress_len: int, noreply: bool,
         token: int | None = None,
-    ) -> Any:
+    ) -> _Plan:
         key = self._prepare_key(key)
         data, flags = self._serializer.dumps(val, min_compress_len)
         limit = self.server_max_value_length
@@ -744,13 +725,11 @@ class Client(_cmemcache.ClientBase):
             return 0
         try:
             ok: bool | None
-            if op == "set":
-                ok = self._sc_set(key, data, self._exptime(time), flags, noreply)
-            elif op == "cas":
+            if op == "cas":
                 assert token is not None
-                ok = self._sc.cas(key, data, token, self._exptime(time), flags, noreply)
+                ok = yield "cas", (key, data, token, self._exptime(time), flags, noreply), _NO_KW
             else:
-                ok = getattr(self._sc, op)(key, data, self._exptime(time), flags, noreply)
+                ok = yield op, (key, data, self._exptime(time), flags, noreply), _NO_KW
         except (Error, TypeError) as e:
             return self._store_failure(op, key, e)
         if ok is True:
@@ -761,10 +740,8 @@ class Client(_cmemcache.ClientBase):
                               "EXISTS" if ok is False else "NOT_FOUND")
         return False
 
-    def _set_slow(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-                  noreply: bool = False) -> Any:
-        """Store val under key.  True when stored, False when the server did
-        not store it, 0 when it was not sent (too large, server down)."""
+    def _plan_set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False) -> _Plan:
         if self._prepare:
             key = self._prepare_key(key)
         t = type(val)
@@ -784,8 +761,8 @@ class Client(_cmemcache.ClientBase):
         if limit and len(data) > limit:
             return 0
         try:
-            ok = self._sc_set(key, data, time if type(time) is int else self._exptime(time),
-                              flags, noreply)
+            ok = yield "set", (key, data, time if type(time) is int else self._exptime(time),
+                               flags, noreply), _NO_KW
         except (Error, TypeError) as e:
             return self._store_failure("set", key, e)
         if ok is True:
@@ -799,46 +776,19 @@ class Client(_cmemcache.ClientBase):
             self._debug_reply("STORED", "NOT_STORED")
         return False
 
-    def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-            noreply: bool = False) -> Any:
-        """Store only if key is absent."""
-        return self._store("add", key, val, time, min_compress_len, noreply)
-
-    def replace(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-                noreply: bool = False) -> Any:
-        """Store only if key is present."""
-        return self._store("replace", key, val, time, min_compress_len, noreply)
-
-    def append(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-               noreply: bool = False) -> Any:
-        """Add val's bytes at the end of the stored value."""
-        return self._store("append", key, val, time, min_compress_len, noreply)
-
-    def prepend(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-                noreply: bool = False) -> Any:
-        """Add val's bytes at the start of the stored value."""
-        return self._store("prepend", key, val, time, min_compress_len, noreply)
-
-    def cas(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
-            noreply: bool = False, *, token: int | None = None) -> Any:
-        """Check and set.  With ``token`` (from ``gets(key, with_token=True)``)
-        stores only if the value is unchanged since.  Without it, as in
-        python-memcached: the id remembered by gets() when cache_cas is set,
-        and a plain set() when there is none.  True when stored, False when
-        the value changed or is gone."""
+    def _plan_cas(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False, token: int | None = None) -> _Plan:
         if token is None:
             if self.cache_cas:
                 token = self.cas_ids.get(self._wire_key(self._prepare_key(key)))
             if token is None:
                 self._statlog("cas")  # python-memcached counts both
-                return self.set(key, val, time, min_compress_len, noreply)
-        return self._store("cas", key, val, time, min_compress_len, noreply, token)
+                return (yield from self._plan_set(key, val, time, min_compress_len, noreply))
+        return (yield from self._plan_store("cas", key, val, time, min_compress_len, noreply,
+                                            token))
 
-    def set_multi(self, mapping: Mapping[Any, Any], time: Any = 0, key_prefix: Any = "",
-                  min_compress_len: int = 0, noreply: bool = False) -> list[Any]:
-        """Store every pair in one round trip per server.  Returns the keys
-        not stored: refused by the server, too large, or on a server that
-        could not be reached."""
+    def _plan_set_multi(self, mapping: Mapping[Any, Any], time: Any = 0, key_prefix: Any = "",
+                        min_compress_len: int = 0, noreply: bool = False) -> _Plan:
         prefix = self._prefix(key_prefix)
         engine, back = self._multi_keys(mapping.keys(), prefix)
         values = list(mapping.values())
@@ -853,7 +803,7 @@ class Client(_cmemcache.ClientBase):
             else:
                 batch[k] = (data, flags)
         try:
-            failed = self._sc.set_multi(batch, self._exptime(time), 0, noreply, prefix)
+            failed = yield "set_multi", (batch, self._exptime(time), 0, noreply, prefix), _NO_KW
         except Error as e:
             self._multi_failure("set_multi", engine, prefix, e)
             partial = getattr(e, "partial", None)
@@ -865,28 +815,24 @@ class Client(_cmemcache.ClientBase):
 
     # -- other commands -----------------------------------------------------
 
-    def delete(self, key: Any, noreply: bool = False) -> int:
-        """1 when deleted, 0 when not found or the server is unreachable."""
+    def _plan_delete(self, key: Any, noreply: bool = False) -> _Plan:
         key = self._prepare_key(key)
         try:
-            if self._sc.delete(key, noreply):
+            if (yield "delete", (key, noreply), _NO_KW):
                 return 1
         except (Error, TypeError) as e:
             return int(self._keyed_failure("delete", key, e, 0))
         self.debuglog("delete expected DELETED, got: b'NOT_FOUND'")
         return 0
 
-    def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
-                     noreply: bool = False) -> int:
-        """Delete every key, one round trip per server.  1 unless a server
-        could not be reached (whether the keys existed does not matter).
-        ``time`` is accepted and ignored: memcached dropped delete delays."""
+    def _plan_delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
+                           noreply: bool = False) -> _Plan:
         prefix = self._prefix(key_prefix)
         engine, _ = self._multi_keys(keys, prefix)
         if self.debug and not noreply and len(engine) > 0:
-            return self._delete_multi_debug(engine, prefix)
+            return (yield from self._plan_delete_multi_debug(engine, prefix))
         try:
-            self._sc.delete_multi(engine, noreply, prefix)
+            yield "delete_multi", (engine, noreply, prefix), _NO_KW
         except Error as e:
             self._multi_failure("delete_multi", engine, prefix, e)
             # python-memcached skips the keys of servers it cannot connect
@@ -894,7 +840,7 @@ class Client(_cmemcache.ClientBase):
             return 1 if self._unreachable(e) else 0
         return 1
 
-    def _delete_multi_debug(self, engine: list[Any], prefix: Any) -> int:
+    def _plan_delete_multi_debug(self, engine: list[Any], prefix: Any) -> _Plan:
         """delete_multi with ``debug``: python-memcached prints a line for
         every key that was not deleted, and the engine's delete_multi
         answers for all keys at once, so each key is deleted on its own
@@ -905,7 +851,7 @@ class Client(_cmemcache.ClientBase):
         rc = 1
         for key in engine:
             try:
-                if not self._sc.delete_multi([key], False, prefix):
+                if not (yield "delete_multi", ([key], False, prefix), _NO_KW):
                     self._debug_reply("DELETED", "NOT_FOUND")
             except Error as e:
                 self._multi_failure("delete_multi", [key], prefix, e)
@@ -914,21 +860,20 @@ class Client(_cmemcache.ClientBase):
         self._extra_stats["delete_multi"] -= len(engine) - 1
         return rc
 
-    def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
-        """Set a new expiry: 1 when touched, 0 when not found or down."""
+    def _plan_touch(self, key: Any, time: Any = 0, noreply: bool = False) -> _Plan:
         key = self._prepare_key(key)
         try:
-            if self._sc.touch(key, self._exptime(time), noreply):
+            if (yield "touch", (key, self._exptime(time), noreply), _NO_KW):
                 return 1
         except (Error, TypeError) as e:
             return int(self._keyed_failure("touch", key, e, 0))
         self.debuglog("touch expected TOUCHED, got: b'NOT_FOUND'")
         return 0
 
-    def _incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> int | None:
+    def _plan_incrdecr(self, op: str, key: Any, delta: int, noreply: bool) -> _Plan:
         key = self._prepare_key(key)
         try:
-            result: int | None = getattr(self._sc, op)(key, int(delta), noreply)
+            result: int | None = yield op, (key, int(delta), noreply), _NO_KW
             return result
         except _cmemcache.ClientError as e:
             if self.strict:
@@ -940,42 +885,29 @@ class Client(_cmemcache.ClientBase):
             result = self._keyed_failure(op, key, e, None)
             return result
 
-    def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
-        """Add delta to a decimal value: the new value, None when not found
-        (or noreply, or down).  Wraps at 2**64."""
-        return self._incrdecr("incr", key, delta, noreply)
-
-    def decr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
-        """Subtract delta from a decimal value, stopping at 0."""
-        return self._incrdecr("decr", key, delta, noreply)
-
-    def flush_all(self, delay: int = 0) -> None:
-        """Invalidate every item on every reachable server (after delay
-        seconds when given)."""
+    def _plan_flush_all(self, delay: int = 0) -> _Plan:
         try:
-            self._sc.flush_all(delay)
+            yield "flush_all", (delay,), _NO_KW
         except Error as e:
             self._failed("flush_all", e)
+        return None
 
-    def _stats(self, args: str | None) -> list[tuple[_Host, dict[str, str]]]:
+    def _plan_stats(self, args: str | None) -> _Plan:
         try:
-            rows = self._sc.get_stats(args)
+            rows = yield "get_stats", (args,), _NO_KW
         except Error as e:
             self._failed("get_stats", e)
             rows = getattr(e, "partial", None) or []
         index = {name: i for i, name in enumerate(self._sc.servers)}
         return [(self.servers[index[name]], stats) for name, stats in rows]
 
-    def get_stats(self, stat_args: str | None = None) -> list[tuple[str, dict[str, str]]]:
-        """[(server name, {stat: value})] of the reachable servers; values
-        are strings as the server sent them."""
-        return [(h.label(), stats) for h, stats in self._stats(stat_args)]
+    def _plan_get_stats(self, stat_args: str | None = None) -> _Plan:
+        rows = yield from self._plan_stats(stat_args)
+        return [(h.label(), stats) for h, stats in rows]
 
-    def get_slab_stats(self) -> list[tuple[str, dict[str, Any]]]:
-        """`stats slabs` per server: {slab id: {field: value}}, plus
-        active_slabs and total_malloced."""
+    def _plan_get_slab_stats(self) -> _Plan:
         out = []
-        for h, stats in self._stats("slabs"):
+        for h, stats in (yield from self._plan_stats("slabs")):
             data: dict[str, Any] = {}
             for name, value in stats.items():
                 if name in ("active_slabs", "total_malloced"):
@@ -986,10 +918,9 @@ class Client(_cmemcache.ClientBase):
             out.append((h.label(), data))
         return out
 
-    def get_slabs(self) -> list[tuple[str, dict[str, dict[str, str]]]]:
-        """`stats items` per server: {slab id: {field: value}}."""
+    def _plan_get_slabs(self) -> _Plan:
         out = []
-        for h, stats in self._stats("items"):
+        for h, stats in (yield from self._plan_stats("items")):
             data: dict[str, dict[str, str]] = {}
             for name, value in stats.items():
                 parts = name.split(":", 2)
@@ -997,3 +928,175 @@ class Client(_cmemcache.ClientBase):
                     data.setdefault(parts[1], {})[parts[2]] = value
             out.append((h.label(), data))
         return out
+
+
+def _run(sc: Any, plan: _Plan) -> Any:
+    """Runs a plan on a blocking engine."""
+    try:
+        name, args, kwargs = next(plan)
+        while True:
+            try:
+                res = getattr(sc, name)(*args, **kwargs)
+            except BaseException as e:  # the plan decides what it catches
+                name, args, kwargs = plan.throw(e)
+            else:
+                name, args, kwargs = plan.send(res)
+    except StopIteration as done:
+        return done.value
+
+
+class Client(_cmemcache.ClientBase, _Policy):
+    """A memcached client with python-memcached's interface.
+
+    One object may be shared by threads (each call takes its own connection)
+    and survives ``fork()`` (the child opens its own connections).  Network
+    failures return python-memcached's neutral values (a miss, ``0``,
+    ``None``) and are logged on the ``cmemcache`` logger and counted in
+    ``error_counts``; with ``strict=True`` they raise ``cmemcache.Error``
+    subclasses instead.
+
+    get() and set() are ClientBase's, in C, for the plain cases (what they
+    do not cover comes to _get_slow and _set_slow).
+    """
+
+    _engine = StringClient
+
+    def _drop_engine(self, old: Any) -> None:
+        old.disconnect_all()
+
+    def _bind(self) -> None:
+        super()._bind()
+        # What ClientBase's get() and set() run on, in C.
+        self._configure(
+            self._sc, self._decode_cb, self._unpickle, pickle.dumps if self._fast_dumps else None,
+            self._pickle_protocol, self._max_value_length, not self._prepare,
+        )
+
+    def _get_slow(self, key: Any, default: Any = None) -> Any:
+        return _run(self._sc, self._plan_get(key, default))
+
+    def _set_slow(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False) -> Any:
+        return _run(self._sc, self._plan_set(key, val, time, min_compress_len, noreply))
+
+    def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
+        """Like get(); remembers the cas id for cas() when cache_cas is set.
+        ``with_token=True`` returns ``(value, cas_id)`` (``(default, None)``
+        on a miss) for an explicit ``cas(..., token=cas_id)``."""
+        return _run(self._sc, self._plan_gets(key, default, with_token))
+
+    def get_multi(self, keys: Iterable[Any], key_prefix: Any = "") -> dict[Any, Any]:
+        """A dict of the keys found (prefix not included in its keys). One
+        request per server, all servers at once; keys of an unreachable
+        server are left out."""
+        result: dict[Any, Any] = _run(self._sc, self._plan_get_multi(keys, key_prefix))
+        return result
+
+    def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+            noreply: bool = False) -> Any:
+        """Store only if key is absent."""
+        return _run(self._sc, self._plan_store("add", key, val, time, min_compress_len, noreply))
+
+    def replace(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                noreply: bool = False) -> Any:
+        """Store only if key is present."""
+        return _run(self._sc, self._plan_store("replace", key, val, time, min_compress_len,
+                                               noreply))
+
+    def append(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+               noreply: bool = False) -> Any:
+        """Add val's bytes at the end of the stored value."""
+        return _run(self._sc, self._plan_store("append", key, val, time, min_compress_len,
+                                               noreply))
+
+    def prepend(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                noreply: bool = False) -> Any:
+        """Add val's bytes at the start of the stored value."""
+        return _run(self._sc, self._plan_store("prepend", key, val, time, min_compress_len,
+                                               noreply))
+
+    def cas(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+            noreply: bool = False, *, token: int | None = None) -> Any:
+        """Check and set.  With ``token`` (from ``gets(key, with_token=True)``)
+        stores only if the value is unchanged since.  Without it, as in
+        python-memcached: the id remembered by gets() when cache_cas is set,
+        and a plain set() when there is none.  True when stored, False when
+        the value changed or is gone."""
+        return _run(self._sc, self._plan_cas(key, val, time, min_compress_len, noreply, token))
+
+    def set_multi(self, mapping: Mapping[Any, Any], time: Any = 0, key_prefix: Any = "",
+                  min_compress_len: int = 0, noreply: bool = False) -> list[Any]:
+        """Store every pair in one round trip per server.  Returns the keys
+        not stored: refused by the server, too large, or on a server that
+        could not be reached."""
+        result: list[Any] = _run(self._sc, self._plan_set_multi(mapping, time, key_prefix,
+                                                                 min_compress_len, noreply))
+        return result
+
+    def delete(self, key: Any, noreply: bool = False) -> int:
+        """1 when deleted, 0 when not found or the server is unreachable."""
+        result: int = _run(self._sc, self._plan_delete(key, noreply))
+        return result
+
+    def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
+                     noreply: bool = False) -> int:
+        """Delete every key, one round trip per server.  1 unless a server
+        could not be reached (whether the keys existed does not matter).
+        ``time`` is accepted and ignored: memcached dropped delete delays."""
+        result: int = _run(self._sc, self._plan_delete_multi(keys, time, key_prefix, noreply))
+        return result
+
+    def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
+        """Set a new expiry: 1 when touched, 0 when not found or down."""
+        result: int = _run(self._sc, self._plan_touch(key, time, noreply))
+        return result
+
+    def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Add delta to a decimal value: the new value, None when not found
+        (or noreply, or down).  Wraps at 2**64."""
+        result: int | None = _run(self._sc, self._plan_incrdecr("incr", key, delta, noreply))
+        return result
+
+    def decr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Subtract delta from a decimal value, stopping at 0."""
+        result: int | None = _run(self._sc, self._plan_incrdecr("decr", key, delta, noreply))
+        return result
+
+    def flush_all(self, delay: int = 0) -> None:
+        """Invalidate every item on every reachable server (after delay
+        seconds when given)."""
+        _run(self._sc, self._plan_flush_all(delay))
+
+    def get_stats(self, stat_args: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """[(server name, {stat: value})] of the reachable servers; values
+        are strings as the server sent them."""
+        result: list[tuple[str, dict[str, str]]] = _run(self._sc, self._plan_get_stats(stat_args))
+        return result
+
+    def get_slab_stats(self) -> list[tuple[str, dict[str, Any]]]:
+        """`stats slabs` per server: {slab id: {field: value}}, plus
+        active_slabs and total_malloced."""
+        result: list[tuple[str, dict[str, Any]]] = _run(self._sc, self._plan_get_slab_stats())
+        return result
+
+    def get_slabs(self) -> list[tuple[str, dict[str, dict[str, str]]]]:
+        """`stats items` per server: {slab id: {field: value}}."""
+        result: list[tuple[str, dict[str, dict[str, str]]]] = _run(self._sc,
+                                                                   self._plan_get_slabs())
+        return result
+
+    def disconnect_all(self) -> None:
+        """Close every connection; the next call reconnects."""
+        self._sc.disconnect_all()
+
+    def quit_all(self) -> None:
+        """Close every connection (python-memcached sends "quit" first)."""
+        self._sc.disconnect_all()
+
+    close = disconnect_all
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect_all()

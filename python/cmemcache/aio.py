@@ -1,0 +1,293 @@
+"""cmemcache.aio: the same C engine as cmemcache, driven by asyncio.
+
+``StringClient`` and ``Client`` have the constructors, methods, arguments,
+return values and exceptions of their blocking namesakes, as coroutines::
+
+    mc = cmemcache.aio.Client(["127.0.0.1:11211"])
+    await mc.set("k", {"a": 1})
+    await mc.get("k")
+
+Many tasks share one client: their requests go out back to back on a few
+connections per server (``max_connections``, default 2) with up to
+``max_inflight`` requests in flight on each (default 64), and the engine
+matches every reply to its request in order.  A cancelled call (a cancelled
+task, ``asyncio.timeout``, ``wait_for``) never leaves a reply behind for the
+next one: the engine reads and discards it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections.abc
+import errno
+import socket
+from typing import Any
+
+from collections.abc import Iterable, Mapping
+
+from . import _cmemcache
+from ._cmemcache import AsyncCall, Error
+from .client import _Plan, _Policy
+
+__all__ = ["Client", "StringClient"]
+
+# A call is a coroutine: asyncio.create_task() and TaskGroups take it.
+collections.abc.Coroutine.register(AsyncCall)
+
+
+class StringClient(_cmemcache.AsyncStringClient):
+    """``cmemcache.StringClient`` for asyncio: bytes in, bytes out, every
+    method a coroutine.  Extra arguments: ``max_connections`` per server and
+    ``max_inflight`` requests per connection."""
+
+    def _connect(self, index: int, timeout: float) -> None:
+        """The engine asks for a connection to server ``index``."""
+        asyncio.get_running_loop().create_task(self._open(index, timeout))
+
+    async def _open(self, index: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        spec = self._server(index)
+        sock: socket.socket | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                if spec[0] == "unix":
+                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    sock.setblocking(False)
+                    await loop.sock_connect(sock, spec[1])
+                else:
+                    sock = await _tcp(loop, spec[1], spec[2], spec[0] == "tcp6")
+        except TimeoutError:
+            if sock is not None:
+                sock.close()
+            self._connect_failed(index, errno.ETIMEDOUT, "timed out")
+            return
+        except socket.gaierror as e:
+            self._connect_failed(index, 0, str(e.strerror or e))
+            return
+        except OSError as e:
+            if sock is not None:
+                sock.close()
+            self._connect_failed(index, e.errno or errno.ECONNREFUSED, str(e))
+            return
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            self._connect_failed(index, errno.ECONNABORTED, "connect cancelled")
+            raise
+        self._attach(index, sock.detach())
+
+    async def close(self) -> None:
+        """Closes every connection (what is in flight fails); the client can
+        be used again afterwards."""
+        self._close_now()
+        self._reopen()
+
+    disconnect_all = close
+
+    async def __aenter__(self) -> StringClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _numeric(host: str, port: int) -> list[tuple[Any, ...]]:
+    """getaddrinfo()'s answer for an IP address literal, without a thread."""
+    for family, addr in ((socket.AF_INET, (host, port)), (socket.AF_INET6, (host, port, 0, 0))):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", addr)]
+    return []
+
+
+async def _tcp(loop: asyncio.AbstractEventLoop, host: str, port: int, v6: bool) -> socket.socket:
+    """A connected non-blocking TCP socket, trying every address in turn."""
+    infos = _numeric(host, port)
+    if not infos:
+        family = socket.AF_INET6 if v6 else socket.AF_UNSPEC
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    last: OSError | None = None
+    for fam, kind, proto, _, addr in infos:
+        sock = socket.socket(fam, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            await loop.sock_connect(sock, addr)
+            return sock
+        except OSError as e:
+            sock.close()
+            last = e
+        except BaseException:
+            sock.close()
+            raise
+    raise last if last is not None else OSError(errno.ECONNREFUSED, "no address")
+
+
+async def _arun(sc: Any, plan: _Plan) -> Any:
+    """Runs a plan (see cmemcache.client) on the asyncio engine."""
+    try:
+        name, args, kwargs = next(plan)
+        while True:
+            try:
+                res = await getattr(sc, name)(*args, **kwargs)
+            except BaseException as e:  # the plan decides what it catches
+                name, args, kwargs = plan.throw(e)
+            else:
+                name, args, kwargs = plan.send(res)
+    except StopIteration as done:
+        return done.value
+
+
+class Client(_Policy):
+    """``cmemcache.Client`` for asyncio: python-memcached's constructor,
+    keys, values, return values and failure handling, every command a
+    coroutine.  The same engine as ``cmemcache.aio.StringClient`` runs
+    underneath; the extra arguments ``max_connections`` and
+    ``max_inflight`` go to it.
+
+    Failures return python-memcached's neutral values as in the blocking
+    client (with ``strict=True`` they raise); a cancelled call raises
+    ``asyncio.CancelledError`` and leaves nothing behind.
+    """
+
+    _engine = StringClient
+
+    def __init__(self, servers: Iterable[str | tuple[str, int]], *args: Any,
+                 max_connections: int = 2, max_inflight: int = 64, **kwargs: Any) -> None:
+        self._engine_options: dict[str, Any] = {"max_connections": max_connections,
+                                "max_inflight": max_inflight}
+        super().__init__(servers, *args, **kwargs)
+
+    def _new_engine(self, servers: list[Any], **options: Any) -> Any:
+        return self._engine(servers, **options, **self._engine_options)
+
+    def _drop_engine(self, old: Any) -> None:
+        old._close_now()
+
+    async def get(self, key: Any, default: Any = None) -> Any:
+        """The value stored under key, or default when there is none."""
+        if not self._prepare:
+            try:
+                return await self._sc.get_decoded(key, default, self._decode_cb, self._unpickle)
+            except (Error, TypeError) as e:
+                return self._keyed_failure("get", key, e, None)
+        return await _arun(self._sc, self._plan_get(key, default))
+
+    async def gets(self, key: Any, default: Any = None, *, with_token: bool = False) -> Any:
+        """Like get(); remembers the cas id for cas() when cache_cas is set.
+        ``with_token=True`` returns ``(value, cas_id)``."""
+        return await _arun(self._sc, self._plan_gets(key, default, with_token))
+
+    async def get_multi(self, keys: Iterable[Any], key_prefix: Any = "") -> dict[Any, Any]:
+        """A dict of the keys found (prefix not included in its keys)."""
+        result: dict[Any, Any] = await _arun(self._sc, self._plan_get_multi(keys, key_prefix))
+        return result
+
+    async def set(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False) -> Any:
+        """Store val under key: True when stored."""
+        return await _arun(self._sc, self._plan_set(key, val, time, min_compress_len, noreply))
+
+    async def add(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False) -> Any:
+        """Store only if key is absent."""
+        return await _arun(self._sc, self._plan_store("add", key, val, time, min_compress_len,
+                                                      noreply))
+
+    async def replace(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                      noreply: bool = False) -> Any:
+        """Store only if key is present."""
+        return await _arun(self._sc, self._plan_store("replace", key, val, time,
+                                                      min_compress_len, noreply))
+
+    async def append(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                     noreply: bool = False) -> Any:
+        """Add val's bytes at the end of the stored value."""
+        return await _arun(self._sc, self._plan_store("append", key, val, time,
+                                                      min_compress_len, noreply))
+
+    async def prepend(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                      noreply: bool = False) -> Any:
+        """Add val's bytes at the start of the stored value."""
+        return await _arun(self._sc, self._plan_store("prepend", key, val, time,
+                                                      min_compress_len, noreply))
+
+    async def cas(self, key: Any, val: Any, time: Any = 0, min_compress_len: int = 0,
+                  noreply: bool = False, *, token: int | None = None) -> Any:
+        """Check and set, as cmemcache.Client.cas()."""
+        return await _arun(self._sc, self._plan_cas(key, val, time, min_compress_len, noreply,
+                                                    token))
+
+    async def set_multi(self, mapping: Mapping[Any, Any], time: Any = 0, key_prefix: Any = "",
+                        min_compress_len: int = 0, noreply: bool = False) -> list[Any]:
+        """Store every pair; returns the keys not stored."""
+        result: list[Any] = await _arun(self._sc, self._plan_set_multi(
+            mapping, time, key_prefix, min_compress_len, noreply))
+        return result
+
+    async def delete(self, key: Any, noreply: bool = False) -> int:
+        """1 when deleted, 0 when not found or the server is unreachable."""
+        result: int = await _arun(self._sc, self._plan_delete(key, noreply))
+        return result
+
+    async def delete_multi(self, keys: Iterable[Any], time: Any = None, key_prefix: Any = "",
+                           noreply: bool = False) -> int:
+        """Delete every key: 1 unless a server could not be reached."""
+        result: int = await _arun(self._sc, self._plan_delete_multi(keys, time, key_prefix,
+                                                                    noreply))
+        return result
+
+    async def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
+        """Set a new expiry: 1 when touched, 0 when not found or down."""
+        result: int = await _arun(self._sc, self._plan_touch(key, time, noreply))
+        return result
+
+    async def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Add delta to a decimal value: the new value, None when not found."""
+        result: int | None = await _arun(self._sc, self._plan_incrdecr("incr", key, delta,
+                                                                       noreply))
+        return result
+
+    async def decr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
+        """Subtract delta from a decimal value, stopping at 0."""
+        result: int | None = await _arun(self._sc, self._plan_incrdecr("decr", key, delta,
+                                                                       noreply))
+        return result
+
+    async def flush_all(self, delay: int = 0) -> None:
+        """Invalidate every item on every reachable server."""
+        await _arun(self._sc, self._plan_flush_all(delay))
+
+    async def get_stats(self, stat_args: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """[(server name, {stat: value})] of the reachable servers."""
+        result: list[tuple[str, dict[str, str]]] = await _arun(
+            self._sc, self._plan_get_stats(stat_args))
+        return result
+
+    async def get_slab_stats(self) -> list[tuple[str, dict[str, Any]]]:
+        """`stats slabs` per server."""
+        result: list[tuple[str, dict[str, Any]]] = await _arun(self._sc,
+                                                               self._plan_get_slab_stats())
+        return result
+
+    async def get_slabs(self) -> list[tuple[str, dict[str, dict[str, str]]]]:
+        """`stats items` per server."""
+        result: list[tuple[str, dict[str, dict[str, str]]]] = await _arun(
+            self._sc, self._plan_get_slabs())
+        return result
+
+    async def close(self) -> None:
+        """Close every connection (what is in flight fails); the next call
+        reconnects."""
+        await self._sc.close()
+
+    disconnect_all = close
+    quit_all = close
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
