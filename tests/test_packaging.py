@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tarfile
 import venv
+import zipfile
 
 import pytest
 
@@ -42,6 +43,12 @@ def test_sdist_and_wheel_install_in_a_fresh_venv(tmp_path, memcached):
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(src)])
     wheels = list(dist.glob("cmemcache-*.whl"))
     assert len(wheels) == 1
+    with zipfile.ZipFile(wheels[0]) as whl:
+        info = {n.split("/", 1)[1]: n for n in whl.namelist() if ".dist-info/" in n}
+        assert "licenses/LICENSE" in info, sorted(info)
+        assert whl.read(info["licenses/LICENSE"]) == (ROOT / "LICENSE").read_bytes()
+        meta = whl.read(info["METADATA"]).decode()
+        assert "License-Expression: MIT" in meta and "License-File: LICENSE" in meta, meta[:800]
 
     env = tmp_path / "venv"
     venv.create(env, with_pip=True)
