@@ -43,7 +43,7 @@ if ! ssl_flags=$(pkg-config --cflags --libs openssl 2>/dev/null); then
 fi
 if [ -n "$ssl_flags" ]; then
     tests="$tests
-test_tls:ext/proto.c,ext/buf.c,ext/conn.c,ext/tls.c,tests/c/test_tls.c:$(echo "$ssl_flags -pthread" | tr ' ' ',')"
+test_tls:ext/proto.c,ext/buf.c,ext/conn.c,ext/tls.c,ext/tls_ctx.c,tests/c/test_tls.c:$(echo "$ssl_flags -pthread" | tr ' ' ',')"
 else
     echo "== OpenSSL not found (Debian: libssl-dev): test_tls NOT built or run" >&2
 fi
