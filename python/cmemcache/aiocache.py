@@ -49,9 +49,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiocache import AIOCACHE_CACHES
-from aiocache.base import BaseCache
-from aiocache.serializers import JsonSerializer
+from aiocache import AIOCACHE_CACHES  # type: ignore[import-untyped, unused-ignore]
+from aiocache.base import BaseCache  # type: ignore[import-untyped, unused-ignore]
+from aiocache.serializers import JsonSerializer  # type: ignore[import-untyped, unused-ignore]
 
 import cmemcache
 import cmemcache.aio
@@ -109,7 +109,7 @@ def _key_error(key: Any, exc: Exception) -> TypeError:
     return TypeError(f"cmemcache error: invalid key: {key!r} ({exc})")
 
 
-class CMemcacheBackend(BaseCache):
+class CMemcacheBackend(BaseCache):  # type: ignore[misc, unused-ignore]
     """The memcached commands of aiocache's ``BaseCache`` on
     ``cmemcache.aio.Client`` (no serializer default, keys as built)."""
 
