@@ -47,6 +47,14 @@ Differences from Django's backends:
 * Keys are also checked for their UTF-8 length: a key of 250 characters or
   fewer that is longer than 250 bytes raises ``InvalidCacheKey`` instead of
   a client error.
+* The async methods pickle and unpickle on the event loop, where Django's
+  fallback did it in a thread: a value whose pickling queries the database
+  (an unevaluated ``QuerySet``) raises ``SynchronousOnlyOperation`` there,
+  as any database query in async code does; evaluate it first
+  (``list(qs)``).
+* Where each async call runs on a loop of its own (``async_to_sync``, an
+  async view under WSGI), its first cache call opens a connection for
+  that loop; an ASGI server's one loop keeps its connections.
 """
 
 from __future__ import annotations
