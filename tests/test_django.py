@@ -1,17 +1,22 @@
 """cmemcache.django.CMemcacheCache against a real memcached: the behaviours
-Django's own memcached backend tests check (tests/cache/tests.py)."""
+Django's own memcached backend tests check (tests/cache/tests.py), and the
+async methods (on cmemcache.aio.Client, one client per event loop), each
+checked to do what its blocking namesake does, with BaseCache's
+sync_to_async fallback and the blocking client out of reach."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
 import decimal
+import inspect
 import pickle
 import re
 import threading
 import time
 import zlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -33,6 +38,8 @@ from django.core.cache.backends.memcached import BaseMemcachedCache  # noqa: E40
 from django.test import override_settings  # noqa: E402
 
 import cmemcache  # noqa: E402
+import cmemcache.aio  # noqa: E402
+from cmemcache import django as backend_module  # noqa: E402
 from cmemcache.django import CMemcacheCache  # noqa: E402
 
 BACKEND = "cmemcache.django.CMemcacheCache"
@@ -570,20 +577,6 @@ def test_close_keeps_pooled_connections(cache, server):
     assert int(server.stats()["total_connections"]) - opened <= 2
 
 
-def test_async_methods(cache):
-    async def scenario() -> tuple[object, ...]:
-        await cache.aset("async", {"v": 1})
-        added = await cache.aadd("async", "other")
-        value = await cache.aget("async")
-        await cache.aset_many({"a1": 1, "a2": 2})
-        many = await cache.aget_many(["a1", "a2", "a3"])
-        incremented = await cache.aincr("a1", 5)
-        deleted = await cache.adelete("async")
-        return added, value, many, incremented, deleted
-
-    assert asyncio.run(scenario()) == (False, {"v": 1}, {"a1": 1, "a2": 2}, 6, True)
-
-
 def test_server_down_fails_quietly(memcached_factory):
     server = memcached_factory()
     address = server.address
@@ -615,3 +608,555 @@ def test_strict_option_raises_when_the_server_is_down(memcached_factory):
             cache.set("k", 1)
         with pytest.raises(cmemcache.ConnectionError):
             cache.get_or_set("k", 1)
+
+
+# -- the async methods --------------------------------------------------------------------
+
+ASYNC_METHODS = sorted(
+    name for name in dir(BaseCache) if inspect.iscoroutinefunction(getattr(BaseCache, name)))
+
+
+class _Forbidden:
+    """Stands for the blocking client: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"an async method used the blocking client's {name}")
+
+
+@pytest.fixture
+def acache(cache, monkeypatch) -> BaseCache:
+    """The default cache with its blocking client and BaseCache's
+    sync_to_async fallback out of reach."""
+    import django.core.cache.backends.base as base
+
+    def no_fallback(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"sync_to_async({args[0]!r}) used")
+
+    monkeypatch.setattr(base, "sync_to_async", no_fallback)
+    for alias in ("default", "prefix", "v2", "custom_key"):
+        monkeypatch.setitem(caches[alias].__dict__, "_cache", _Forbidden())
+    return cache
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_every_async_method_is_the_backends_own():
+    assert {"aget", "aset", "aadd", "adelete", "aget_many", "aset_many", "adelete_many",
+            "aincr", "adecr", "atouch", "ahas_key", "aclear", "aget_or_set",
+            "aincr_version", "adecr_version", "aclose"} <= set(ASYNC_METHODS)
+    for name in ASYNC_METHODS:
+        method = getattr(CMemcacheCache, name)
+        assert method is not getattr(BaseCache, name), name
+        assert method.__qualname__ == f"CMemcacheCache.{name}", name
+        assert inspect.iscoroutinefunction(method), name
+
+
+def test_the_guard_catches_the_fallback_and_the_blocking_client(acache):
+    with pytest.raises(AssertionError, match="sync_to_async"):
+        run(BaseCache.aget(acache, "k"))
+    with pytest.raises(AssertionError, match="blocking client's get"):
+        acache.get("k")
+
+
+def test_aget_aset_aadd(acache, server):
+    async def scenario() -> list[Any]:
+        out = [await acache.aget("key"), await acache.aget("key", "bang!")]
+        out.append(await acache.aset("key", "value"))
+        out += [await acache.aget("key"), await acache.aadd("key", "new"), await acache.aget("key")]
+        out += [await acache.aadd("added", {"v": [1, 2]}), await acache.aget("added")]
+        await acache.aset("none", None)
+        out.append(await acache.aget("none", default="default"))
+        await acache.aset("raw", b"\x00\r\nEND\r\n")
+        return out
+
+    assert run(scenario()) == [None, "bang!", None, "value", False, "value", True,
+                               {"v": [1, 2]}, None]
+    assert server.raw_get(b":1:key") == (b"value", 16)
+    assert server.raw_get(b":1:raw") == (b"\x00\r\nEND\r\n", 0)
+    data, flags = server.raw_get(b":1:added")
+    assert flags == 1 and data[:2] == b"\x80" + bytes([pickle.HIGHEST_PROTOCOL])
+
+
+def test_async_keys_prefixes_versions(acache, server):
+    async def scenario() -> list[Any]:
+        await acache.aset("k", "v")
+        await caches["prefix"].aset("k", b"raw")
+        await caches["custom_key"].aset("k", 7)
+        await caches["v2"].aset("k", "two")
+        return [await caches["prefix"].aget("k"), await caches["v2"].aget("k"),
+                await acache.aget("k", version=2), await acache.aget("k")]
+
+    assert run(scenario()) == [b"raw", "two", "two", "v"]
+    assert server.raw_get(b":1:k") == (b"v", 16)
+    assert server.raw_get(b"cacheprefix:1:k") == (b"raw", 0)
+    assert server.raw_get(b"CUSTOM--1-k") == (b"7", 2)
+    assert server.raw_get(b":2:k") == (b"two", 16)
+
+
+def test_async_timeouts_as_the_server_sees_them(acache, server):
+    async def scenario() -> list[Any]:
+        await acache.aset("forever", "x", None)
+        await acache.aset("default", "x")
+        await acache.aset("float", "x", 100.2)
+        await acache.aset("year", "x", 60 * 60 * 24 * 365)
+        await acache.aset("zero", "x", 0)
+        added = await acache.aadd("zero-add", "x", 0)
+        many = await acache.aset_many({"m1": 1, "m2": 2}, 0)
+        await acache.aset_many({"long1": 1}, THIRTY_DAYS + 1)
+        return [added, many, await acache.aget("zero"), await acache.aget("zero-add"),
+                await acache.aget_many(["m1", "m2"]), await acache.aget("year"),
+                await acache.aget("long1")]
+
+    assert run(scenario()) == [True, [], None, None, {}, "x", 1]
+    assert server_exptime(server, ":1:forever") == -1
+    assert 295 <= server_exptime(server, ":1:default") <= 300
+    assert 95 <= server_exptime(server, ":1:float") <= 100
+    year = 60 * 60 * 24 * 365
+    assert year - 10 <= server_exptime(server, ":1:year") <= year + 1
+    assert THIRTY_DAYS - 10 <= server_exptime(server, ":1:long1") <= THIRTY_DAYS + 2
+
+
+def test_async_default_timeout_from_settings(server):
+    with override_settings(CACHES=cache_settings(server.address, TIMEOUT=None)):
+        run(caches["default"].aset("infinite", "bar"))
+        assert server_exptime(server, ":1:infinite") == -1
+    with override_settings(CACHES=cache_settings(server.address, TIMEOUT=31536000)):
+        run(caches["default"].aset("future", "bar"))
+        assert server_exptime(server, ":1:future") > THIRTY_DAYS
+
+
+def test_atouch(acache, server):
+    async def scenario() -> list[Any]:
+        await acache.aset("t", "v", timeout=10)
+        out = [await acache.atouch("t", timeout=1000)]
+        out.append(server_exptime(server, ":1:t"))
+        out += [await acache.atouch("t", timeout=None), server_exptime(server, ":1:t")]
+        out += [await acache.atouch("t"), server_exptime(server, ":1:t")]
+        out += [await acache.atouch("t", timeout=0), await acache.aget("t"),
+                await acache.atouch("nonexistent")]
+        return out
+
+    out = run(scenario())
+    assert out[0] is True and 990 <= out[1] <= 1000
+    assert out[2:4] == [True, -1]
+    assert out[4] is True and 290 <= out[5] <= 300
+    assert out[6:] == [True, None, False]
+
+
+def test_adelete_and_ahas_key(acache):
+    async def scenario() -> list[Any]:
+        await acache.aset_many({"key1": "spam", "key2": "eggs"})
+        out = [await acache.adelete("key1"), await acache.aget("key1"), await acache.aget("key2"),
+               await acache.adelete("nonexistent")]
+        await acache.aset("null", None)
+        out += [await acache.ahas_key("key2"), await acache.ahas_key("key1"),
+                await acache.ahas_key("null")]
+        return out
+
+    assert run(scenario()) == [True, None, "eggs", False, True, False, True]
+
+
+def test_async_many(acache, server):
+    too_large = b"x" * (2 * 1024 * 1024)
+
+    async def scenario() -> list[Any]:
+        out = [await acache.aset_many({"a": "a", "b": "b", "c": "c", "d": "d"})]
+        out.append(await acache.aget_many(["a", "c", "d"]))
+        out.append(await acache.aget_many(iter(["a", "b", "e"])))
+        out.append(await acache.aset_many({"ok": 1, "big": too_large}))
+        out.append(await acache.aget_many(["ok", "big"]))
+        out.append(await acache.aset_many({}))
+        out.append(await acache.adelete_many(["a", "b"]))
+        out.append(await acache.aget_many(["a", "b", "c"]))
+        out.append(await acache.adelete_many([]))
+        out.append(await acache.aget_many([]))
+        return out
+
+    assert run(scenario()) == [
+        [], {"a": "a", "c": "c", "d": "d"}, {"a": "a", "b": "b"}, ["big"], {"ok": 1}, [], None,
+        {"c": "c"}, None, {}]
+    assert server.raw_get(b":1:c") == (b"c", 16)
+
+
+def test_async_failed_set_deletes_the_old_value(acache, server):
+    async def scenario() -> list[Any]:
+        await acache.aset("small_value", "a")
+        before = await acache.aget("small_value")
+        result = await acache.aset("small_value", "a" * (2**20 + 1))
+        return [before, result, await acache.aget("small_value")]
+
+    assert run(scenario()) == ["a", None, None]
+    assert server.raw_get(b":1:small_value") is None
+
+
+def test_aincr_adecr(acache):
+    async def scenario() -> list[Any]:
+        await acache.aset("answer", 41)
+        out = [await acache.aincr("answer"), await acache.aincr("answer", 10),
+               await acache.aincr("answer", -10), await acache.adecr("answer"),
+               await acache.adecr("answer", -9), await acache.aget("answer")]
+        for call in (acache.aincr, acache.adecr):
+            for delta in (1, -1):
+                with pytest.raises(ValueError, match="Key ':1:does_not_exist' not found"):
+                    await call("does_not_exist", delta)
+        await acache.aset("null", None)
+        for call in (acache.aincr, acache.adecr):
+            for delta in (1, -1):
+                with pytest.raises(cmemcache.ClientError, match="non-numeric value") as info:
+                    await call("null", delta)
+                assert not isinstance(info.value, ValueError)
+        await acache.aset("zero", 1)
+        out += [await acache.adecr("zero", 5), await acache.aget("null", "missing")]
+        return out
+
+    assert run(scenario()) == [42, 52, 42, 41, 50, 50, 0, None]
+
+
+def test_aget_or_set(acache):
+    calls = []
+
+    def make() -> str:
+        calls.append(1)
+        return "made"
+
+    async def scenario() -> list[Any]:
+        return [
+            await acache.aget("projector"), await acache.aget_or_set("projector", 42),
+            await acache.aget("projector"), await acache.aget_or_set("projector", 43),
+            await acache.aget_or_set("null", None), await acache.aget_or_set("null", "default"),
+            await acache.aget_or_set("callable", make), await acache.aget_or_set("callable", make),
+            await acache.aget_or_set("versioned", "v2", version=2),
+            await acache.aget("versioned", version=2), await acache.aget("versioned"),
+            await acache.aget_or_set("short", "s", timeout=0),
+        ]
+
+    assert run(scenario()) == [None, 42, 42, 42, None, None, "made", "made", "v2", "v2", None, "s"]
+    assert calls == [1]
+
+
+def test_aincr_adecr_version(acache):
+    async def scenario() -> list[Any]:
+        await acache.aset("answer", 42, version=2)
+        out = [await acache.aincr_version("answer", version=2),
+               await acache.aget("answer", version=2), await acache.aget("answer", version=3),
+               await acache.adecr_version("answer", version=3),
+               await acache.aget("answer", version=2)]
+        with pytest.raises(ValueError, match="Key 'does_not_exist' not found"):
+            await acache.aincr_version("does_not_exist")
+        await acache.aset("null", None)
+        out += [await acache.aincr_version("null"),
+                await acache.aget("null", "default", version=2)]
+        await caches["v2"].aset("v", 1)
+        out += [await caches["v2"].aincr_version("v", 5), await acache.aget("v", version=7)]
+        return out
+
+    assert run(scenario()) == [3, None, 42, 2, 42, 2, None, 7, 1]
+
+
+def test_aclear_and_aclose(acache, server):
+    async def scenario() -> list[Any]:
+        await acache.aset_many({"key1": "spam", "key2": "eggs"})
+        await caches["prefix"].aset("key3", "ham")
+        await acache.aclear()
+        out = [await acache.aget_many(["key1", "key2"]), await caches["prefix"].aget("key3")]
+        await acache.aset("after", 1)
+        opened = int(server.stats()["total_connections"])
+        for _ in range(5):
+            await acache.aclose()
+            out.append(await acache.aget("after"))
+        # aclose() kept the connection: only the stats connections are new
+        out.append(int(server.stats()["total_connections"]) - opened <= 2)
+        return out
+
+    assert run(scenario()) == [{}, None, 1, 1, 1, 1, 1, True]
+
+
+def test_async_data_types_and_unicode(acache):
+    values = {
+        "string": "this is a string", "int": 42, "bigint": 2**70, "bool": True, "float": 1.5,
+        "list": [1, 2, 3], "tuple": (1, 2), "dict": {"A": 1}, "set": {1, 2}, "function": f,
+        "class": C, "decimal": decimal.Decimal("1.10"),
+        "datetime": datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.UTC),
+        "Iñtërnâtiônàlizætiøn": "Iñtërnâtiônàlizætiøn2", "清": "清" * 1000,
+    }
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        got = {}
+        for key, value in values.items():
+            await acache.aset(key, value)
+            got[key] = await acache.aget(key)
+        return got, await acache.aget_many(list(values))
+
+    one_by_one, many = run(scenario())
+    assert one_by_one == values == many
+    assert all(type(one_by_one[k]) is type(v) for k, v in values.items())
+
+
+def test_async_unpicklable_values_raise(acache):
+    async def scenario() -> Any:
+        with pytest.raises(pickle.PickleError):
+            await acache.aset("unpicklable", Unpicklable())
+        with pytest.raises(pickle.PickleError):
+            await acache.aadd("unpicklable", Unpicklable())
+        return await acache.aget("unpicklable")
+
+    assert run(scenario()) is None
+
+
+ASYNC_OPERATIONS = [("a" + name, args) for name, args in OPERATIONS]
+
+
+@pytest.mark.parametrize("operation,args", ASYNC_OPERATIONS, ids=[o for o, _ in ASYNC_OPERATIONS])
+def test_async_invalid_keys_raise_invalid_cache_key(acache, server, operation, args):
+    cases = {
+        "key with spaces": "Cache key contains characters that will cause errors if used "
+        "with memcached: ':1:key with spaces'",
+        "a" * 248: "(longer than 250)",
+        "ctrl\x01key": "Cache key contains characters",
+        "é" * 200: "(longer than 250 bytes in UTF-8)",
+    }
+
+    async def scenario() -> None:
+        for key, message in cases.items():
+            with pytest.raises(InvalidCacheKey) as e:
+                await getattr(acache, operation)(*args(key))
+            assert message in str(e.value)
+
+    before = command_counts(server)
+    run(scenario())
+    assert command_counts(server) == before  # nothing was sent
+
+
+def test_sync_and_async_share_the_values(cache):
+    cache.set("from-sync", {"a": (1, 2)})
+    cache.set("n", 1)
+
+    async def scenario() -> list[Any]:
+        out = [await cache.aget("from-sync"), await cache.aincr("n")]
+        await cache.aset("from-async", [1.5, "x"])
+        return out
+
+    assert run(scenario()) == [{"a": (1, 2)}, 2]
+    assert cache.get("from-async") == [1.5, "x"]
+    assert cache.incr("n") == 3
+
+
+def test_many_tasks_on_one_loop(acache):
+    async def one(i: int) -> tuple[Any, Any]:
+        await acache.aset(f"task{i}", {"i": i})
+        return await acache.aget(f"task{i}"), await acache.aincr("counter")
+
+    async def scenario() -> tuple[list[tuple[Any, Any]], Any]:
+        await acache.aset("counter", 0)
+        results = await asyncio.gather(*(one(i) for i in range(50)))
+        return results, await acache.aget("counter")
+
+    results, counter = run(scenario())
+    assert [r[0] for r in results] == [{"i": i} for i in range(50)]
+    assert sorted(r[1] for r in results) == list(range(1, 51))
+    assert counter == 50
+
+
+# -- one asyncio client per event loop ------------------------------------------------------
+
+
+def test_one_aio_client_per_loop(cache, server):
+    async def client_and_value() -> tuple[Any, Any]:
+        await cache.aset("k", "v")
+        return cache._aclient(), await cache.aget("k")
+
+    async def same_loop() -> bool:
+        first = cache._aclient()
+        await cache.aget("k")
+        await asyncio.sleep(0)
+        return cache._aclient() is first and caches["prefix"]._aclient() is first
+
+    first, v1 = run(client_and_value())
+    second, v2 = run(client_and_value())
+    assert (v1, v2) == ("v", "v")
+    assert isinstance(first, cmemcache.aio.Client) and first is not second
+    assert run(same_loop()) is True
+    # the client of a loop that closed was closed when the next loop's was made
+    with pytest.raises(cmemcache.ConnectionError, match="closed"):
+        run(first._sc.get(b":1:k"))
+    assert cache._aio.loops() == 1
+    assert cache._aio is caches["v2"]._aio  # every alias with this LOCATION and OPTIONS
+
+
+def test_loops_in_threads_have_their_own_clients(cache):
+    results: dict[int, Any] = {}
+    barrier = threading.Barrier(4, timeout=10)
+
+    def worker(i: int) -> None:
+        async def scenario() -> Any:
+            await caches["default"].aset(f"t{i}", i)
+            client = caches["default"]._aclient()
+            barrier.wait()  # every thread's loop is running now
+            return client, await caches["default"].aget(f"t{i}")
+
+        results[i] = asyncio.run(scenario())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == [0, 1, 2, 3]
+    assert [results[i][1] for i in range(4)] == [0, 1, 2, 3]
+    assert len({id(results[i][0]) for i in range(4)}) == 4
+
+
+def test_aio_only_options(server):
+    options = {"socket_timeout": 1.5, "max_connections": 3, "max_inflight": 8}
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS=options)):
+        cache = caches["default"]
+        cache.set("k", 1)  # the blocking client does not take max_connections
+        assert cache._cache.socket_timeout == 1.5
+
+        async def scenario() -> Any:
+            client = cache._aclient()
+            assert client._engine_options == {"max_connections": 3, "max_inflight": 8}
+            assert client.socket_timeout == 1.5
+            return await cache.aget("k")
+
+        assert run(scenario()) == 1
+
+
+def test_close_all_aio_clients_of_a_configuration(cache):
+    async def scenario() -> Any:
+        await cache.aset("k", 1)
+        return cache._aclient()
+
+    client = run(scenario())
+    cache._aio.close_all()
+    assert cache._aio.loops() == 0
+    with pytest.raises(cmemcache.ConnectionError, match="closed"):
+        run(client._sc.get(b":1:k"))
+    assert run(cache.aget("k")) == 1  # a new client on the new loop
+
+
+# -- async methods when the server is down or stalled ----------------------------------------
+
+#: (method, args) run on a cache whose server is down, blocking and async
+DOWN_OPERATIONS = [
+    ("set", ("k", "v")), ("get", ("k",)), ("get", ("k", "default")), ("add", ("k", "v")),
+    ("get_many", (["k", "j"],)), ("set_many", ({"k": 1, "j": 2},)), ("delete", ("k",)),
+    ("delete_many", (["k", "j"],)), ("touch", ("k",)), ("has_key", ("k",)),
+    ("get_or_set", ("k", "made")), ("clear", ()), ("incr", ("k",)), ("decr", ("k",)),
+    ("incr_version", ("k",)), ("close", ()),
+]
+
+
+def _outcome(call: Any) -> Any:
+    try:
+        return ("returned", call())
+    except Exception as e:  # the outcome compared is the exception's type and text
+        return ("raised", type(e).__name__, str(e))
+
+
+def test_async_server_down_answers_as_the_blocking_methods(memcached_factory):
+    server = memcached_factory()
+    address = server.address
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0}
+    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
+        cache = caches["default"]
+        blocking = [_outcome(lambda: getattr(cache, name)(*args)) for name, args in DOWN_OPERATIONS]
+
+        async def scenario() -> list[Any]:
+            out = []
+            for name, args in DOWN_OPERATIONS:
+                try:
+                    out.append(("returned", await getattr(cache, "a" + name)(*args)))
+                except Exception as e:
+                    out.append(("raised", type(e).__name__, str(e)))
+            return out
+
+        started = time.monotonic()
+        asynchronous = run(scenario())
+        assert time.monotonic() - started < 10  # refused connects fail fast
+    assert asynchronous == blocking
+    # what python-memcached's failures answer, as the blocking methods do
+    assert dict(zip([n + repr(a) for n, a in DOWN_OPERATIONS], asynchronous)) == {
+        "set('k', 'v')": ("returned", None),
+        "get('k',)": ("returned", None),
+        "get('k', 'default')": ("returned", None),
+        "add('k', 'v')": ("returned", False),
+        "get_many(['k', 'j'],)": ("returned", {}),
+        "set_many({'k': 1, 'j': 2},)": ("returned", ["k", "j"]),
+        "delete('k',)": ("returned", False),
+        "delete_many(['k', 'j'],)": ("returned", None),
+        "touch('k',)": ("returned", False),
+        "has_key('k',)": ("returned", True),
+        "get_or_set('k', 'made')": ("returned", None),
+        "clear()": ("returned", None),
+        "incr('k',)": ("raised", "ValueError", "Key ':1:k' not found"),
+        "decr('k',)": ("raised", "ValueError", "Key ':1:k' not found"),
+        "incr_version('k',)": ("returned", 2),
+        "close()": ("returned", None),
+    }
+
+
+def test_async_strict_option_raises_when_the_server_is_down(memcached_factory):
+    server = memcached_factory()
+    address = server.address
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
+    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
+        cache = caches["default"]
+
+        async def scenario() -> list[str]:
+            raised = []
+            for call in (lambda: cache.aget("k"), lambda: cache.aset("k", 1),
+                         lambda: cache.aget_or_set("k", 1), lambda: cache.aget_many(["k"]),
+                         lambda: cache.aincr("k"), lambda: cache.aclear()):
+                with pytest.raises(cmemcache.ConnectionError) as info:
+                    await call()
+                raised.append(type(info.value).__name__)
+            return raised
+
+        assert run(scenario()) == ["ConnectionError"] * 6
+
+
+@pytest.mark.hang_timeout(60)
+def test_async_methods_on_a_stopped_server_time_out(memcached_factory):
+    server = memcached_factory()
+    options = {"socket_timeout": 0.3, "dead_retry": 0}
+    strict = {**options, "strict": True}
+    with override_settings(CACHES={
+        "default": {"BACKEND": BACKEND, "LOCATION": server.address, "OPTIONS": options},
+        "strict": {"BACKEND": BACKEND, "LOCATION": server.address, "OPTIONS": strict},
+    }):
+        cache, strict_cache = caches["default"], caches["strict"]
+        run(cache.aset("k", "before"))
+        server.pause()
+        try:
+            async def stalled() -> list[Any]:
+                out = []
+                for call in (lambda: cache.aget("k"), lambda: cache.aadd("new", 1),
+                             lambda: cache.aget_many(["k", "j"])):
+                    started = time.monotonic()
+                    out.append(await call())
+                    out.append(time.monotonic() - started < 3)
+                started = time.monotonic()
+                with pytest.raises(cmemcache.TimeoutError):
+                    await strict_cache.aget("k")
+                out.append(time.monotonic() - started < 3)
+                return out
+
+            assert run(stalled()) == [None, True, False, True, {}, True, True]
+        finally:
+            server.resume()
+
+        async def recovered() -> Any:
+            # a held-down server is probed again once its hold-down passed
+            for _ in range(50):
+                value = await cache.aget("k")
+                if value is not None:
+                    return value
+                await asyncio.sleep(0.1)
+            return None
+
+        assert run(recovered()) == "before"
