@@ -44,6 +44,10 @@ MIX_ZIPF_S = 1.0
 MIX_SEED = 20240601
 MIX_LEN = 100000
 STARVED_WINDOW = 0.120     # seconds: a task with no reply for this long is counted
+#: seconds one client's round (open, checks, warm-up, timed run, close) may
+#: take beyond its timed runs before it is called hung and cancelled, so one
+#: client that never answers costs its own results, not the whole job's
+STALL_SECONDS = 60.0
 
 
 def mix_value(i):
@@ -354,27 +358,40 @@ async def run_group(job, tasks, seeder, log):
                 continue
             opened = False
             stage = "open"
+            limit = STALL_SECONDS + 2 * job.get("max_duration", duration) + warmup
             try:
-                await ad.open(job["port"], tasks)
-                opened = True
-                stage = "check"
-                names = await check(ad, tasks, seeder)
-                if not res["checks"]:
-                    res["checks"] = names
-                stage = "warm-up"
-                length = duration
-                if warmup > 0:
-                    warm = await run_tasks(ad, case, tasks, warmup)
-                    # long enough for every task to complete about
-                    # min_task_ops operations (fairness and the 120 ms
-                    # windows need a few per task), within max_duration
-                    need = job.get("min_task_ops", 0) * tasks / warm["ops_per_sec"]
-                    length = min(max(duration, need), job.get("max_duration", duration))
-                stage = "timed run"
-                run = await run_tasks(ad, case, tasks, length)
-                stage = "check after timing"
-                await check(ad, tasks, seeder)
-                res["runs"].append(run)
+                async with asyncio.timeout(limit) as guard:
+                    await ad.open(job["port"], tasks)
+                    opened = True
+                    stage = "check"
+                    names = await check(ad, tasks, seeder)
+                    if not res["checks"]:
+                        res["checks"] = names
+                    stage = "warm-up"
+                    length = duration
+                    if warmup > 0:
+                        warm = await run_tasks(ad, case, tasks, warmup)
+                        # long enough for every task to complete about
+                        # min_task_ops operations (fairness and the 120 ms
+                        # windows need a few per task), within max_duration
+                        need = job.get("min_task_ops", 0) * tasks / warm["ops_per_sec"]
+                        length = min(max(duration, need), job.get("max_duration", duration))
+                    stage = "timed run"
+                    run = await run_tasks(ad, case, tasks, length)
+                    stage = "check after timing"
+                    await check(ad, tasks, seeder)
+                    res["runs"].append(run)
+            except TimeoutError as e:
+                if not guard.expired():    # the client's own timeout
+                    res["status"] = "wrong" if stage.startswith("check") else "error"
+                    res["detail"] = "%s: %s: %s" % (stage, type(e).__name__, e)
+                    continue
+                res["status"] = "hung"
+                res["detail"] = "%s: no answer within %.0f s" % (stage, limit)
+                log("  %s %s x%d: hung in %s; its tasks:" % (ad.key, case, tasks, stage))
+                for t in asyncio.all_tasks():
+                    if t is not asyncio.current_task():
+                        t.print_stack(file=sys.stderr)
             except Wrong as e:
                 res["status"], res["detail"] = "wrong", "%s: %s" % (stage, e)
             except Exception as e:

@@ -26,6 +26,14 @@ PEERS = ("aiomcache", "emcache", "memcachio")
 CASES = ("get_hit", "set_10", "get_multi_100", "mix")
 CONCURRENCY = (1, 16, 256)
 NUMBERS = ("ops_per_sec", "p50_us", "p99_us", "cpu_us_per_op", "max_gap_ms")
+#: the clients of other projects: one that stops answering on a busy machine
+#: is reported as hung by the worker (its stall guard), and costs only its
+#: own results; cmemcache's clients never may
+PEER_KEYS = ("aiomcache", "emcache", "emcache-autobatch", "memcachio")
+
+
+def peer_hung(key: str, res: dict) -> bool:
+    return key in PEER_KEYS and res["status"] == "hung"
 
 
 def installed(module: str) -> bool:
@@ -89,9 +97,13 @@ def test_quick_run_covers_every_loop_case_concurrency_and_client(quick_run):
 @pytest.mark.hang_timeout(600)
 def test_quick_run_checked_every_answer_and_has_positive_numbers(quick_run):
     _out, report, _proc = quick_run
-    seen = 0
+    seen = hung = 0
     for loop, case, tasks, key, res in _client_results(report):
         where = (loop, case, tasks, key)
+        if peer_hung(key, res):
+            assert "no answer within" in res["detail"], (where, res)
+            hung += 1
+            continue
         assert res["status"] == "ok", (where, res.get("detail"))
         checks = res["checks"]
         assert checks, where
@@ -116,8 +128,8 @@ def test_quick_run_checked_every_answer_and_has_positive_numbers(quick_run):
         assert res["user_us_per_op"] >= 0 and res["sys_us_per_op"] >= 0, where
         assert res["samples"] == [pytest.approx(run["ops_per_sec"], abs=0.1)], where
         seen += 1
-    assert seen == sum(len(g["clients"]) for b in report["results"].values()
-                       for c in b["cases"].values() for g in c["concurrency"].values())
+    assert seen + hung == sum(len(g["clients"]) for b in report["results"].values()
+                              for c in b["cases"].values() for g in c["concurrency"].values())
     assert seen >= len(expected_loops()) * len(CASES) * len(CONCURRENCY) * 2
 
 
@@ -127,7 +139,7 @@ def test_quick_run_measured_the_peer(quick_run, peer):
     pytest.importorskip(peer)
     _out, report, _proc = quick_run
     runs = [(loop, case, tasks) for loop, case, tasks, key, res in _client_results(report)
-            if key == peer and res["status"] == "ok"]
+            if key == peer and (res["status"] == "ok" or peer_hung(key, res))]
     assert len(runs) == len(expected_loops()) * len(CASES) * len(CONCURRENCY)
     assert report["meta"]["clients"][peer]
 
