@@ -10,7 +10,8 @@
 #   make callgrind   instructions per operation for every client
 #   make sanitize    the extension under ASan/UBSan, with the pytest suite
 #   make valgrind    a reduced pytest selection under valgrind memcheck
-#   make fuzz        libFuzzer on the reply parser (FUZZ_SECONDS, default 60)
+#   make fuzz        libFuzzer on the reply parsers and the requests in flight
+#                    on a connection (FUZZ_SECONDS, default 60)
 #
 # Everything Python goes into virtual environments, so the system's packages
 # are left alone: .venv (override with VENV=...) for python3, which is
@@ -146,7 +147,7 @@ test-matrix: build-matrix
 	timed "pytest, tests marked serial" $(SUBMAKE) -j$(MATRIX_JOBS) $(addprefix pytest-serial-,$(MATRIX))
 
 # The bounded parts of the long checks run with every test: a short fuzz
-# run of the reply parsers, and the core suites on the ASan/UBSan build, then
+# run of the reply parsers (45 s) and of the pipe (20 s), and the core suites on the ASan/UBSan build, then
 # a part of them with LeakSanitizer as well.  Its full allocation stacks
 # make a Hypothesis test or an interpreter start take some 20 times longer
 # (a minute for one test), and slow an in-process fake server past the
@@ -157,11 +158,12 @@ SANITIZE_CI = tests/test_protocol.py tests/test_errors.py tests/test_keys.py \
 	tests/test_deadlines.py
 SANITIZE_CI_LEAKS = tests/test_errors.py tests/test_keys.py tests/test_noreply.py \
 	tests/test_midcall.py --deselect tests/test_keys.py::test_malformed_server_in_a_subprocess
-FUZZ_CI_SECONDS ?= 45
+FUZZ_CI_SECONDS ?= 65
+FUZZ_CI_PIPE_SECONDS ?= 20
 SANITIZE = PYTHON=$(PY) sh tests/sanitize.sh
 
 fuzz-ci: system-deps
-	sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
+	FUZZ_PIPE_SECONDS=$(FUZZ_CI_PIPE_SECONDS) sh tests/fuzz/run.sh $(FUZZ_CI_SECONDS)
 
 sanitize-ci: deps build
 	SANITIZE_LEAKS=0 $(SANITIZE) $(SANITIZE_CI)

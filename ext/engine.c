@@ -255,7 +255,10 @@ mc_server_dead(const struct mc_server *srv)
  * the hold-down passes, then one call probes it with a connect.  The first
  * hold-down is MC_FIRST_PROBE (a restarted server serves again about a
  * second later); each failed probe doubles it, up to dead_retry (a dead
- * server costs one connect attempt per hold-down). */
+ * server costs one connect attempt per hold-down).  A failure reported
+ * while srv is already held down began before that hold-down (connects or
+ * requests under way when the server failed): the same failure, not a
+ * failed probe, so it changes nothing. */
 static void
 hold_down(struct mc_engine *e, struct mc_server *srv)
 {
@@ -263,12 +266,16 @@ hold_down(struct mc_engine *e, struct mc_server *srv)
     if (e->cfg.dead_retry <= 0) {
         return;
     }
+    int64_t now = mc_now();
+    if (now < dead_until(srv)) {
+        return;
+    }
     int64_t hold = srv->hold == 0 ? MC_FIRST_PROBE : 2 * srv->hold;
     if (hold > e->cfg.dead_retry) {
         hold = e->cfg.dead_retry;
     }
     srv->hold = hold;
-    atomic_store_explicit(&srv->dead_until, mc_now() + hold,
+    atomic_store_explicit(&srv->dead_until, now + hold,
                           memory_order_relaxed);
 }
 

@@ -203,6 +203,9 @@ enum mc_frame_rc {
     MC_F_DONE,                 /* its reply is complete */
     MC_F_FAILED,               /* answered by an error line, in sync */
     MC_F_OWNER,                /* its owner failed taking an item */
+    MC_F_OWNER_LAST,           /* ... the last of its reply: the frame is
+                                * left unread, read again on the next call
+                                * (then discarded), which completes it */
     MC_F_BROKEN,               /* out of sync */
 };
 
@@ -276,14 +279,15 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
     if (mc_is_error(rep->kind)
         && !(r->expect == MC_X_STATUS && r->soft_errors
              && rep->kind == MC_SERVER_ERROR)) {
-        mc_fail_reply(&r->fail, rep);
         if (r->expect == MC_X_VALUES || r->expect == MC_X_STATS
             || (r->expect == MC_X_STATUS && r->nitems > 1)) {
             /* In a reply of several frames: where the server stands is
-             * unknown. */
-            *f = r->fail;
+             * unknown.  A failure r had already (its owner's) stays its
+             * own; mc_conn_fail_all gives it f otherwise. */
+            mc_fail_reply(f, rep);
             return MC_F_BROKEN;
         }
+        mc_fail_reply(&r->fail, rep);
         return MC_F_FAILED;     /* the error line is the whole reply */
     }
     switch (r->expect) {
@@ -294,6 +298,9 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
             return mc_frame_broken(f, "reply does not fit the command");
         }
         rc = mc_deliver(r, mc_req_item(r), rep);
+        if (rc != MC_F_MORE && r->cursor + 1 == r->nitems) {
+            return MC_F_OWNER_LAST;
+        }
         r->cursor++;
         return rc == MC_F_MORE && r->cursor == r->nitems ? MC_F_DONE : rc;
     case MC_X_NUMBER:
@@ -301,19 +308,19 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
             return mc_frame_broken(f, "reply does not fit the command");
         }
         rc = mc_deliver(r, 0, rep);
-        return rc == MC_F_MORE ? MC_F_DONE : rc;
+        return rc == MC_F_MORE ? MC_F_DONE : MC_F_OWNER_LAST;
     case MC_X_OK:
         if (rep->kind != MC_OK) {
             return mc_frame_broken(f, "reply does not fit the command");
         }
         rc = mc_deliver(r, 0, rep);
-        return rc == MC_F_MORE ? MC_F_DONE : rc;
+        return rc == MC_F_MORE ? MC_F_DONE : MC_F_OWNER_LAST;
     case MC_X_VERSION:
         if (rep->kind != MC_VERSION) {
             return mc_frame_broken(f, "reply does not fit the command");
         }
         rc = mc_deliver(r, 0, rep);
-        return rc == MC_F_MORE ? MC_F_DONE : rc;
+        return rc == MC_F_MORE ? MC_F_DONE : MC_F_OWNER_LAST;
     case MC_X_STATS:
         if (rep->kind == MC_END || rep->kind == MC_RESET
             || rep->kind == MC_OK) {
@@ -353,7 +360,8 @@ mc_end_follows(struct mc_conn *c, struct mc_req *r)
  * error line) leaves the queue as DONE (or FAILED) and its on_done is
  * called.  Returns 0 when every complete frame was taken (*need: the
  * length of the frame being received, when known), MC_FEED_OWNER right
- * after an owner failed (call again to go on), or MC_FEED_BROKEN with f set
+ * after an owner failed (call again to go on: that request is still the
+ * oldest in flight until then), or MC_FEED_BROKEN with f set
  * when the stream is out of sync (bytes nobody asked for, a frame outside
  * the grammar or over max_value, an error line in a multi-frame reply):
  * the connection must then be closed, after mc_conn_fail_all.  Inline: it
@@ -389,6 +397,9 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
             return MC_FEED_BROKEN;
         }
         enum mc_frame_rc rc = mc_req_frame(r, &rep, f);
+        if (rc == MC_F_OWNER_LAST) {
+            return MC_FEED_OWNER;  /* r stays the oldest until then */
+        }
         mc_buf_consume(&c->rbuf, (size_t)n);
         if (rc == MC_F_MORE) {
             if (rep.kind == MC_VALUE && mc_end_follows(c, r)) {

@@ -1,16 +1,18 @@
 #!/bin/sh
 # Builds and runs the plain C tests of ext/proto.c and ext/buf.c
-# (test_proto), of ext/meta.c (test_meta) and, when OpenSSL's headers are
-# there, of ext/tls.c (test_tls, which starts memcached -Z servers on
-# loopback; MEMCACHED names the binary).
+# (test_proto), of ext/meta.c (test_meta), of the engine: ext/engine.c and
+# ext/multi.c (test_engine) and ext/pipe.c (test_pipe), and, when OpenSSL's
+# headers are there, of ext/tls.c (test_tls, which starts memcached -Z
+# servers on loopback; MEMCACHED names the binary).
 #
 # Usage (from anywhere; paths are resolved against the repository root):
-#   tests/c/build.sh [BUILD_DIR] [asan|valgrind|all]
+#   tests/c/build.sh [BUILD_DIR] [asan|valgrind|tsan|all]
 #
 #   BUILD_DIR  where the binaries go (default build/ctest, relative to the root)
 #   asan       (default) ASan + UBSan build, every finding fatal
 #   valgrind   plain -O1 build run under valgrind memcheck
-#   all        both
+#   tsan       test_engine's threaded tests built with ThreadSanitizer
+#   all        the three
 #
 # CC selects the compiler (default cc).  Exit status is non-zero when the
 # build fails, a check fails or a sanitizer/valgrind reports an error.
@@ -24,8 +26,8 @@ mode=${2:-asan}
 cc=${CC:-cc}
 
 case $mode in
-asan|valgrind|all) ;;
-*) echo "unknown mode '$mode' (asan, valgrind or all)" >&2; exit 2 ;;
+asan|valgrind|tsan|all) ;;
+*) echo "unknown mode '$mode' (asan, valgrind, tsan or all)" >&2; exit 2 ;;
 esac
 
 mkdir -p "$build"
@@ -33,8 +35,11 @@ status=0
 
 warn="-std=c11 -Wall -Wextra -Wpedantic -Werror"
 # test name, its sources, then the extra compiler and linker flags
+engine_srcs=ext/engine.c,ext/pipe.c,ext/proto.c,ext/buf.c,ext/dist.c,ext/hash.c
 tests="test_proto:ext/proto.c,ext/buf.c,tests/c/test_proto.c:
-test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c:"
+test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c:
+test_engine:$engine_srcs,ext/multi.c,tests/c/test_engine.c:-pthread
+test_pipe:$engine_srcs,ext/conn.c,tests/c/test_pipe.c:-pthread"
 if ! ssl_flags=$(pkg-config --cflags --libs openssl 2>/dev/null); then
     ssl_flags=""
     if printf '#include <openssl/ssl.h>\n' | $cc -E - >/dev/null 2>&1; then
@@ -75,4 +80,19 @@ for t in $tests; do
             || status=1
     fi
 done
+
+if [ "$mode" = tsan ] || [ "$mode" = all ]; then
+    # test_engine.c defines the clock (no conn.c); "threads" runs only the
+    # tests with several threads on one engine (and a fork among them).
+    echo "== $cc, ThreadSanitizer: $build/test_engine_tsan threads"
+    # shellcheck disable=SC2086
+    if $cc $warn -O1 -g -fno-omit-frame-pointer -fsanitize=thread -I ext \
+        $(echo "$engine_srcs,ext/multi.c" | tr ',' ' ') tests/c/test_engine.c \
+        -pthread -o "$build/test_engine_tsan"; then
+        TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:exitcode=66} \
+            "$build/test_engine_tsan" threads || status=1
+    else
+        status=1
+    fi
+fi
 exit $status

@@ -1,7 +1,9 @@
 #!/bin/sh
 # Builds the libFuzzer targets and runs them for SECONDS in all (default 60):
-# fuzz_parse (mc_parse, the text protocol) for half of it, fuzz_meta
-# (mc_meta_parse and the base64 coder, the meta protocol) for the rest.
+# fuzz_pipe (mc_conn_feed and the requests in flight on a connection) for
+# FUZZ_PIPE_SECONDS of it (default a third), then fuzz_parse (mc_parse, the
+# text protocol) for half of the rest, fuzz_meta (mc_meta_parse and the
+# base64 coder, the meta protocol) for the other half.
 #
 # Usage (from anywhere; paths are resolved against the repository root):
 #   tests/fuzz/run.sh [SECONDS] [extra libFuzzer flags...]
@@ -10,7 +12,7 @@
 # never modified), the logs and any crash artifacts go to build/fuzz/.
 # Prints the number of executions of each target; exits non-zero when a
 # target crashed or an invariant failed.  Replay one input:
-#   build/fuzz/fuzz_parse FILE   or   build/fuzz/fuzz_meta FILE
+#   build/fuzz/fuzz_parse FILE   (or fuzz_meta, fuzz_pipe)
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,8 +22,10 @@ secs=${1:-60}
 [ $# -gt 0 ] && shift
 out=build/fuzz
 cc=${CLANG:-clang}
-first=$((secs / 2))
-second=$((secs - first))
+pipe=${FUZZ_PIPE_SECONDS:-$((secs / 3))}
+[ "$pipe" -lt "$secs" ] || pipe=$((secs / 3))
+first=$(((secs - pipe) / 2))
+second=$((secs - pipe - first))
 
 mkdir -p "$out/artifacts"
 
@@ -69,6 +73,9 @@ run() {
 }
 
 status=0
+run fuzz_pipe "$pipe" tests/fuzz/corpus-pipe tests/fuzz/dict \
+    ext/pipe.c ext/engine.c ext/proto.c ext/buf.c ext/dist.c ext/hash.c \
+    ext/conn.c -pthread tests/fuzz/fuzz_pipe.c -- "$@"
 run fuzz_parse "$first" tests/fuzz/corpus tests/fuzz/dict \
     ext/proto.c tests/fuzz/fuzz_parse.c -- "$@"
 run fuzz_meta "$second" tests/fuzz/corpus-meta tests/fuzz/dict-meta \

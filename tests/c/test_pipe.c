@@ -1,0 +1,1610 @@
+/* Plain C tests of ext/pipe.c and pipe.h: requests queued and in flight on
+ * a connection, the bytes a driver writes from (mc_conn_out, mc_conn_wrote,
+ * partial writes through conn.c's mc_conn_send), and mc_conn_feed matching
+ * each reply frame to the oldest request: every kind of reply, error lines,
+ * streams out of sync, abandoned requests, owners that fail, noreply
+ * fences, the flush owed after a reconnect, the stats and value limits.
+ *
+ * Each reply scenario is fed whole, byte by byte and in chunks of several
+ * sizes, every time from a block holding exactly the unread bytes (so
+ * AddressSanitizer sees any read past them), and what the requests were
+ * told (items, completion, failures) is compared line by line with what
+ * the scenario expects.  Sockets are socketpair() ends and loopback
+ * sockets this file opens itself.
+ *
+ * Usage: test_pipe
+ * The last line printed is "N passed, N failed"; the exit status is non-zero
+ * when a check failed.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "conn.h"
+#include "engine.h"
+#include "pipe.h"
+#include "proto.h"
+
+#define SEC 1000000000LL
+
+/* ------------------------------------------------------------------------ */
+/* A log of what requests were told                                          */
+
+static const char *const kind_names[] = {
+    "VALUE", "END", "STORED", "NOT_STORED", "EXISTS", "NOT_FOUND",
+    "DELETED", "TOUCHED", "OK", "RESET", "MN", "NUMBER", "VERSION", "STAT",
+    "ERROR", "CLIENT_ERROR", "SERVER_ERROR"};
+
+struct log {
+    char *text;
+    size_t len, cap;
+};
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 2, 3)))
+#endif
+static void
+log_add(struct log *l, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return;
+    }
+    size_t k = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
+    if (l->len + k + 2 > l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        while (cap < l->len + k + 2) {
+            cap *= 2;
+        }
+        char *t = realloc(l->text, cap);
+        if (t == NULL) {
+            fprintf(stderr, "out of memory\n");
+            exit(2);
+        }
+        l->text = t;
+        l->cap = cap;
+    }
+    memcpy(l->text + l->len, line, k);
+    l->len += k;
+    l->text[l->len++] = '\n';
+    l->text[l->len] = '\0';
+}
+
+static void
+fail_text(const struct mc_fail *f, char *out, size_t cap)
+{
+    switch (f->code) {
+    case 0:
+        snprintf(out, cap, "ok");
+        break;
+    case MC_EREPLY:
+        snprintf(out, cap, "EREPLY %s%s%s", kind_names[f->kind],
+                 f->text[0] ? " " : "", f->text);
+        break;
+    case MC_EBADREPLY:
+        snprintf(out, cap, "EBADREPLY %s", f->text);
+        break;
+    case MC_EOWNER:
+        snprintf(out, cap, "EOWNER");
+        break;
+    case MC_EVALUE:
+        snprintf(out, cap, "EVALUE");
+        break;
+    default:
+        snprintf(out, cap, "code %d", f->code);
+        break;
+    }
+}
+
+/* One request of a scenario. */
+struct treq {
+    struct mc_req r;
+    int id;
+    int fail_at;               /* the item its owner fails, or -1 */
+    int items;                 /* items taken */
+    int done;                  /* on_done calls */
+    struct log *log;
+};
+
+static int
+t_item(void *owner, struct mc_req *r, size_t item,
+       const struct mc_reply *rep)
+{
+    struct treq *t = owner;
+    CHECK(&t->r == r);
+    if (t->items++ == t->fail_at) {
+        log_add(t->log, "R%d item %zu fails", t->id, item);
+        return -1;
+    }
+    const char *k = kind_names[rep->kind];
+    switch (rep->kind) {
+    case MC_VALUE:
+        log_add(t->log, "R%d item %zu VALUE %.*s %" PRIu32 " %.*s%s", t->id,
+              item, (int)rep->key_len, rep->key, rep->flags,
+              (int)(rep->value_len < 40 ? rep->value_len : 40), rep->value,
+              rep->has_cas ? " cas" : "");
+        if (rep->has_cas) {
+            log_add(t->log, "R%d cas %" PRIu64, t->id, rep->cas);
+        }
+        break;
+    case MC_NUMBER:
+        log_add(t->log, "R%d item %zu NUMBER %" PRIu64, t->id, item,
+              rep->number);
+        break;
+    case MC_STAT:
+        log_add(t->log, "R%d item %zu STAT %.*s=%.*s", t->id, item,
+              (int)rep->key_len, rep->key,
+              (int)(rep->text_len < 40 ? rep->text_len : 40), rep->text);
+        break;
+    case MC_VERSION:
+    case MC_ERROR:
+    case MC_CLIENT_ERROR:
+    case MC_SERVER_ERROR:
+        log_add(t->log, "R%d item %zu %s %.*s", t->id, item, k,
+              (int)rep->text_len, rep->text);
+        break;
+    default:
+        log_add(t->log, "R%d item %zu %s", t->id, item, k);
+        break;
+    }
+    return 0;
+}
+
+static void
+t_done(void *owner, struct mc_req *r)
+{
+    struct treq *t = owner;
+    char why[300];
+    t->done++;
+    CHECK(&t->r == r);
+    CHECK(r->next == NULL);
+    fail_text(&r->fail, why, sizeof why);
+    log_add(t->log, "R%d %s %s", t->id,
+          r->state == MC_REQ_DONE     ? "done"
+          : r->state == MC_REQ_FAILED ? "failed"
+                                      : "in flight?",
+          why);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Connections                                                               */
+
+static struct mc_engine eng;
+
+static struct mc_config
+config(void)
+{
+    struct mc_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.timeout = SEC;
+    cfg.connect_timeout = SEC;
+    cfg.dead_retry = 8 * SEC;
+    cfg.max_value = 1 << 20;
+    cfg.pool_size = 4;
+    cfg.timeout_limit = 3;
+    cfg.fence = true;
+    return cfg;
+}
+
+static void
+engine_up(const struct mc_config *cfg, const char *spec)
+{
+    uint32_t one = 1;
+    if (mc_engine_init(&eng, cfg, 1) != 0
+        || mc_engine_set_server(&eng, 0, spec, strlen(spec)) != 0
+        || mc_engine_build(&eng, MC_DIST_KETAMA, MC_HASH_MD5, &one) != 0) {
+        fprintf(stderr, "engine set-up failed\n");
+        exit(2);
+    }
+}
+
+/* A connection of eng's server over a socketpair; *peer the other end. */
+static struct mc_conn *
+new_conn(int *peer)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        perror("socketpair");
+        exit(2);
+    }
+    struct mc_fail f;
+    struct mc_conn *c = mc_engine_connected(&eng, &eng.servers[0], sv[0], 0,
+                                            &f);
+    if (c == NULL) {
+        fprintf(stderr, "mc_engine_connected failed\n");
+        exit(2);
+    }
+    *peer = sv[1];
+    return c;
+}
+
+/* True when the peer has bytes to read. */
+static bool
+peer_bytes_waiting(int peer)
+{
+    char b;
+    return recv(peer, &b, 1, MSG_DONTWAIT | MSG_PEEK) > 0;
+}
+
+/* Bytes arrive: c's buffer becomes an exact-size block of its unread bytes
+ * and these, so that a read past them is an AddressSanitizer error. */
+static void
+arrive_exact(struct mc_conn *c, const char *p, size_t n)
+{
+    size_t have = mc_buf_len(&c->rbuf);
+    char *block = malloc(have + n ? have + n : 1);
+    if (block == NULL) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    if (have) {
+        memcpy(block, mc_buf_head(&c->rbuf), have);
+    }
+    if (n) {
+        memcpy(block + have, p, n);
+    }
+    free(c->rbuf.data);
+    c->rbuf.data = block;
+    c->rbuf.start = 0;
+    c->rbuf.end = c->rbuf.cap = have + n;
+}
+
+/* Drops an exact-size block for the pool (its capacity is not a buffer's). */
+static void
+buf_reset(struct mc_conn *c)
+{
+    CHECK_EQ(mc_buf_len(&c->rbuf), 0);
+    mc_buf_free(&c->rbuf);
+}
+
+/* The bytes queued on c, concatenated. */
+static size_t
+queued(struct mc_conn *c, char *out, size_t cap)
+{
+    struct mc_out o = mc_conn_out(c);
+    size_t n = 0;
+    for (int i = 0; i < o.iovcnt; i++) {
+        if (n + o.iov[i].iov_len > cap) {
+            fprintf(stderr, "queued: too many bytes\n");
+            exit(2);
+        }
+        memcpy(out + n, o.iov[i].iov_base, o.iov[i].iov_len);
+        n += o.iov[i].iov_len;
+    }
+    CHECK_EQ(n, o.len);
+    return n;
+}
+
+static void
+all_written(struct mc_conn *c)
+{
+    struct mc_out o = mc_conn_out(c);
+    o.iov += o.iovcnt;
+    o.iovcnt = 0;
+    o.len = 0;
+    mc_conn_wrote(c, &o);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenarios                                                                 */
+
+#define MAX_REQS 8
+
+struct scenario {
+    struct treq reqs[MAX_REQS];
+    int n;
+    struct log log;
+    struct mc_conn *c;
+    int peer;
+    size_t max_value;
+    int abandon_id;            /* the request abandoned after abandon_at */
+    size_t abandon_at;         /* bytes fed; SIZE_MAX for none */
+};
+
+static void
+sc_begin(struct scenario *s)
+{
+    memset(s, 0, sizeof *s);
+    s->c = new_conn(&s->peer);
+    s->max_value = 1 << 20;
+    s->abandon_id = -1;
+    s->abandon_at = SIZE_MAX;
+}
+
+/* Queues a request expecting x, its bytes the string given. */
+static struct treq *
+sc_req(struct scenario *s, enum mc_expect x, const char *bytes)
+{
+    if (s->n == MAX_REQS) {
+        fprintf(stderr, "too many requests\n");
+        exit(2);
+    }
+    struct treq *t = &s->reqs[s->n];
+    t->id = s->n++;
+    t->fail_at = -1;
+    t->log = &s->log;
+    mc_req_init(&t->r, x);
+    t->r.on_item = t_item;
+    t->r.on_done = t_done;
+    t->r.owner = t;
+    struct iovec iov = {(void *)bytes, strlen(bytes)};
+    CHECK_EQ(mc_conn_queue(s->c, &t->r, &iov, 1, false), 0);
+    return t;
+}
+
+/* A noreply command: no request, a fence's "MN" owed after the others. */
+static void
+sc_noreply(struct scenario *s, const char *bytes)
+{
+    struct iovec iov = {(void *)bytes, strlen(bytes)};
+    CHECK_EQ(mc_conn_queue(s->c, NULL, &iov, 1, true), 0);
+}
+
+/* The keys of a retrieval. */
+static void
+sc_keys(struct treq *t, struct mc_wkey *wk, const char *const *keys,
+        size_t n, const char *pre)
+{
+    for (size_t i = 0; i < n; i++) {
+        wk[i].pre = pre ? pre : "";
+        wk[i].pre_len = pre ? strlen(pre) : 0;
+        wk[i].key = keys[i];
+        wk[i].key_len = strlen(keys[i]);
+    }
+    t->r.keys = (const char *)wk;
+    t->r.key_stride = sizeof *wk;
+    t->r.nitems = n;
+}
+
+static uint64_t
+next_rand(uint64_t *x)
+{
+    *x ^= *x >> 12;
+    *x ^= *x << 25;
+    *x ^= *x >> 27;
+    return *x * 0x2545f4914f6cdd1dULL;
+}
+
+static const char *
+head_name(const struct mc_conn *c)
+{
+    static char b[16];
+    if (c->head == NULL) {
+        return "-";
+    }
+    snprintf(b, sizeof b, "R%d", ((struct treq *)c->head->owner)->id);
+    return b;
+}
+
+/* Feeds stream to the scenario's connection in chunks (mode 0: whole, 1:
+ * byte by byte, k > 1: sizes 1..k drawn at random), calling mc_conn_feed
+ * after each and again after MC_FEED_OWNER, the way the drivers do; after
+ * MC_FEED_BROKEN the requests in flight are failed.  Returns the last
+ * outcome. */
+static int
+sc_feed(struct scenario *s, const char *stream, size_t n, size_t mode,
+        size_t *need)
+{
+    uint64_t seed = 0x1234567 + mode;
+    size_t at = 0;
+    int rc = 0;
+    struct mc_fail f;
+    while (at < n) {
+        size_t chunk = mode == 0 ? n - at
+                       : mode == 1
+                           ? 1
+                           : 1 + (size_t)(next_rand(&seed) % mode);
+        if (chunk > n - at) {
+            chunk = n - at;
+        }
+        if (at < s->abandon_at && at + chunk > s->abandon_at) {
+            chunk = s->abandon_at - at;
+        }
+        if (at == s->abandon_at && s->abandon_id >= 0) {
+            mc_req_abandon(&s->reqs[s->abandon_id].r);
+            log_add(&s->log, "abandon R%d", s->abandon_id);
+        }
+        arrive_exact(s->c, stream + at, chunk);
+        at += chunk;
+        for (int rounds = 0; rounds < 100; rounds++) {
+            memset(&f, 0xa5, sizeof f);
+            rc = mc_conn_feed(s->c, s->max_value, need, &f);
+            if (rc != MC_FEED_OWNER) {
+                break;
+            }
+            log_add(&s->log, "owner %s", head_name(s->c));
+        }
+        if (rc == MC_FEED_BROKEN) {
+            char why[300];
+            fail_text(&f, why, sizeof why);
+            log_add(&s->log, "broken %s", why);
+            mc_conn_fail_all(s->c, &f);
+            CHECK(s->c->head == NULL && s->c->tail == NULL);
+            return rc;
+        }
+        CHECK_EQ(rc, 0);
+    }
+    return rc;
+}
+
+/* Ends a scenario: each request was told it finished exactly once (or is
+ * still in flight, when unfinished says so); a connection in sync goes
+ * back to its pool. */
+static void
+sc_end(struct scenario *s, bool in_sync)
+{
+    for (int i = 0; i < s->n; i++) {
+        CHECK_EQ(s->reqs[i].done, s->reqs[i].r.state != MC_REQ_FLIGHT);
+    }
+    if (in_sync && s->c->head == NULL) {
+        buf_reset(s->c);
+        int before = eng.servers[0].nidle;
+        mc_engine_give(&eng, s->c);
+        CHECK_EQ(eng.servers[0].nidle, before + 1);
+        struct mc_conn *c;
+        CHECK_EQ(mc_engine_take(&eng, &eng.servers[0], &c), MC_TAKE_IDLE);
+        CHECK(c == s->c);
+    }
+    mc_conn_close(s->c);
+    close(s->peer);
+    free(s->log.text);
+}
+
+typedef void (*setup_fn)(struct scenario *s, void *arg);
+
+static const size_t modes[] = {0, 1, 2, 3, 7, 64};
+
+/* Runs a scenario in every feeding mode and compares what happened with
+ * want (one line per event).  want_rc: the last mc_conn_feed outcome. */
+static void
+run(const char *name, setup_fn setup, void *arg, const char *stream,
+    size_t stream_len, const char *want, int want_rc)
+{
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        struct scenario s;
+        sc_begin(&s);
+        setup(&s, arg);
+        all_written(s.c);
+        set_ctx("%s, chunks of %zu", name, modes[m]);
+        size_t need = 0;
+        int rc = sc_feed(&s, stream, stream_len, modes[m], &need);
+        CHECK_EQ(rc, want_rc);
+        const char *got = s.log.text ? s.log.text : "";
+        if (!CHECK(strcmp(got, want) == 0)) {
+            fprintf(stderr, "--- got:\n%s--- want:\n%s---\n", got, want);
+        }
+        if (want_rc == 0) {
+            CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
+            CHECK_EQ(need, 0);
+        }
+        sc_end(&s, want_rc == 0);
+    }
+}
+
+#define RUN(name, setup, arg, stream, want, rc)                             \
+    run((name), (setup), (arg), (stream), sizeof(stream) - 1, (want), (rc))
+
+/* ---- every kind of reply, each to the oldest request -------------------- */
+
+static struct mc_wkey wk_abc[3], wk_k[1], wk_ab[2];
+static const char *const abc[] = {"a", "b", "c"};
+static const char *const k1[] = {"k"};
+static const char *const ab[] = {"a", "b"};
+
+static void
+setup_kinds(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    sc_req(s, MC_X_VERSION, "version\r\n");
+    struct treq *g = sc_req(s, MC_X_VALUES, "get p:a p:b p:c\r\n");
+    sc_keys(g, wk_abc, abc, 3, "p:");
+    struct treq *st = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
+    st->r.accept = 1u << MC_STORED | 1u << MC_NOT_STORED;
+    sc_req(s, MC_X_OK, "flush_all\r\n");
+    sc_req(s, MC_X_STATS, "stats\r\n");
+    struct treq *gs = sc_req(s, MC_X_VALUES, "gets k\r\n");
+    sc_keys(gs, wk_k, k1, 1, NULL);
+    gs->r.with_cas = true;
+    sc_req(s, MC_X_NUMBER, "decr n 1\r\n");
+}
+
+static void
+test_kinds(void)
+{
+    RUN("every kind", setup_kinds, NULL,
+        "42\r\n"
+        "VERSION 1.6.21\r\n"
+        "VALUE p:a 1 2\r\nab\r\nVALUE p:c 3 0\r\n\r\nEND\r\n"
+        "NOT_STORED\r\n"
+        "OK\r\n"
+        "STAT pid 12\r\nSTAT empty\r\nSTAT version 1.6.21\r\nEND\r\n"
+        "VALUE k 0 1 77\r\nz\r\nEND\r\n"
+        "NOT_FOUND\r\n",
+        "R0 item 0 NUMBER 42\n"
+        "R0 done ok\n"
+        "R1 item 0 VERSION 1.6.21\n"
+        "R1 done ok\n"
+        "R2 item 0 VALUE p:a 1 ab\n"
+        "R2 item 2 VALUE p:c 3 \n"
+        "R2 done ok\n"
+        "R3 item 0 NOT_STORED\n"
+        "R3 done ok\n"
+        "R4 item 0 OK\n"
+        "R4 done ok\n"
+        "R5 item 0 STAT pid=12\n"
+        "R5 item 1 STAT empty=\n"
+        "R5 item 2 STAT version=1.6.21\n"
+        "R5 done ok\n"
+        "R6 item 0 VALUE k 0 z cas\n"
+        "R6 cas 77\n"
+        "R6 done ok\n"
+        "R7 item 0 NOT_FOUND\n"
+        "R7 done ok\n",
+        0);
+}
+
+/* Status lines of several items, in an order of the caller's (index);
+ * RESET and OK end a stats reply; two retrieval lines owe two ENDs. */
+static size_t index_42[] = {4, 2};
+
+static void
+setup_multi_frame(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *st = sc_req(s, MC_X_STATUS,
+                             "delete x\r\ndelete y\r\n");
+    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
+    st->r.nitems = 2;
+    st->r.index = index_42;
+    sc_req(s, MC_X_STATS, "stats reset\r\n");
+    sc_req(s, MC_X_STATS, "stats detail on\r\n");
+    struct treq *g = sc_req(s, MC_X_VALUES, "get a\r\nget b\r\n");
+    sc_keys(g, wk_ab, ab, 2, NULL);
+    g->r.ends = 2;
+}
+
+static void
+test_multi_frame(void)
+{
+    RUN("multi-frame replies", setup_multi_frame, NULL,
+        "NOT_FOUND\r\nDELETED\r\n"
+        "RESET\r\n"
+        "OK\r\n"
+        "END\r\nVALUE b 9 1\r\nB\r\nEND\r\n",
+        "R0 item 4 NOT_FOUND\n"
+        "R0 item 2 DELETED\n"
+        "R0 done ok\n"
+        "R1 done ok\n"
+        "R2 done ok\n"
+        "R3 item 1 VALUE b 9 B\n"
+        "R3 done ok\n",
+        0);
+}
+
+/* ---- error lines -------------------------------------------------------- */
+
+static void
+setup_errors_in_sync(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    struct treq *st = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
+    st->r.accept = 1u << MC_STORED;
+    sc_req(s, MC_X_OK, "flush_all\r\n");
+    sc_req(s, MC_X_VERSION, "version\r\n");
+    struct treq *soft = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
+    soft->r.accept = 1u << MC_STORED;
+    soft->r.soft_errors = true;
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+test_errors(void)
+{
+    /* an error line that is the whole reply fails its request only */
+    RUN("error lines in sync", setup_errors_in_sync, NULL,
+        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+        "SERVER_ERROR out of memory storing object\r\n"
+        "ERROR\r\n"
+        "VERSION 1.2\r\n"
+        "SERVER_ERROR object too large for cache\r\n"
+        "VERSION 1.3\r\n",
+        "R0 failed EREPLY CLIENT_ERROR cannot increment or decrement "
+        "non-numeric value\n"
+        "R1 failed EREPLY SERVER_ERROR out of memory storing object\n"
+        "R2 failed EREPLY ERROR\n"
+        "R3 item 0 VERSION 1.2\n"
+        "R3 done ok\n"
+        "R4 item 0 SERVER_ERROR object too large for cache\n"
+        "R4 done ok\n"
+        "R5 item 0 VERSION 1.3\n"
+        "R5 done ok\n",
+        0);
+}
+
+static void
+setup_get_then_version(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
+    sc_keys(g, wk_ab, ab, 2, NULL);
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+setup_stats_then_version(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_req(s, MC_X_STATS, "stats\r\n");
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+setup_status2_then_version(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *st = sc_req(s, MC_X_STATUS, "delete a\r\ndelete b\r\n");
+    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
+    st->r.nitems = 2;
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+setup_three_numbers(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_req(s, MC_X_NUMBER, "incr a 1\r\n");
+    sc_req(s, MC_X_NUMBER, "incr b 1\r\n");
+    sc_req(s, MC_X_NUMBER, "incr c 1\r\n");
+}
+
+static void
+test_out_of_sync(void)
+{
+    /* an error line inside a reply of several frames: out of sync */
+    RUN("error line after a VALUE", setup_get_then_version, NULL,
+        "VALUE a 0 1\r\nx\r\nSERVER_ERROR oops\r\nVERSION 1\r\n",
+        "R0 item 0 VALUE a 0 x\n"
+        "broken EREPLY SERVER_ERROR oops\n"
+        "R0 failed EREPLY SERVER_ERROR oops\n"
+        "R1 failed EREPLY SERVER_ERROR oops\n",
+        MC_FEED_BROKEN);
+    RUN("error line for a retrieval", setup_get_then_version, NULL,
+        "CLIENT_ERROR line too long\r\nVERSION 1\r\n",
+        "broken EREPLY CLIENT_ERROR line too long\n"
+        "R0 failed EREPLY CLIENT_ERROR line too long\n"
+        "R1 failed EREPLY CLIENT_ERROR line too long\n",
+        MC_FEED_BROKEN);
+    RUN("error line in stats", setup_stats_then_version, NULL,
+        "STAT pid 1\r\nERROR\r\nVERSION 1\r\n",
+        "R0 item 0 STAT pid=1\n"
+        "broken EREPLY ERROR\n"
+        "R0 failed EREPLY ERROR\n"
+        "R1 failed EREPLY ERROR\n",
+        MC_FEED_BROKEN);
+    RUN("error line for two status items", setup_status2_then_version,
+        NULL, "SERVER_ERROR x\r\nNOT_FOUND\r\nVERSION 1\r\n",
+        "broken EREPLY SERVER_ERROR x\n"
+        "R0 failed EREPLY SERVER_ERROR x\n"
+        "R1 failed EREPLY SERVER_ERROR x\n",
+        MC_FEED_BROKEN);
+    /* bytes outside the grammar fail every request in flight */
+    RUN("garbage", setup_three_numbers, NULL, "1\r\nHELLO\r\n3\r\n",
+        "R0 item 0 NUMBER 1\n"
+        "R0 done ok\n"
+        "broken EBADREPLY unexpected bytes\n"
+        "R1 failed EBADREPLY unexpected bytes\n"
+        "R2 failed EBADREPLY unexpected bytes\n",
+        MC_FEED_BROKEN);
+    RUN("a reply of the wrong kind", setup_three_numbers, NULL,
+        "STORED\r\n2\r\n3\r\n",
+        "broken EBADREPLY reply does not fit the command\n"
+        "R0 failed EBADREPLY reply does not fit the command\n"
+        "R1 failed EBADREPLY reply does not fit the command\n"
+        "R2 failed EBADREPLY reply does not fit the command\n",
+        MC_FEED_BROKEN);
+    RUN("bytes nobody asked for", setup_three_numbers, NULL,
+        "1\r\n2\r\n3\r\nEND\r\n",
+        "R0 item 0 NUMBER 1\n"
+        "R0 done ok\n"
+        "R1 item 0 NUMBER 2\n"
+        "R1 done ok\n"
+        "R2 item 0 NUMBER 3\n"
+        "R2 done ok\n"
+        "broken EBADREPLY bytes nobody asked for\n",
+        MC_FEED_BROKEN);
+    RUN("VALUE for a key not asked", setup_get_then_version, NULL,
+        "VALUE b 0 1\r\nx\r\nVALUE a 0 1\r\ny\r\nEND\r\n",
+        "R0 item 1 VALUE b 0 x\n"
+        "broken EBADREPLY VALUE for a key that was not requested\n"
+        "R0 failed EBADREPLY VALUE for a key that was not requested\n"
+        "R1 failed EBADREPLY VALUE for a key that was not requested\n",
+        MC_FEED_BROKEN);
+    RUN("a bad value terminator", setup_get_then_version, NULL,
+        "VALUE a 0 1\r\nxy\r\nEND\r\n",
+        "broken EBADREPLY unexpected bytes\n"
+        "R0 failed EBADREPLY unexpected bytes\n"
+        "R1 failed EBADREPLY unexpected bytes\n",
+        MC_FEED_BROKEN);
+}
+
+/* ---- abandoned requests ------------------------------------------------- */
+
+static void
+setup_abandon(struct scenario *s, void *arg)
+{
+    size_t at = *(const size_t *)arg;
+    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
+    sc_keys(g, wk_ab, ab, 2, NULL);
+    sc_req(s, MC_X_STATS, "stats\r\n");
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    sc_req(s, MC_X_VERSION, "version\r\n");
+    s->abandon_at = at;
+    s->abandon_id = at == 0 ? 0 : at < 40 ? 0 : at < 60 ? 1 : 2;
+}
+
+static void
+test_abandon(void)
+{
+    static const char stream[] =
+        "VALUE a 0 1\r\nx\r\nVALUE b 0 3\r\nyyy\r\nEND\r\n"  /* 0..38 */
+        "STAT pid 7\r\nSTAT up 9\r\nEND\r\n"                /* 39..66 */
+        "5\r\n"                                             /* 67..69 */
+        "VERSION 1.6\r\n";
+    /* abandoned before anything arrived: the whole reply is discarded */
+    size_t at = 0;
+    RUN("abandoned before its reply", setup_abandon, &at, stream,
+        "abandon R0\n"
+        "R0 done ok\n"
+        "R1 item 0 STAT pid=7\n"
+        "R1 item 1 STAT up=9\n"
+        "R1 done ok\n"
+        "R2 item 0 NUMBER 5\n"
+        "R2 done ok\n"
+        "R3 item 0 VERSION 1.6\n"
+        "R3 done ok\n",
+        0);
+    /* in the middle of its second VALUE */
+    at = 22;
+    RUN("abandoned mid-value", setup_abandon, &at, stream,
+        "R0 item 0 VALUE a 0 x\n"
+        "abandon R0\n"
+        "R0 done ok\n"
+        "R1 item 0 STAT pid=7\n"
+        "R1 item 1 STAT up=9\n"
+        "R1 done ok\n"
+        "R2 item 0 NUMBER 5\n"
+        "R2 done ok\n"
+        "R3 item 0 VERSION 1.6\n"
+        "R3 done ok\n",
+        0);
+    /* a stats reply after its first line */
+    at = 52;
+    RUN("abandoned mid-stats", setup_abandon, &at, stream,
+        "R0 item 0 VALUE a 0 x\n"
+        "R0 item 1 VALUE b 0 yyy\n"
+        "R0 done ok\n"
+        "R1 item 0 STAT pid=7\n"
+        "abandon R1\n"
+        "R1 done ok\n"
+        "R2 item 0 NUMBER 5\n"
+        "R2 done ok\n"
+        "R3 item 0 VERSION 1.6\n"
+        "R3 done ok\n",
+        0);
+    /* a number before its line is complete */
+    at = 68;
+    RUN("abandoned mid-number", setup_abandon, &at, stream,
+        "R0 item 0 VALUE a 0 x\n"
+        "R0 item 1 VALUE b 0 yyy\n"
+        "R0 done ok\n"
+        "R1 item 0 STAT pid=7\n"
+        "R1 item 1 STAT up=9\n"
+        "R1 done ok\n"
+        "abandon R2\n"
+        "R2 done ok\n"
+        "R3 item 0 VERSION 1.6\n"
+        "R3 done ok\n",
+        0);
+}
+
+/* ---- owners that fail --------------------------------------------------- */
+
+struct owner_case {
+    int fail_req;
+    int fail_at;
+};
+
+static void
+setup_owner(struct scenario *s, void *arg)
+{
+    const struct owner_case *oc = arg;
+    struct treq *g = sc_req(s, MC_X_VALUES, "get a b c\r\n");
+    sc_keys(g, wk_abc, abc, 3, NULL);
+    struct treq *st = sc_req(s, MC_X_STATUS, "delete a\r\ndelete b\r\n");
+    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
+    st->r.nitems = 2;
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    sc_req(s, MC_X_STATS, "stats\r\n");
+    sc_req(s, MC_X_VERSION, "version\r\n");
+    sc_req(s, MC_X_OK, "flush_all\r\n");
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    s->reqs[oc->fail_req].fail_at = oc->fail_at;
+}
+
+static void
+test_owner(void)
+{
+    static const char stream[] =
+        "VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nVALUE c 0 1\r\nz\r\nEND\r\n"
+        "DELETED\r\nNOT_FOUND\r\n"
+        "7\r\n"
+        "STAT a 1\r\nSTAT b 2\r\nEND\r\n"
+        "VERSION 9\r\n"
+        "OK\r\n"
+        "8\r\n";
+    static const char *const lines[7][3] = {
+        {"R0 item 0 VALUE a 0 x", "R0 item 1 VALUE b 0 y",
+         "R0 item 2 VALUE c 0 z"},
+        {"R1 item 0 DELETED", "R1 item 1 NOT_FOUND", NULL},
+        {"R2 item 0 NUMBER 7", NULL, NULL},
+        {"R3 item 0 STAT a=1", "R3 item 1 STAT b=2", NULL},
+        {"R4 item 0 VERSION 9", NULL, NULL},
+        {"R5 item 0 OK", NULL, NULL},
+        {"R6 item 0 NUMBER 8", NULL, NULL},
+    };
+    static const int nitems[7] = {3, 2, 1, 2, 1, 1, 1};
+    static const size_t item_no[7][3] = {
+        {0, 1, 2}, {0, 1, 0}, {0}, {0, 1, 0}, {0}, {0}, {0}};
+    /* Every request of every kind failing at every one of its items: its
+     * owner is told once, its request fails with MC_EOWNER after the rest
+     * of its reply was read and discarded, and every later request reads
+     * its own reply. */
+    for (int r = 0; r < 7; r++) {
+        for (int at = 0; at < nitems[r]; at++) {
+            struct owner_case oc = {r, at};
+            struct log want;
+            memset(&want, 0, sizeof want);
+            for (int q = 0; q < 7; q++) {
+                for (int i = 0; i < nitems[q]; i++) {
+                    if (q == r && i == at) {
+                        log_add(&want, "R%d item %zu fails", q, item_no[q][i]);
+                        log_add(&want, "owner R%d", q);
+                        break;
+                    }
+                    log_add(&want, "%s", lines[q][i]);
+                }
+                log_add(&want, q == r ? "R%d failed EOWNER" : "R%d done ok",
+                      q);
+            }
+            char name[64];
+            snprintf(name, sizeof name, "owner of R%d fails at item %d", r,
+                     at);
+            RUN(name, setup_owner, &oc, stream, want.text, 0);
+            free(want.text);
+        }
+    }
+}
+
+/* The item a failed owner was given ends its reply, and the stream stops
+ * right there: the request is finished on the next call all the same. */
+static void
+setup_owner_last(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *t = sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    t->fail_at = 0;
+}
+
+static void
+test_owner_at_end(void)
+{
+    RUN("owner fails on the last frame", setup_owner_last, NULL, "1\r\n",
+        "R0 item 0 fails\n"
+        "owner R0\n"
+        "R0 failed EOWNER\n",
+        0);
+}
+
+/* A request that failed its owner keeps that failure when the stream is
+ * then found out of sync. */
+static void
+setup_owner_then_garbage(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
+    sc_keys(g, wk_ab, ab, 2, NULL);
+    g->fail_at = 0;
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+setup_stats_owner(struct scenario *s, void *arg)
+{
+    (void)arg;
+    struct treq *t = sc_req(s, MC_X_STATS, "stats\r\n");
+    t->fail_at = 0;
+    sc_req(s, MC_X_VERSION, "version\r\n");
+}
+
+static void
+test_owner_then_broken(void)
+{
+    RUN("owner failed, then an error line in its reply", setup_stats_owner,
+        NULL, "STAT a 1\r\nCLIENT_ERROR x\r\nVERSION 1\r\n",
+        "R0 item 0 fails\n"
+        "owner R0\n"
+        "broken EREPLY CLIENT_ERROR x\n"
+        "R0 failed EOWNER\n"
+        "R1 failed EREPLY CLIENT_ERROR x\n",
+        MC_FEED_BROKEN);
+    RUN("owner failed, then an error line after a VALUE",
+        setup_owner_then_garbage, NULL,
+        "VALUE a 0 1\r\nx\r\nSERVER_ERROR y\r\n",
+        "R0 item 0 fails\n"
+        "owner R0\n"
+        "broken EREPLY SERVER_ERROR y\n"
+        "R0 failed EOWNER\n"
+        "R1 failed EREPLY SERVER_ERROR y\n",
+        MC_FEED_BROKEN);
+    RUN("owner failed, then garbage", setup_owner_then_garbage, NULL,
+        "VALUE a 0 1\r\nx\r\nHELLO\r\n",
+        "R0 item 0 fails\n"
+        "owner R0\n"
+        "broken EBADREPLY unexpected bytes\n"
+        "R0 failed EOWNER\n"
+        "R1 failed EBADREPLY unexpected bytes\n",
+        MC_FEED_BROKEN);
+}
+
+/* ---- noreply fences and the flush after a reconnect --------------------- */
+
+static void
+setup_fence_first(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_noreply(s, "set a 0 0 1 noreply\r\nx\r\n");
+    sc_noreply(s, "delete b noreply\r\n");
+    CHECK_EQ(s->c->fences, 2);
+    CHECK(s->c->head == NULL);
+    sc_req(s, MC_X_VERSION, "version\r\n");
+    char out[128];
+    size_t n = queued(s->c, out, sizeof out);
+    CHECK_BYTES(out, n, "set a 0 0 1 noreply\r\nx\r\nmn\r\n"
+                        "delete b noreply\r\nmn\r\nversion\r\n");
+}
+
+static void
+setup_fence_between(struct scenario *s, void *arg)
+{
+    (void)arg;
+    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
+    sc_noreply(s, "set a 0 0 1 noreply\r\nx\r\n");
+    CHECK_EQ(s->c->fences, 0);
+    CHECK_EQ(s->reqs[0].r.fences_after, 1);
+    sc_req(s, MC_X_OK, "flush_all\r\n");
+}
+
+static void
+test_fences(void)
+{
+    RUN("fences ahead of a request", setup_fence_first, NULL,
+        "MN\r\nMN\r\nVERSION 1\r\n",
+        "R0 item 0 VERSION 1\n"
+        "R0 done ok\n",
+        0);
+    RUN("a noreply command's error before its MN", setup_fence_first, NULL,
+        "CLIENT_ERROR bad data chunk\r\nMN\r\nSERVER_ERROR x\r\nMN\r\n"
+        "VERSION 1\r\n",
+        "R0 item 0 VERSION 1\n"
+        "R0 done ok\n",
+        0);
+    RUN("a fence after a request", setup_fence_between, NULL,
+        "5\r\nMN\r\nOK\r\n",
+        "R0 item 0 NUMBER 5\n"
+        "R0 done ok\n"
+        "R1 item 0 OK\n"
+        "R1 done ok\n",
+        0);
+    RUN("a fence after a request failed in sync", setup_fence_between, NULL,
+        "CLIENT_ERROR bad\r\nMN\r\nOK\r\n",
+        "R0 failed EREPLY CLIENT_ERROR bad\n"
+        "R1 item 0 OK\n"
+        "R1 done ok\n",
+        0);
+    RUN("a reply where an MN is owed", setup_fence_between, NULL,
+        "5\r\nOK\r\nMN\r\n",
+        "R0 item 0 NUMBER 5\n"
+        "R0 done ok\n"
+        "broken EBADREPLY unexpected reply after noreply\n"
+        "R1 failed EBADREPLY unexpected reply after noreply\n",
+        MC_FEED_BROKEN);
+
+    set_ctx("fences owed after the last request");
+    struct scenario s;
+    sc_begin(&s);
+    sc_req(&s, MC_X_NUMBER, "incr n 1\r\n");
+    sc_noreply(&s, "delete a noreply\r\n");
+    sc_noreply(&s, "delete b noreply\r\n");
+    CHECK_EQ(s.reqs[0].r.fences_after, 2);
+    all_written(s.c);
+    size_t need;
+    CHECK_EQ(sc_feed(&s, "9\r\nMN\r\n", 7, 0, &need), 0);
+    CHECK_EQ(s.reqs[0].r.state, MC_REQ_DONE);
+    CHECK_EQ(s.c->fences, 1);    /* one MN read, one still owed */
+    CHECK(s.c->head == NULL);
+    CHECK_EQ(mc_conn_drain_owed(s.c), 0);
+    arrive_exact(s.c, "M", 1);
+    CHECK_EQ(mc_conn_drain_owed(s.c), 0);
+    arrive_exact(s.c, "N\r\n", 3);
+    CHECK_EQ(mc_conn_drain_owed(s.c), 1);
+    CHECK_EQ(s.c->fences, 0);
+    CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
+    /* a fence owed and bytes of another kind: out of sync */
+    sc_noreply(&s, "delete c noreply\r\n");
+    all_written(s.c);
+    arrive_exact(s.c, "STORED\r\n", 8);
+    CHECK_EQ(mc_conn_drain_owed(s.c), -1);
+    s.c->rbuf.start = s.c->rbuf.end;  /* dropped with the connection */
+    sc_end(&s, false);
+}
+
+static void
+test_flush_owed(void)
+{
+    set_ctx("the flush after a reconnect");
+    eng.cfg.flush_on_reconnect = true;
+    for (int bad = 0; bad < 2; bad++) {
+        mc_engine_mark_dead(&eng, 0, SEC);
+        struct scenario s;
+        sc_begin(&s);
+        CHECK_EQ(s.c->flush_oks, 1);
+        sc_req(&s, MC_X_VERSION, "version\r\n");
+        char out[64];
+        size_t n = queued(s.c, out, sizeof out);
+        CHECK_BYTES(out, n, "flush_all\r\nversion\r\n");
+        all_written(s.c);
+        size_t need;
+        if (!bad) {
+            CHECK_EQ(sc_feed(&s, "OK\r\nVERSION 2\r\n", 15, 1, &need), 0);
+            CHECK_BYTES(s.log.text, s.log.len,
+                        "R0 item 0 VERSION 2\nR0 done ok\n");
+            CHECK_EQ(s.c->flush_oks, 0);
+        }
+        else {
+            CHECK_EQ(sc_feed(&s, "VERSION 2\r\n", 11, 0, &need),
+                     MC_FEED_BROKEN);
+            CHECK_BYTES(s.log.text, s.log.len,
+                        "broken EBADREPLY unexpected reply to flush_all\n"
+                        "R0 failed EBADREPLY unexpected reply to flush_all\n");
+        }
+        sc_end(&s, !bad);
+    }
+    eng.cfg.flush_on_reconnect = false;
+    mc_engine_forget_dead(&eng);
+}
+
+/* ---- limits ------------------------------------------------------------ */
+
+static int
+count_item(void *owner, struct mc_req *r, size_t item,
+           const struct mc_reply *rep)
+{
+    (void)r;
+    (void)item;
+    (void)rep;
+    (*(size_t *)owner)++;
+    return 0;
+}
+
+static void
+test_limits(void)
+{
+    /* Stats: each line is charged its text and 64 bytes; 1024 lines with
+     * a 1-byte name and 8127 bytes of text are 8 MiB exactly. */
+    set_ctx("the stats limit");
+    static char line[8200];
+    int ll = snprintf(line, sizeof line, "STAT k ");
+    memset(line + ll, 'v', 8127);
+    memcpy(line + ll + 8127, "\r\n", 2);
+    size_t line_len = (size_t)ll + 8127 + 2;
+    CHECK_EQ(64 + 1 + 8127, 8192);
+    CHECK_EQ(1024u * 8192u, MC_MAX_STATS_REPLY);
+    for (int over = 0; over < 2; over++) {
+        int peer;
+        struct mc_conn *c = new_conn(&peer);
+        struct mc_req r;
+        size_t items = 0;
+        mc_req_init(&r, MC_X_STATS);
+        r.on_item = count_item;
+        r.owner = &items;
+        mc_conn_push(c, &r, false);
+        int rc = 0;
+        struct mc_fail f;
+        size_t need;
+        for (int i = 0; i < 1024 && rc == 0; i++) {
+            arrive_exact(c, line, line_len);
+            rc = mc_conn_feed(c, 1 << 20, &need, &f);
+        }
+        CHECK_EQ(rc, 0);
+        CHECK_EQ(items, 1024);
+        CHECK_EQ(r.taken, MC_MAX_STATS_REPLY);
+        CHECK_EQ(r.state, MC_REQ_FLIGHT);
+        arrive_exact(c, over ? "STAT x\r\n" : "END\r\n", over ? 8 : 5);
+        rc = mc_conn_feed(c, 1 << 20, &need, &f);
+        if (over) {
+            CHECK_EQ(rc, MC_FEED_BROKEN);
+            CHECK_EQ(f.code, MC_EBADREPLY);
+            CHECK(strcmp(f.text, "stats reply over the 8 MiB limit") == 0);
+            CHECK_EQ(items, 1024);
+            mc_conn_fail_all(c, &f);
+            CHECK_EQ(r.state, MC_REQ_FAILED);
+        }
+        else {
+            CHECK_EQ(rc, 0);
+            CHECK_EQ(r.state, MC_REQ_DONE);
+        }
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* A VALUE larger than max_value fails as soon as its line is in:
+     * nothing is allocated for it. */
+    for (int mode = 0; mode < 2; mode++) {
+        set_ctx("a VALUE over max_value, %s", mode ? "byte by byte" : "whole");
+        int peer;
+        struct mc_conn *c = new_conn(&peer);
+        struct mc_req r;
+        struct mc_wkey wk = {"", 0, "k", 1};
+        mc_req_init(&r, MC_X_VALUES);
+        r.keys = (const char *)&wk;
+        mc_conn_push(c, &r, false);
+        static const char big[] = "VALUE k 0 101\r\n";
+        int rc = 0;
+        struct mc_fail f;
+        size_t need = 7;
+        if (mode) {
+            for (size_t i = 0; i < sizeof big - 1 && rc == 0; i++) {
+                arrive_exact(c, big + i, 1);
+                rc = mc_conn_feed(c, 100, &need, &f);
+                if (rc == 0) {
+                    CHECK_EQ(need, 0);  /* no line yet: no length */
+                }
+            }
+        }
+        else {
+            arrive_exact(c, big, sizeof big - 1);
+            rc = mc_conn_feed(c, 100, &need, &f);
+        }
+        CHECK_EQ(rc, MC_FEED_BROKEN);
+        CHECK_EQ(f.code, MC_EVALUE);
+        CHECK_EQ(c->rbuf.cap, sizeof big - 1);  /* nothing reserved */
+        mc_conn_fail_all(c, &f);
+        CHECK_EQ(r.state, MC_REQ_FAILED);
+        CHECK_EQ(r.fail.code, MC_EVALUE);
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* At max_value exactly it is accepted, and the frame's length is
+     * known once the line is in. */
+    set_ctx("a VALUE of max_value");
+    int peer;
+    struct mc_conn *c = new_conn(&peer);
+    struct mc_req r;
+    struct mc_wkey wk = {"", 0, "k", 1};
+    size_t items = 0;
+    mc_req_init(&r, MC_X_VALUES);
+    r.keys = (const char *)&wk;
+    r.on_item = count_item;
+    r.owner = &items;
+    mc_conn_push(c, &r, false);
+    struct mc_fail f;
+    size_t need;
+    arrive_exact(c, "VALUE k 0 100\r", 14);
+    CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+    CHECK_EQ(need, 0);
+    arrive_exact(c, "\n", 1);
+    CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+    CHECK_EQ(need, 15 + 100 + 2);
+    char val[100];
+    memset(val, 'w', sizeof val);
+    arrive_exact(c, val, 99);
+    CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+    CHECK_EQ(need, 15 + 100 + 2);
+    arrive_exact(c, val, 1);
+    arrive_exact(c, "\r\nEN", 4);
+    CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+    CHECK_EQ(items, 1);
+    CHECK_EQ(r.state, MC_REQ_FLIGHT);
+    CHECK_EQ(need, 0);
+    arrive_exact(c, "D\r\n", 3);
+    CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+    CHECK_EQ(r.state, MC_REQ_DONE);
+    CHECK_EQ(mc_buf_len(&c->rbuf), 0);
+    mc_conn_close(c);
+    close(peer);
+}
+
+/* ---- queueing and writing ---------------------------------------------- */
+
+static void
+test_queue(void)
+{
+    /* A new connection has nothing queued (and no write queue yet: the
+     * drivers ask for mc_conn_out only once something was queued). */
+    set_ctx("nothing queued");
+    int peer;
+    struct mc_conn *c = new_conn(&peer);
+    CHECK(mc_conn_written(c));
+    CHECK_EQ(c->wcnt, 0);
+    CHECK_EQ(c->wlen, 0);
+    struct iovec first = {(void *)"version\r\n", 9};
+    CHECK_EQ(mc_conn_queue_bytes(c, &first, 1), 0);
+    struct mc_out o = mc_conn_out(c);
+    CHECK_EQ(o.iovcnt, 1);
+    CHECK_EQ(mc_conn_send(c->fd, &o), 9);
+    mc_conn_wrote(c, &o);
+    char nine[9];
+    CHECK_EQ(recv(peer, nine, sizeof nine, MSG_DONTWAIT), 9);
+    /* all written: nothing queued */
+    o = mc_conn_out(c);
+    CHECK_EQ(o.iovcnt, 0);
+    CHECK_EQ(o.len, 0);
+    CHECK(mc_conn_written(c));
+    mc_conn_wrote(c, &o);
+    CHECK_EQ(c->whead, 0);
+    CHECK_EQ(c->wcnt, 0);
+    CHECK_EQ(c->wlen, 0);
+    CHECK(mc_conn_written(c));
+    CHECK_EQ(mc_conn_send(c->fd, &o), 0);  /* sends nothing */
+    CHECK_EQ(peer_bytes_waiting(peer), 0);
+
+    set_ctx("requests queued and in flight");
+    struct mc_req r[3];
+    struct iovec v0[2] = {{(void *)"set k 0 0 2\r\n", 13},
+                          {(void *)"hi\r\n", 4}};
+    struct iovec v1 = {(void *)"version\r\n", 9};
+    mc_req_init(&r[0], MC_X_STATUS);
+    mc_req_init(&r[1], MC_X_VERSION);
+    mc_req_init(&r[2], MC_X_OK);
+    CHECK_EQ(mc_conn_queue(c, &r[0], v0, 2, false), 0);
+    CHECK(c->head == &r[0] && c->tail == &r[0]);
+    CHECK_EQ(mc_conn_queue(c, &r[1], &v1, 1, true), 0);
+    CHECK_EQ(r[0].fences_after, 0);
+    CHECK_EQ(r[1].fences_after, 1);  /* "mn" follows r[1] */
+    CHECK_EQ(mc_conn_queue(c, &r[2], &v1, 1, false), 0);
+    CHECK(c->head == &r[0] && r[0].next == &r[1] && r[1].next == &r[2]);
+    CHECK(c->tail == &r[2] && r[2].next == NULL);
+    CHECK_EQ(r[2].state, MC_REQ_FLIGHT);
+    o = mc_conn_out(c);
+    CHECK_EQ(o.iovcnt, 5);
+    CHECK_EQ(o.len, 13 + 4 + 9 + 4 + 9);
+    CHECK(!mc_conn_written(c));
+    char out[64];
+    size_t n = queued(c, out, sizeof out);
+    CHECK_BYTES(out, n, "set k 0 0 2\r\nhi\r\nversion\r\nmn\r\nversion\r\n");
+    /* nothing was sent by queueing */
+    CHECK_EQ(peer_bytes_waiting(peer), 0);
+    mc_conn_close(c);
+    close(peer);
+}
+
+/* Writes what c has queued through mc_conn_send on a socket with a small
+ * send buffer, reading from the peer whenever it is full, queueing more
+ * requests while the first is half written; the peer must receive exactly
+ * the bytes queued, in order. */
+static void
+test_partial_writes(void)
+{
+    set_ctx("partial writes");
+    int peer;
+    struct mc_conn *c = new_conn(&peer);
+    int small = 4096;
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    (void)setsockopt(peer, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+
+    enum { VLEN = 150000, PARTS = 10 };
+    static char value[VLEN];
+    for (size_t i = 0; i < VLEN; i++) {
+        value[i] = (char)('a' + i % 23);
+    }
+    static char want[VLEN + 4096];
+    size_t wn = 0;
+    struct iovec iov[PARTS + 2];
+    static const char hdr[] = "set big 0 0 150000\r\n";
+    iov[0].iov_base = (void *)hdr;
+    iov[0].iov_len = sizeof hdr - 1;
+    for (int i = 0; i < PARTS; i++) {
+        iov[1 + i].iov_base = value + i * (VLEN / PARTS);
+        iov[1 + i].iov_len = VLEN / PARTS;
+    }
+    iov[PARTS + 1].iov_base = (void *)"\r\n";
+    iov[PARTS + 1].iov_len = 2;
+    for (int i = 0; i < PARTS + 2; i++) {
+        memcpy(want + wn, iov[i].iov_base, iov[i].iov_len);
+        wn += iov[i].iov_len;
+    }
+    struct mc_req r0, r1, r2;
+    mc_req_init(&r0, MC_X_STATUS);
+    mc_req_init(&r1, MC_X_NUMBER);
+    mc_req_init(&r2, MC_X_VERSION);
+    CHECK_EQ(mc_conn_queue(c, &r0, iov, PARTS + 2, false), 0);
+    CHECK_EQ(c->wcap, 16);
+
+    static char got[VLEN + 4096];
+    size_t gn = 0;
+    int sends = 0, partial = 0, mid_iov = 0;
+    bool more_queued = false;
+    struct iovec more[6];
+    for (int i = 0; i < 6; i++) {
+        more[i].iov_base = (void *)"incr n 1\r\n";
+        more[i].iov_len = 10;
+    }
+    for (int rounds = 0; rounds < 200000 && !mc_conn_written(c); rounds++) {
+        struct mc_out o = mc_conn_out(c);
+        size_t before = o.len;
+        ssize_t k = mc_conn_send(c->fd, &o);
+        mc_conn_wrote(c, &o);
+        if (k > 0) {
+            sends++;
+            CHECK_EQ((size_t)k, before - c->wlen);
+            if (!mc_conn_written(c)) {
+                partial++;
+                /* the first iovec left was cut inside */
+                const struct iovec *h = &c->wiov[c->whead];
+                for (int i = 0; i < PARTS + 2; i++) {
+                    mid_iov += (char *)h->iov_base > (char *)iov[i].iov_base
+                               && (char *)h->iov_base
+                                      < (char *)iov[i].iov_base
+                                            + iov[i].iov_len;
+                }
+            }
+        }
+        else {
+            CHECK_EQ(k, -EAGAIN);
+        }
+        if (!more_queued && c->whead >= 4) {
+            /* 12 - whead left plus 6 more: room is made by moving the
+             * unwritten iovecs to the front, not by growing */
+            CHECK_EQ(mc_conn_queue(c, &r1, more, 6, true), 0);
+            CHECK_EQ(c->whead, 0);
+            CHECK_EQ(c->wcap, 16);
+            CHECK_EQ(mc_conn_queue(c, &r2, &more[0], 1, false), 0);
+            for (int i = 0; i < 6; i++) {
+                memcpy(want + wn, "incr n 1\r\n", 10);
+                wn += 10;
+            }
+            memcpy(want + wn, "mn\r\nincr n 1\r\n", 14);
+            wn += 14;
+            more_queued = true;
+        }
+        ssize_t m = recv(peer, got + gn, sizeof got - gn, MSG_DONTWAIT);
+        if (m > 0) {
+            gn += (size_t)m;
+        }
+    }
+    CHECK(mc_conn_written(c));
+    CHECK(more_queued);
+    CHECK_EQ(c->whead, 0);
+    CHECK_EQ(c->wcnt, 0);
+    CHECK_EQ(c->wlen, 0);
+    CHECK(sends > 3);
+    CHECK(partial > 2);
+    CHECK(mid_iov > 0);
+    for (int rounds = 0; rounds < 10000 && gn < wn; rounds++) {
+        struct pollfd p = {peer, POLLIN, 0};
+        (void)poll(&p, 1, 100);
+        ssize_t m = recv(peer, got + gn, sizeof got - gn, MSG_DONTWAIT);
+        if (m > 0) {
+            gn += (size_t)m;
+        }
+    }
+    CHECK_EQ(gn, wn);
+    CHECK(gn == wn && memcmp(got, want, wn) == 0);
+    CHECK(c->head == &r0 && r0.next == &r1 && r1.next == &r2);
+    CHECK_EQ(r1.fences_after, 1);
+    mc_conn_close(c);
+    close(peer);
+}
+
+/* ---- through a real loopback socket ------------------------------------- */
+
+static int
+listen_loopback(bool do_listen, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0
+        || (do_listen && listen(fd, 4) != 0)
+        || getsockname(fd, (struct sockaddr *)&a, &al) != 0) {
+        perror("loopback socket");
+        exit(2);
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+static void
+test_loopback(void)
+{
+    set_ctx("a request over loopback TCP");
+    int port;
+    int lfd = listen_loopback(true, &port);
+    char spec[64];
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    struct mc_engine e;
+    struct mc_config cfg = config();
+    uint32_t one = 1;
+    CHECK_EQ(mc_engine_init(&e, &cfg, 1), 0);
+    CHECK_EQ(mc_engine_set_server(&e, 0, spec, strlen(spec)), 0);
+    CHECK_EQ(mc_engine_build(&e, MC_DIST_KETAMA, MC_HASH_MD5, &one), 0);
+    struct mc_server *srv = &e.servers[0];
+    struct mc_conn *c;
+    CHECK_EQ(mc_engine_take(&e, srv, &c), MC_TAKE_CONNECT);
+    int gai = 0;
+    int fd = mc_conn_open(&srv->spec, mc_now() + 5 * SEC, &gai);
+    CHECK(fd >= 0);
+    struct mc_fail f;
+    c = mc_engine_connected(&e, srv, fd, gai, &f);
+    CHECK(c != NULL);
+    int sfd = accept(lfd, NULL, NULL);
+    CHECK(sfd >= 0);
+    if (c == NULL || sfd < 0) {
+        close(lfd);
+        mc_engine_free(&e);
+        return;
+    }
+    struct log log;
+    memset(&log, 0, sizeof log);
+    struct treq t[2];
+    memset(t, 0, sizeof t);
+    struct mc_wkey wk = {"", 0, "k", 1};
+    mc_req_init(&t[0].r, MC_X_VERSION);
+    mc_req_init(&t[1].r, MC_X_VALUES);
+    t[1].r.keys = (const char *)&wk;
+    for (int i = 0; i < 2; i++) {
+        t[i].id = i;
+        t[i].fail_at = -1;
+        t[i].log = &log;
+        t[i].r.on_item = t_item;
+        t[i].r.on_done = t_done;
+        t[i].r.owner = &t[i];
+    }
+    struct iovec v0 = {(void *)"version\r\n", 9};
+    struct iovec v1 = {(void *)"get k\r\n", 7};
+    CHECK_EQ(mc_conn_queue(c, &t[0].r, &v0, 1, false), 0);
+    CHECK_EQ(mc_conn_queue(c, &t[1].r, &v1, 1, false), 0);
+    int64_t deadline = mc_now() + 5 * SEC;
+    while (!mc_conn_written(c) && mc_now() < deadline) {
+        struct mc_out o = mc_conn_out(c);
+        ssize_t n = mc_conn_send(c->fd, &o);
+        mc_conn_wrote(c, &o);
+        CHECK(n > 0 || n == -EAGAIN);
+    }
+    char req[64];
+    size_t rn = 0;
+    while (rn < 16 && mc_now() < deadline) {
+        struct pollfd p = {sfd, POLLIN, 0};
+        (void)poll(&p, 1, 100);
+        ssize_t n = recv(sfd, req + rn, sizeof req - rn, MSG_DONTWAIT);
+        if (n > 0) {
+            rn += (size_t)n;
+        }
+    }
+    CHECK_BYTES(req, rn, "version\r\nget k\r\n");
+    static const char reply[] =
+        "VERSION 1.6.21\r\nVALUE k 5 2\r\nhi\r\nEND\r\n";
+    /* in two pieces, the second inside the value */
+    CHECK_EQ(send(sfd, reply, 30, 0), 30);
+    size_t need = 0;
+    for (int part = 0; part < 2; part++) {
+        while (mc_now() < deadline) {
+            CHECK_EQ(mc_buf_reserve(&c->rbuf,
+                                    mc_buf_room(need, mc_buf_len(&c->rbuf))),
+                     0);
+            int rev = mc_conn_wait(c->fd, POLLIN, deadline);
+            CHECK(rev > 0);
+            ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+            if (n == -EAGAIN) {
+                continue;
+            }
+            CHECK(n > 0);
+            CHECK_EQ(mc_conn_feed(c, cfg.max_value, &need, &f), 0);
+            if (part == 0 && mc_buf_len(&c->rbuf) == 30 - 16) {
+                break;
+            }
+            if (part == 1 && t[1].r.state != MC_REQ_FLIGHT) {
+                break;
+            }
+        }
+        if (part == 0) {
+            CHECK_EQ(t[0].r.state, MC_REQ_DONE);
+            CHECK_EQ(t[1].r.state, MC_REQ_FLIGHT);
+            CHECK_EQ(need, 13 + 2 + 2);  /* "VALUE k 5 2\r\n" hi CRLF */
+            CHECK_EQ(send(sfd, reply + 30, sizeof reply - 1 - 30, 0),
+                     (ssize_t)(sizeof reply - 1 - 30));
+        }
+    }
+    CHECK_BYTES(log.text, log.len,
+                "R0 item 0 VERSION 1.6.21\nR0 done ok\n"
+                "R1 item 0 VALUE k 5 hi\nR1 done ok\n");
+    free(log.text);
+    mc_engine_give(&e, c);
+    CHECK_EQ(srv->nidle, 1);
+    CHECK(!mc_conn_stale(c->fd));
+    /* the server closing the pooled connection is seen before reuse */
+    close(sfd);
+    struct pollfd p = {c->fd, POLLIN, 0};
+    CHECK_EQ(poll(&p, 1, 2000), 1);
+    CHECK(mc_conn_stale(c->fd));
+    mc_engine_free(&e);
+
+    set_ctx("a refused connect over loopback");
+    int rfd = listen_loopback(false, &port);  /* bound, not listening */
+    snprintf(spec, sizeof spec, "127.0.0.1:%d", port);
+    CHECK_EQ(mc_engine_init(&e, &cfg, 1), 0);
+    CHECK_EQ(mc_engine_set_server(&e, 0, spec, strlen(spec)), 0);
+    CHECK_EQ(mc_engine_build(&e, MC_DIST_KETAMA, MC_HASH_MD5, &one), 0);
+    srv = &e.servers[0];
+    CHECK_EQ(mc_engine_take(&e, srv, &c), MC_TAKE_CONNECT);
+    fd = mc_conn_open(&srv->spec, mc_now() + 5 * SEC, &gai);
+    CHECK_EQ(fd, -ECONNREFUSED);
+    CHECK(mc_engine_connected(&e, srv, fd, gai, &f) == NULL);
+    CHECK_EQ(f.code, -ECONNREFUSED);
+    CHECK(mc_server_dead(srv));
+    int64_t left = mc_engine_hold_left(&e, 0);
+    CHECK(left > 0 && left <= SEC);
+    CHECK_EQ(mc_engine_take(&e, srv, &c), MC_TAKE_DEAD);
+    mc_engine_free(&e);
+    close(rfd);
+    close(lfd);
+}
+
+int
+main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    struct mc_config cfg = config();
+    engine_up(&cfg, "127.0.0.1:11211");
+    test_queue();
+    test_partial_writes();
+    test_kinds();
+    test_multi_frame();
+    test_errors();
+    test_out_of_sync();
+    test_abandon();
+    test_owner();
+    test_owner_at_end();
+    test_owner_then_broken();
+    test_fences();
+    test_flush_owed();
+    test_limits();
+    test_loopback();
+    mc_engine_free(&eng);
+    return check_summary();
+}

@@ -1,0 +1,430 @@
+/* libFuzzer target for the requests in flight on a connection (pipe.h,
+ * pipe.c): a few requests are queued, a reply stream is fed through
+ * mc_conn_feed in chunks, some requests are abandoned midway and some
+ * owners fail while taking an item.
+ *
+ * Input: a control byte, one byte per request, an abandon byte, a flags
+ * byte, then the reply stream.
+ *   control  bits 0-2: requests - 1; bit 3: a noreply fence after every
+ *            second request; bits 4-6: the largest chunk (1 ... 4096
+ *            bytes, sizes drawn from a generator seeded by the input);
+ *            bit 7: max_value 16 instead of 1 MiB
+ *   request  bits 0-2: what it expects (values, values with cas and a key
+ *            prefix, status lines, a number, OK, VERSION, stats, values
+ *            over two retrieval lines); bits 3-4: items - 1 (keys asked,
+ *            status lines); bit 5: its owner fails at item bits 6-7;
+ *            bit 6: status lines take SERVER_ERROR as an item
+ *   abandon  bit 7 set: request bits 0-2 is abandoned before chunk bits 3-6
+ *   flags    bit 0: a flush_all's OK is owed first; bit 1: a fence's MN is
+ *            owed ahead of the first request; bits 2-7: the chunk seed
+ *
+ * Every chunk is fed from a block holding exactly the unread bytes, so a
+ * read past them is an AddressSanitizer error.  The target aborts when
+ *   - a request is told it finished twice, or never after mc_conn_fail_all;
+ *   - requests finish out of order, or an item reaches a request that is
+ *     not the oldest in flight, finished, abandoned, or whose owner failed;
+ *   - an item does not fit its request (the index of a key not asked or
+ *     out of order, a VALUE for another key or without the cas asked, a
+ *     value over max_value or outside the buffer, a reply kind the request
+ *     does not take);
+ *   - a request completes without every item it owes (not abandoned, its
+ *     owner not failed), or fails without a reason, or an owner's failure
+ *     is not reported with MC_FEED_OWNER at once (with that request still
+ *     the oldest), or reported when none failed, or a request whose owner
+ *     failed on the last item of its reply (a number, OK, VERSION, its
+ *     last status line) is not finished by the next feed itself;
+ *   - MC_FEED_BROKEN comes without f set, or leaves requests queued after
+ *     mc_conn_fail_all;
+ *   - a feed returns 0 with a complete frame left unread, or with a need
+ *     not larger than the bytes there, or the buffer's cursors are wrong.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "pipe.h"
+#include "proto.h"
+
+#define REQUIRE(cond)                                                       \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond,        \
+                    __FILE__, __LINE__);                                    \
+            abort();                                                        \
+        }                                                                   \
+    } while (0)
+
+static const size_t max_chunks[8] = {1, 2, 3, 7, 16, 64, 512, 4096};
+static const char *const key_names[4] = {"a", "b", "c", "d"};
+
+struct freq {
+    struct mc_req r;
+    int idx;
+    int done;                  /* on_done calls */
+    int items;                 /* on_item calls */
+    int fail_at;               /* the item its owner fails, or -1 */
+    bool owner_failed;
+    bool abandoned;
+    size_t next_item;          /* the lowest item index still possible */
+    struct mc_wkey wk[4];
+    size_t index[4];
+};
+
+struct run {
+    struct mc_conn *c;
+    struct freq reqs[8];
+    int nreqs;
+    int next_done;             /* requests finish in the order queued */
+    size_t max_value;
+    struct freq *owner_fired;  /* an owner failed in this feed */
+};
+
+static struct run *cur;
+
+static bool
+inside_buffer(const char *p, size_t n)
+{
+    const struct mc_buf *b = &cur->c->rbuf;
+    if (n == 0) {
+        return true;
+    }
+    return p >= b->data + b->start && p <= b->data + b->end
+           && n <= (size_t)(b->data + b->end - p);
+}
+
+static int
+on_item(void *owner, struct mc_req *r, size_t item,
+        const struct mc_reply *rep)
+{
+    struct freq *q = owner;
+    REQUIRE(&q->r == r);
+    REQUIRE(cur->c->head == r);
+    REQUIRE(q->done == 0 && !q->abandoned && !q->owner_failed);
+    REQUIRE(cur->owner_fired == NULL);
+    switch (r->expect) {
+    case MC_X_VALUES: {
+        REQUIRE(rep->kind == MC_VALUE);
+        REQUIRE(item < r->nitems && item >= q->next_item);
+        q->next_item = item + 1;
+        const struct mc_wkey *wk = &q->wk[item];
+        REQUIRE(rep->key_len == wk->pre_len + wk->key_len);
+        REQUIRE(memcmp(rep->key, wk->pre, wk->pre_len) == 0);
+        REQUIRE(memcmp(rep->key + wk->pre_len, wk->key, wk->key_len) == 0);
+        REQUIRE(!r->with_cas || rep->has_cas);
+        REQUIRE(rep->value_len <= cur->max_value);
+        REQUIRE(inside_buffer(rep->value, rep->value_len));
+        REQUIRE(inside_buffer(rep->key, rep->key_len));
+        break;
+    }
+    case MC_X_STATUS: {
+        size_t k = (size_t)q->items;
+        REQUIRE(k < r->nitems);
+        REQUIRE(item == (r->index ? r->index[k] : k));
+        REQUIRE((r->accept & (1u << rep->kind))
+                || (r->soft_errors && rep->kind == MC_SERVER_ERROR));
+        break;
+    }
+    case MC_X_NUMBER:
+        REQUIRE(item == 0 && q->items == 0);
+        REQUIRE(rep->kind == MC_NUMBER || rep->kind == MC_NOT_FOUND);
+        break;
+    case MC_X_OK:
+        REQUIRE(item == 0 && q->items == 0 && rep->kind == MC_OK);
+        break;
+    case MC_X_VERSION:
+        REQUIRE(item == 0 && q->items == 0 && rep->kind == MC_VERSION);
+        REQUIRE(inside_buffer(rep->text, rep->text_len));
+        break;
+    case MC_X_STATS:
+        REQUIRE(rep->kind == MC_STAT && item == (size_t)q->items);
+        REQUIRE(inside_buffer(rep->key, rep->key_len));
+        REQUIRE(inside_buffer(rep->text, rep->text_len));
+        REQUIRE(r->taken <= MC_MAX_STATS_REPLY);
+        break;
+    }
+    if (q->items++ == q->fail_at) {
+        q->owner_failed = true;
+        cur->owner_fired = q;
+        return -1;
+    }
+    return 0;
+}
+
+static void
+on_done(void *owner, struct mc_req *r)
+{
+    struct freq *q = owner;
+    REQUIRE(&q->r == r);
+    REQUIRE(q->done == 0);
+    q->done = 1;
+    REQUIRE(q->idx == cur->next_done);
+    cur->next_done++;
+    REQUIRE(r->next == NULL);
+    REQUIRE(r->state == MC_REQ_DONE || r->state == MC_REQ_FAILED);
+    REQUIRE((r->state == MC_REQ_FAILED) == (r->fail.code != 0));
+    if (q->owner_failed) {
+        REQUIRE(r->fail.code == MC_EOWNER);
+    }
+    if (r->state == MC_REQ_DONE && !q->abandoned) {
+        /* complete: every item owed was taken */
+        switch (r->expect) {
+        case MC_X_STATUS:
+            REQUIRE((size_t)q->items == r->nitems);
+            break;
+        case MC_X_NUMBER:
+        case MC_X_OK:
+        case MC_X_VERSION:
+            REQUIRE(q->items == 1);
+            break;
+        case MC_X_VALUES:
+            REQUIRE(r->ends == 0);
+            break;
+        case MC_X_STATS:
+            break;
+        }
+    }
+}
+
+static uint64_t
+next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545f4914f6cdd1dULL;
+}
+
+/* c's buffer becomes an exact-size block: its unread bytes, then p[0, n). */
+static void
+arrive_exact(struct mc_conn *c, const uint8_t *p, size_t n)
+{
+    size_t have = mc_buf_len(&c->rbuf);
+    char *block = malloc(have + n ? have + n : 1);
+    REQUIRE(block != NULL);
+    if (have) {
+        memcpy(block, mc_buf_head(&c->rbuf), have);
+    }
+    if (n) {
+        memcpy(block + have, p, n);
+    }
+    free(c->rbuf.data);
+    c->rbuf.data = block;
+    c->rbuf.start = 0;
+    c->rbuf.end = c->rbuf.cap = have + n;
+}
+
+static void
+set_up(struct run *run, int i, uint8_t spec)
+{
+    struct freq *q = &run->reqs[i];
+    static const enum mc_expect kinds[8] = {
+        MC_X_VALUES, MC_X_VALUES, MC_X_STATUS, MC_X_NUMBER,
+        MC_X_OK, MC_X_VERSION, MC_X_STATS, MC_X_VALUES};
+    size_t n = 1 + ((spec >> 3) & 3);
+    memset(q, 0, sizeof *q);
+    q->idx = i;
+    q->fail_at = (spec & 0x20) ? (spec >> 6) & 3 : -1;
+    mc_req_init(&q->r, kinds[spec & 7]);
+    q->r.on_item = on_item;
+    q->r.on_done = on_done;
+    q->r.owner = q;
+    switch (spec & 7) {
+    case 0:
+    case 1:
+    case 7:
+        for (size_t k = 0; k < n; k++) {
+            q->wk[k].pre = (spec & 7) == 1 ? "p:" : "";
+            q->wk[k].pre_len = (spec & 7) == 1 ? 2 : 0;
+            q->wk[k].key = key_names[k];
+            q->wk[k].key_len = 1;
+        }
+        q->r.keys = (const char *)q->wk;
+        q->r.key_stride = sizeof(struct mc_wkey);
+        q->r.nitems = n;
+        q->r.with_cas = (spec & 7) == 1;
+        q->r.ends = (spec & 7) == 7 ? 2 : 1;
+        break;
+    case 2:
+        q->r.accept = 1u << MC_STORED | 1u << MC_NOT_STORED
+                      | 1u << MC_EXISTS | 1u << MC_NOT_FOUND
+                      | 1u << MC_DELETED | 1u << MC_TOUCHED;
+        q->r.soft_errors = (spec & 0x40) != 0;
+        q->r.nitems = n;
+        if (n > 1) {
+            for (size_t k = 0; k < n; k++) {
+                q->index[k] = n - 1 - k;   /* the caller's order */
+            }
+            q->r.index = q->index;
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+/* Every request is still waiting or was told it finished, once. */
+static void
+check_queue(const struct run *run)
+{
+    const struct mc_conn *c = run->c;
+    int in_flight = 0;
+    for (const struct mc_req *r = c->head; r != NULL; r = r->next) {
+        REQUIRE(in_flight < run->nreqs);
+        const struct freq *q = r->owner;
+        REQUIRE(q->done == 0 && r->state == MC_REQ_FLIGHT);
+        REQUIRE(q->idx == run->next_done + in_flight);
+        in_flight++;
+        if (r->next == NULL) {
+            REQUIRE(c->tail == r);
+        }
+    }
+    REQUIRE((c->head == NULL) == (c->tail == NULL));
+    REQUIRE(run->next_done + in_flight == run->nreqs);
+    REQUIRE(c->rbuf.start <= c->rbuf.end && c->rbuf.end <= c->rbuf.cap);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 1) {
+        return 0;
+    }
+    int nreqs = 1 + (data[0] & 7);
+    size_t header = 1 + (size_t)nreqs + 2;
+    if (size < header) {
+        return 0;
+    }
+    bool fences = (data[0] & 8) != 0;
+    size_t max_chunk = max_chunks[(data[0] >> 4) & 7];
+    uint8_t ab = data[1 + nreqs];
+    uint8_t flags = data[2 + nreqs];
+    int abandon_req = (ab & 0x80) ? (ab & 7) : -1;
+    size_t abandon_chunk = (ab >> 3) & 15;
+    const uint8_t *stream = data + header;
+    size_t n = size - header;
+
+    struct run run;
+    memset(&run, 0, sizeof run);
+    run.nreqs = nreqs;
+    run.max_value = (data[0] & 0x80) ? 16 : (size_t)1 << 20;
+    struct mc_conn *c = calloc(1, sizeof *c);
+    REQUIRE(c != NULL);
+    c->fd = -1;
+    mc_buf_init(&c->rbuf);
+    run.c = c;
+    cur = &run;
+    if (flags & 1) {
+        c->flush_oks = 1;
+    }
+    static const struct iovec req_bytes = {(void *)"x\r\n", 3};
+    if (flags & 2) {
+        REQUIRE(mc_conn_queue(c, NULL, &req_bytes, 1, true) == 0);
+        REQUIRE(c->fences == 1);
+    }
+    for (int i = 0; i < nreqs; i++) {
+        set_up(&run, i, data[1 + i]);
+        REQUIRE(mc_conn_queue(c, &run.reqs[i].r, &req_bytes, 1, false) == 0);
+        if (fences && i % 2 == 1) {
+            unsigned before = run.reqs[i].r.fences_after;
+            REQUIRE(mc_conn_queue(c, NULL, &req_bytes, 1, true) == 0);
+            REQUIRE(run.reqs[i].r.fences_after == before + 1);
+        }
+    }
+    REQUIRE(c->head == &run.reqs[0].r && c->tail == &run.reqs[nreqs - 1].r);
+    REQUIRE(!mc_conn_written(c));
+    check_queue(&run);
+
+    uint64_t seed = ((uint64_t)flags << 32) ^ (uint64_t)size ^ 0x9e3779b9u;
+    for (size_t i = 0; i < size && i < 64; i++) {
+        seed = (seed ^ data[i]) * 0x100000001b3ULL;
+    }
+    seed |= 1;
+    size_t at = 0;
+    bool broken = false;
+    for (size_t chunk_no = 0; at < n && !broken; chunk_no++) {
+        if (chunk_no == abandon_chunk && abandon_req >= 0
+            && abandon_req < nreqs && run.reqs[abandon_req].done == 0) {
+            mc_req_abandon(&run.reqs[abandon_req].r);
+            run.reqs[abandon_req].abandoned = true;
+        }
+        size_t chunk = 1 + (size_t)(next_rand(&seed) % max_chunk);
+        if (chunk > n - at) {
+            chunk = n - at;
+        }
+        arrive_exact(c, stream + at, chunk);
+        at += chunk;
+        int rc = MC_FEED_OWNER;
+        struct freq *last = NULL;  /* its owner failed on its last item */
+        for (int round = 0; round <= nreqs + 1 && rc == MC_FEED_OWNER;
+             round++) {
+            struct mc_fail f;
+            memset(&f, 0, sizeof f);
+            size_t need = SIZE_MAX;
+            rc = mc_conn_feed(c, run.max_value, &need, &f);
+            REQUIRE(c->rbuf.start <= c->rbuf.end);
+            if (last != NULL) {
+                /* its reply was all there: nothing else may read it */
+                REQUIRE(last->done == 1);
+                last = NULL;
+            }
+            if (rc == MC_FEED_OWNER) {
+                /* at once, with its request still the oldest */
+                struct freq *q = run.owner_fired;
+                REQUIRE(q != NULL);
+                REQUIRE(c->head == &q->r);
+                REQUIRE(q->done == 0);
+                enum mc_expect x = q->r.expect;
+                if (x == MC_X_NUMBER || x == MC_X_OK || x == MC_X_VERSION
+                    || (x == MC_X_STATUS && (size_t)q->items == q->r.nitems)) {
+                    last = q;
+                }
+                run.owner_fired = NULL;
+                continue;
+            }
+            REQUIRE(run.owner_fired == NULL);
+            if (rc == MC_FEED_BROKEN) {
+                REQUIRE(f.code != 0);
+                mc_conn_fail_all(c, &f);
+                REQUIRE(c->head == NULL && c->tail == NULL);
+                broken = true;
+                break;
+            }
+            REQUIRE(rc == 0);
+            size_t left = mc_buf_len(&c->rbuf);
+            /* every complete frame was taken */
+            if (left > 0) {
+                struct mc_reply rep;
+                REQUIRE(mc_parse(mc_buf_head(&c->rbuf), left,
+                                 run.max_value, &rep)
+                        == MC_NEED_MORE);
+            }
+            REQUIRE(need == 0 || need > left);
+        }
+        REQUIRE(rc != MC_FEED_OWNER);
+        check_queue(&run);
+    }
+
+    if (!broken && c->head == NULL) {
+        int owed = mc_conn_drain_owed(c);
+        REQUIRE(owed >= -1 && owed <= 1);
+        REQUIRE(owed != 1 || (c->fences == 0 && c->flush_oks == 0));
+    }
+    /* the connection goes: what is still in flight fails, once */
+    struct mc_fail gone;
+    mc_fail_set(&gone, MC_EEOF);
+    mc_conn_fail_all(c, &gone);
+    REQUIRE(c->head == NULL && c->tail == NULL);
+    for (int i = 0; i < nreqs; i++) {
+        REQUIRE(run.reqs[i].done == 1);
+    }
+    REQUIRE(run.next_done == nreqs);
+    mc_conn_close(c);
+    cur = NULL;
+    return 0;
+}
