@@ -78,20 +78,51 @@ tuple_bucket(PyObject *hash, size_t nbuckets)
     return r >= 0 && r < nb ? r : 0;
 }
 
+/* The whole key of a multi-key call's key with its key_prefix, as the key
+ * of the single-key call it stands for, get(prefix + key): the prefix is
+ * taken as the key's type (a str key: the prefix's text before it; any
+ * other: bytes, prefix then key).  A new reference to its text, or NULL
+ * with an exception set.  No Python code runs (plain str and bytes). */
+static PyObject *
+prefixed_text(PyObject *obj, const struct mc_wkey *wk)
+{
+    if (PyUnicode_Check(obj)) {
+        PyObject *pre = PyUnicode_DecodeUTF8(wk->pre, (Py_ssize_t)wk->pre_len,
+                                             "surrogateescape");
+        PyObject *s = pre ? PyUnicode_Concat(pre, obj) : NULL;
+        Py_XDECREF(pre);
+        return s;
+    }
+    PyObject *b = PyBytes_FromStringAndSize(
+        NULL, (Py_ssize_t)(wk->pre_len + wk->key_len));
+    if (b == NULL) {
+        return NULL;
+    }
+    memcpy(PyBytes_AS_STRING(b), wk->pre, wk->pre_len);
+    memcpy(PyBytes_AS_STRING(b) + wk->pre_len, wk->key, wk->key_len);
+    PyObject *s = PyObject_Str(b);
+    Py_DECREF(b);
+    return s;
+}
+
 /* The key as pymemcache's HashClient formats it with %s: a str as its
  * characters (each cut to 8 bits), anything else by str() (bytes: their
- * repr "b'...'").  Fills h->rtext unless the key's own bytes serve.
- * Returns 0, or -1 with an exception set. */
+ * repr "b'...'"); with a multi-key call's key_prefix, the whole key's
+ * (prefixed_text), so the key lands where the single-key call puts it.
+ * Fills h->rtext unless the key's own bytes serve.  Returns 0, or -1 with
+ * an exception set. */
 static int
 rendezvous_text(PyObject *obj, const struct mc_wkey *wk, struct mc_place *pl,
                 struct mc_pyhold *h)
 {
-    if (PyUnicode_Check(obj) && PyUnicode_IS_COMPACT_ASCII(obj)) {
+    if (wk->pre_len == 0 && PyUnicode_Check(obj)
+        && PyUnicode_IS_COMPACT_ASCII(obj)) {
         pl->text = wk->key;     /* its characters are its bytes */
         pl->text_len = wk->key_len;
         return 0;
     }
-    PyObject *s = PyUnicode_Check(obj) ? Py_NewRef(obj) : PyObject_Str(obj);
+    PyObject *s = wk->pre_len > 0 ? prefixed_text(obj, wk)
+                  : PyUnicode_Check(obj) ? Py_NewRef(obj) : PyObject_Str(obj);
     if (s == NULL) {
         return -1;
     }

@@ -290,17 +290,31 @@ def test_multi_calls_over_four_servers_stringclient(cluster):
     assert sc.delete_multi(MULTI_KEYS[:20]) is False  # none of them exists any more
 
 
-def test_multi_calls_with_key_prefix_hash_the_prefixed_key(cluster):
-    sc = StringClient(addresses(cluster), timeout=2, connect_timeout=2)
+@pytest.mark.parametrize("distribution", ["python-memcached", "ketama", "libmemcached-ketama",
+                                          "modula", "rendezvous"])
+@pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "str"])
+def test_multi_calls_with_key_prefix_hash_the_prefixed_key(cluster, distribution, as_text):
+    """A multi-key call's key lands where the single-key call of the whole
+    key puts it, for every distribution (rendezvous hashes the key's text:
+    the whole key's, as get(prefix + key) would)."""
+    sc = StringClient(addresses(cluster), timeout=2, connect_timeout=2, distribution=distribution)
     keys = MULTI_KEYS[:200]
     values = {k: MULTI_VALUES[k] for k in keys}
-    assert sc.set_multi(values, key_prefix=b"pfx:") == []
-    wire = [b"pfx:" + k for k in keys]
+    prefix = b"pfx:"
+    if as_text:
+        keys = [k.decode() for k in keys]
+        values = {k.decode(): v for k, v in values.items()}
+        prefix = "pfx:"
+    assert sc.set_multi(values, key_prefix=prefix) == []
+    wire = [b"pfx:" + (k.encode() if as_text else k) for k in keys]
+    whole = [prefix + k for k in keys]
     landed = single_server(placement(cluster, wire))
-    assert landed == {w: sc.server_index(w) for w in wire}
-    assert placement(cluster, keys) == {k: [] for k in keys}  # only the prefixed keys were stored
-    assert sc.get_multi(keys, key_prefix=b"pfx:") == values
-    assert sc.delete_multi(keys, key_prefix=b"pfx:") is True
+    assert landed == {w: sc.server_index(k) for w, k in zip(wire, whole)}
+    assert {sc.server_index(k) for k in whole} == set(range(len(cluster)))
+    raw = [k.encode() for k in keys] if as_text else keys
+    assert placement(cluster, raw) == {k: [] for k in raw}  # only the prefixed keys were stored
+    assert sc.get_multi(keys, key_prefix=prefix) == values
+    assert sc.delete_multi(keys, key_prefix=prefix) is True
     assert placement(cluster, wire) == {w: [] for w in wire}
 
 
