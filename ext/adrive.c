@@ -303,7 +303,19 @@ static void
 on_req_done(void *owner, struct mc_req *r)
 {
     (void)owner;
-    unit_done(r->driver);
+    struct mc_aunit *u = r->driver;
+    if (r->state == MC_REQ_DONE) {
+        /* A complete reply: the server's timeouts in a row end (as when
+         * the blocking driver gives a connection back). */
+        struct mc_engine *e = &u->call->client->core.eng;
+        struct mc_server *srv = &e->servers[u->server];
+        if (srv->timeouts != 0) {
+            mc_lock_acquire(&e->lock);
+            srv->timeouts = 0;
+            mc_lock_release(&e->lock);
+        }
+    }
+    unit_done(u);
 }
 
 /* Queues a unit on a connection with room. */
