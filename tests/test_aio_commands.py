@@ -1725,3 +1725,83 @@ def test_a_task_reads_its_own_noreply_writes(lt, memcached_factory, fence):
     conns = lt.run(go(), timeout=120)
     assert stale == []
     assert 1 <= conns[0] <= 3
+
+
+def open_sockets() -> int:
+    """Sockets this process has open (from /proc/self/fd)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
+@pytest.mark.parametrize("how", ["close", "async with", "Client.close"])
+def test_close_gives_up_the_connects_under_way(lt, memcached_factory, how):
+    """A regression: a connect started before close() (for a call that
+    close() failed) attached its connection afterwards, so the client held
+    an open connection after close() and async with."""
+    srv = memcached_factory()
+    srv.raw_set(b"k", b"v")
+
+    async def go():
+        before = open_sockets()
+        if how == "Client.close":
+            c = cmemcache.aio.Client([srv.address])
+            call = c.get("k")
+        else:
+            c = cmemcache.aio.StringClient([srv.address])
+            call = c.get(b"k")
+        if how == "async with":
+            async with c:
+                t = asyncio.ensure_future(call)
+                await asyncio.sleep(0)  # the call asked for a connection
+        else:
+            t = asyncio.ensure_future(call)
+            await asyncio.sleep(0)
+            await c.close()
+        if how == "Client.close":
+            assert await t is None  # a failure: python-memcached's miss
+        else:
+            with pytest.raises(cmemcache.ConnectionError):
+                await t
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+        sc = c if how != "Client.close" else c._sc
+        assert sc.connections() == (0,)
+        assert open_sockets() == before
+        assert curr_connections(srv) == 0
+        assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+        # given up is no failure of the server: not held down, usable at once
+        assert sc.hold_downs() == (0.0,)
+        assert await (c.get(b"k") if how != "Client.close" else c.get("k")) == b"v"
+        await c.close()
+        assert open_sockets() == before
+
+    lt.run(go())
+    assert wait_until(lambda: curr_connections(srv) == 0)
+
+
+def test_a_connect_under_way_when_the_loop_ends_is_no_failure(memcached_factory):
+    srv = memcached_factory()
+    srv.raw_set(b"k", b"v")
+    c = cmemcache.aio.StringClient([srv.address], dead_retry=30)
+
+    async def leave():
+        asyncio.get_running_loop().create_task(c.get(b"k"))
+        await asyncio.sleep(0)
+
+    asyncio.run(leave())
+    assert c.hold_downs() == (0.0,)
+    assert c.connections() == (0,)
+
+    async def again():
+        await c.close()
+        return await c.get(b"k")
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(again()) == b"v"
+        runner.run(c.close())
+    assert wait_until(lambda: curr_connections(srv) == 0)
