@@ -634,6 +634,8 @@ conn_write(mc_aconn *ac)
             struct mc_fail f;
             fail_code(&f, (int)n);
             conn_fail(ac, &f);
+            /* the calls waiting for room on it go elsewhere, or fail */
+            serve_waiters(ac->client, ac->server);
             return -1;
         }
     }
@@ -646,11 +648,17 @@ conn_write(mc_aconn *ac)
         ac->writing = false;
     }
     /* every noreply command on it is out */
+    bool room = ac->writes != NULL;
     while (ac->writes != NULL) {
         struct mc_aunit *u = ac->writes;
         ac->writes = u->next;
         u->next = NULL;
         unit_done(u);
+    }
+    if (room) {
+        /* their room goes to the calls waiting (no reply may ever come
+         * on a connection that carried only noreply commands) */
+        serve_waiters(ac->client, ac->server);
     }
     return 0;
 }

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,7 +38,8 @@ import test_client_compat as compat
 import test_errors as errs
 import test_keys as keys_suite
 from conftest import free_port, wait_until
-from fakeserver import FakeConnection, FakeServer, close, echo_reply, expect, reset, send, send_chunks, sleep, stall
+from fakeserver import (FakeConnection, FakeServer, close, echo_reply, expect, reset, send,
+                        send_chunks, sleep, stall)
 
 MiB = 1024 * 1024
 
@@ -1371,7 +1373,8 @@ FAULTS["too-large-for-max-value-size"] = (
     lambda c: c.get(b"k"), {"max_value_size": 1000}, {})
 FAULTS["close-mid-value"] = ([expect(errs.GET_K), send(b"VALUE k 0 100\r\n" + b"x" * 50), close()],
                              lambda c: c.get(b"k"), {}, {})
-FAULTS["reset-mid-reply"] = ([expect(errs.GET_K), send(b"VALUE k 0 5\r\nhel"), sleep(0.05), reset()],
+FAULTS["reset-mid-reply"] = ([expect(errs.GET_K), send(b"VALUE k 0 5\r\nhel"), sleep(0.05),
+                              reset()],
                              lambda c: c.get(b"k"), {}, {})
 FAULTS["close-before-store-reply"] = ([expect(rb"set k 0 0 1\r\nv\r\n"), close()],
                                       lambda c: c.set(b"k", b"v"), {}, {})
@@ -1805,3 +1808,80 @@ def test_a_connect_under_way_when_the_loop_ends_is_no_failure(memcached_factory)
         assert runner.run(again()) == b"v"
         runner.run(c.close())
     assert wait_until(lambda: curr_connections(srv) == 0)
+
+
+@pytest.mark.parametrize("fence", [True, False])
+@pytest.mark.parametrize("max_connections, max_inflight", [(1, 1), (1, 2), (2, 4)])
+def test_noreply_calls_beyond_the_room_there_is_all_end(lt, memcached_factory, fence,
+                                                        max_connections, max_inflight):
+    """A regression: with noreply_fence=False, noreply calls waiting for
+    room on a connection that carried only noreply commands waited for ever
+    (no reply ever came to give them their turn), past their timeout."""
+    srv = memcached_factory()
+
+    async def go():
+        async with cmemcache.aio.StringClient([srv.address], noreply_fence=fence, timeout=1,
+                                              max_connections=max_connections,
+                                              max_inflight=max_inflight) as c:
+            keys = [b"nr%d" % i for i in range(200)]
+            async with asyncio.timeout(5):
+                done = await asyncio.gather(*(c.set(k, k * 2, noreply=True) for k in keys),
+                                            c.delete(b"none", noreply=True),
+                                            c.touch(b"none", 5, noreply=True))
+                assert done == [True] * 202
+                assert await c.get_multi(keys) == {k: k * 2 for k in keys}
+            assert c.connections()[0] <= max_connections
+
+    lt.run(go())
+
+
+def sockets_to(port: int) -> list:
+    """Duplicates of this process's TCP sockets connected to port."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:
+            continue
+        try:
+            if s.family == socket.AF_INET and s.getpeername()[1] == port:
+                out.append(s)
+                continue
+        except OSError:
+            pass
+        s.close()
+    return out
+
+
+def test_calls_waiting_for_a_connection_whose_write_fails_all_end(lt, memcached_factory):
+    """A regression: when writing to a connection failed (EPIPE), the
+    calls waiting for room on it were never placed again and waited for
+    ever, past their timeout."""
+    srv = memcached_factory()
+
+    async def go():
+        async with cmemcache.aio.StringClient([srv.address], max_connections=1, max_inflight=2,
+                                              timeout=1) as c:
+            assert await c.set(b"k", b"v") is True
+            dups = sockets_to(srv.port)
+            assert dups
+            tasks = [asyncio.ensure_future(c.get(b"k")) for _ in range(6)]
+            await asyncio.sleep(0)  # two queued (their write is due), four waiting
+            dups[0].shutdown(socket.SHUT_RDWR)  # that write fails
+            for s in dups:
+                s.close()
+            started = time.monotonic()
+            done, pending = await asyncio.wait(tasks, timeout=3)
+            for t in pending:
+                t.cancel()
+            assert not pending
+            assert time.monotonic() - started < 2
+            outcomes = [t.result() if t.exception() is None else type(t.exception())
+                        for t in tasks]
+            assert outcomes[:2] == [cmemcache.ConnectionError] * 2
+            assert outcomes[2:] == [b"v"] * 4
+            assert await c.get(b"k") == b"v"
+
+    lt.run(go())

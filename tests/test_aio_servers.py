@@ -19,7 +19,7 @@ import pytest
 import cmemcache
 import cmemcache.aio
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port, wait_until
+from conftest import MemcachedServer, free_port
 from test_aio_commands import LOOPS, alternate
 
 pytestmark = pytest.mark.serial

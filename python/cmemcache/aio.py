@@ -12,7 +12,9 @@ connections per server (``max_connections``, default 2) with up to
 ``max_inflight`` requests in flight on each (default 64), and the engine
 matches every reply to its request in order.  A cancelled call (a cancelled
 task, ``asyncio.timeout``, ``wait_for``) never leaves a reply behind for the
-next one: the engine reads and discards it.
+next one: the engine reads and discards it.  A ``noreply`` write that
+returned is read by its server before any request made after it (those go
+on its connection until then), so a task reads its own writes.
 """
 
 from __future__ import annotations
