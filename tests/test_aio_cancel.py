@@ -245,7 +245,7 @@ def curr_connections(server) -> int:
 
 
 async def torture(servers, seed: int, ntasks: int, ncalls: int, nclient_tasks: int,
-                  seconds: float):
+                  seconds: float, fence: bool = True, max_inflight: int = 16):
     # each task waits a little between its calls, so that the run lasts
     # about that long whatever the machine: the servers' troubles fall
     # among the calls
@@ -255,10 +255,10 @@ async def torture(servers, seed: int, ntasks: int, ncalls: int, nclient_tasks: i
     sockets = open_sockets()
     spec = [s.address for s in servers]
     c = cmemcache.aio.StringClient(spec, timeout=TIMEOUT, connect_timeout=TIMEOUT,
-                                   dead_retry=1, max_connections=2, max_inflight=16,
-                                   max_value_size=1 << 20)
+                                   dead_retry=1, max_connections=2, max_inflight=max_inflight,
+                                   max_value_size=1 << 20, noreply_fence=fence)
     mc = cmemcache.aio.Client(spec, socket_timeout=TIMEOUT, dead_retry=1, strict=True,
-                              max_connections=2, max_inflight=16)
+                              max_connections=2, max_inflight=max_inflight)
     log: list[str] = []
     done = asyncio.Event()
 
@@ -314,16 +314,19 @@ async def torture(servers, seed: int, ntasks: int, ncalls: int, nclient_tasks: i
 
 
 @pytest.mark.hang_timeout(240)
-@pytest.mark.parametrize("loop, ncalls, seconds", [("asyncio", 20_000, 15), ("uvloop", 8_000, 6)])
+# the second run: uvloop, no noreply fences, fewer requests in flight per
+# connection (more calls wait for room)
+@pytest.mark.parametrize("loop, ncalls, seconds, fence, max_inflight",
+                         [("asyncio", 20_000, 15, True, 16), ("uvloop", 8_000, 6, False, 4)])
 def test_cancellations_and_failing_servers_never_cross_replies(memcached_factory, loop, ncalls,
-                                                               seconds):
+                                                               seconds, fence, max_inflight):
     seed = int(os.environ.get("AIO_TORTURE_SEED") or random.SystemRandom().randrange(2**32))
     print(f"torture seed {seed} ({loop}): AIO_TORTURE_SEED={seed} reruns it")
     servers = [memcached_factory(port=free_port(), memory_mb=256) for _ in range(2)]
     with asyncio.Runner(loop_factory=LOOPS[loop]) as runner:
         run, log, elapsed, conns, client_conns, sockets, left = runner.run(
             torture(servers, seed, ntasks=256, ncalls=ncalls, nclient_tasks=32,
-                    seconds=seconds))
+                    seconds=seconds, fence=fence, max_inflight=max_inflight))
     where = f"seed {seed}, {loop}, chaos {log}, outcomes {run.outcomes}"
     print(f"{run.calls} calls in {elapsed:.1f} s; slowest {run.slowest:.2f} s; {where}")
     assert run.crossed == [], where
