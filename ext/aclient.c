@@ -851,7 +851,9 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* _connect_failed(server, errno, text): the connector could not. */
+/* _connect_failed(server, errno, text): the connector could not (errno
+ * 0: the name did not resolve, text says why; < 0: the connect was given
+ * up, which is no failure of the server). */
 static PyObject *
 AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -870,7 +872,7 @@ AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "no such server");
         return NULL;
     }
-    int code = err > 0 ? (int)-err : MC_ERESOLVE;
+    int code = err > 0 ? (int)-err : err < 0 ? MC_EOWNER : MC_ERESOLVE;
     mc_adrive_connect_failed(self, (size_t)s, code,
                              code == MC_ERESOLVE ? text : "");
     Py_RETURN_NONE;

@@ -55,6 +55,8 @@ struct mc_aconn {
     PyObject *on_write;
     PyObject *timer;           /* the deadline check, or NULL */
     struct mc_aunit *writes;   /* noreply units done once their bytes are out */
+    uint64_t replies_queued;   /* units owing a reply queued on it */
+    uint64_t replies_done;     /* of those, answered (in the order queued) */
 };
 
 /* Per server: its connections, and the calls waiting for room on one. */
@@ -64,6 +66,9 @@ struct mc_aserver {
     int connecting;            /* connects under way */
     struct mc_aunit *wait_head; /* FIFO of units waiting for room */
     struct mc_aunit *wait_tail;
+    mc_aconn *ordered;         /* where the last noreply unit went, until the
+                                * server is known to have read it (borrowed) */
+    uint64_t ordered_mark;     /* its replies_queued then */
 };
 
 struct mc_aclient {

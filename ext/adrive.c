@@ -182,6 +182,9 @@ conn_fail(mc_aconn *ac, const struct mc_fail *f)
         w = next;
     }
     struct mc_aserver *s = &cl->servers[ac->server];
+    if (s->ordered == ac) {
+        s->ordered = NULL;
+    }
     for (int i = 0; i < s->nconns; i++) {
         if (s->conns[i] == ac) {
             s->conns[i] = s->conns[--s->nconns];
@@ -238,14 +241,42 @@ want_conn(mc_aclient *cl, size_t s)
     return 0;
 }
 
-/* A connection of server s with room for a request: the least loaded, or
- * NULL (a new one is asked for when the limit allows). */
+/* The connection the last noreply unit of a server went on, while the
+ * server may not have read it yet: a request sent on another connection
+ * could overtake it (a get reading the value from before a set its caller
+ * saw return), so every request goes there meanwhile.  It has been read
+ * once a request queued after it is answered, or (with fences) once
+ * nothing is in flight and no fence's MN is owed. */
+static mc_aconn *
+ordered_conn(mc_aclient *cl, struct mc_aserver *as)
+{
+    mc_aconn *ac = as->ordered;
+    if (ac == NULL) {
+        return NULL;
+    }
+    struct mc_conn *c = ac->conn;
+    if (ac->closed || c == NULL || ac->replies_done > as->ordered_mark
+        || (cl->core.eng.cfg.fence && c->head == NULL && c->fences == 0
+            && mc_conn_written(c))) {
+        as->ordered = NULL;
+        return NULL;
+    }
+    return ac;
+}
+
+/* A connection of server s with room for a request: the one noreply
+ * writes were ordered on, else the least loaded, or NULL (a new one is
+ * asked for when the limit allows). */
 static mc_aconn *
 conn_with_room(mc_aclient *cl, size_t s, int *dead)
 {
     struct mc_aserver *as = &cl->servers[s];
     mc_aconn *best = NULL;
     *dead = 0;
+    mc_aconn *ordered = ordered_conn(cl, as);
+    if (ordered != NULL) {
+        return ordered->inflight < cl->max_inflight ? ordered : NULL;
+    }
     for (int i = 0; i < as->nconns; i++) {
         mc_aconn *ac = as->conns[i];
         if (!ac->closed && (best == NULL || ac->inflight < best->inflight)) {
@@ -272,7 +303,19 @@ static void
 on_req_done(void *owner, struct mc_req *r)
 {
     (void)owner;
-    unit_done(r->driver);
+    struct mc_aunit *u = r->driver;
+    if (r->state == MC_REQ_DONE) {
+        /* A complete reply: the server's timeouts in a row end (as when
+         * the blocking driver gives a connection back). */
+        struct mc_engine *e = &u->call->client->core.eng;
+        struct mc_server *srv = &e->servers[u->server];
+        if (srv->timeouts != 0) {
+            mc_lock_acquire(&e->lock);
+            srv->timeouts = 0;
+            mc_lock_release(&e->lock);
+        }
+    }
+    unit_done(u);
 }
 
 /* Queues a unit on a connection with room. */
@@ -295,6 +338,12 @@ queue_unit(struct mc_aunit *u, mc_aconn *ac)
     if (u->noreply) {
         u->next = ac->writes;
         ac->writes = u;
+        struct mc_aserver *as = &cl->servers[ac->server];
+        as->ordered = ac;
+        as->ordered_mark = ac->replies_queued;
+    }
+    else {
+        ac->replies_queued++;
     }
     ac->dirty = true;
     schedule_flush(cl);
@@ -418,6 +467,9 @@ unit_done(struct mc_aunit *u)
     mc_acall *call = u->call;
     if (u->on != NULL) {
         u->on->inflight--;
+        if (!u->noreply) {
+            u->on->replies_done++;
+        }
         u->on = NULL;
     }
     if (u->req != NULL && u->req->state == MC_REQ_FAILED
@@ -582,6 +634,8 @@ conn_write(mc_aconn *ac)
             struct mc_fail f;
             fail_code(&f, (int)n);
             conn_fail(ac, &f);
+            /* the calls waiting for room on it go elsewhere, or fail */
+            serve_waiters(ac->client, ac->server);
             return -1;
         }
     }
@@ -594,11 +648,17 @@ conn_write(mc_aconn *ac)
         ac->writing = false;
     }
     /* every noreply command on it is out */
+    bool room = ac->writes != NULL;
     while (ac->writes != NULL) {
         struct mc_aunit *u = ac->writes;
         ac->writes = u->next;
         u->next = NULL;
         unit_done(u);
+    }
+    if (room) {
+        /* their room goes to the calls waiting (no reply may ever come
+         * on a connection that carried only noreply commands) */
+        serve_waiters(ac->client, ac->server);
     }
     return 0;
 }
@@ -777,6 +837,7 @@ mc_adrive_attach(mc_aclient *cl, size_t server, int fd)
     ac->reading = ac->writing = ac->dirty = ac->closed = false;
     ac->timer = NULL;
     ac->writes = NULL;
+    ac->replies_queued = ac->replies_done = 0;
     ac->on_read = PyObject_GetAttrString((PyObject *)ac, "_on_read");
     ac->on_write = PyObject_GetAttrString((PyObject *)ac, "_on_write");
     PyObject_GC_Track(ac);

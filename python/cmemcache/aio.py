@@ -12,7 +12,9 @@ connections per server (``max_connections``, default 2) with up to
 ``max_inflight`` requests in flight on each (default 64), and the engine
 matches every reply to its request in order.  A cancelled call (a cancelled
 task, ``asyncio.timeout``, ``wait_for``) never leaves a reply behind for the
-next one: the engine reads and discards it.
+next one: the engine reads and discards it.  A ``noreply`` write that
+returned is read by its server before any request made after it (those go
+on its connection until then), so a task reads its own writes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections.abc
 import errno
+import functools
 import socket
 from typing import Any
 
@@ -40,9 +43,21 @@ class StringClient(_cmemcache.AsyncStringClient):
     method a coroutine.  Extra arguments: ``max_connections`` per server and
     ``max_inflight`` requests per connection."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._connects: set[asyncio.Task[None]] = set()  # connects under way
+
     def _connect(self, index: int, timeout: float) -> None:
         """The engine asks for a connection to server ``index``."""
-        asyncio.get_running_loop().create_task(self._open(index, timeout))
+        task = asyncio.get_running_loop().create_task(self._open(index, timeout))
+        self._connects.add(task)
+        task.add_done_callback(functools.partial(self._connect_done, index))
+
+    def _connect_done(self, index: int, task: asyncio.Task[None]) -> None:
+        self._connects.discard(task)
+        if task.cancelled() or task.exception() is not None:
+            # given up (close(), the loop ending) before it could report:
+            # not a failure of the server
+            self._connect_failed(index, -1, "connect cancelled")
 
     async def _open(self, index: int, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -72,15 +87,23 @@ class StringClient(_cmemcache.AsyncStringClient):
         except BaseException:
             if sock is not None:
                 sock.close()
-            self._connect_failed(index, errno.ECONNABORTED, "connect cancelled")
-            raise
+            raise  # reported by _connect_done
         self._attach(index, sock.detach())
 
     async def close(self) -> None:
-        """Closes every connection (what is in flight fails); the client can
-        be used again afterwards."""
+        """Closes every connection (what is in flight fails, connects under
+        way are given up); the client can be used again afterwards."""
         self._close_now()
-        self._reopen()
+        try:
+            pending = [t for t in self._connects if not t.done()]
+            for t in pending:
+                t.cancel()
+            loop = asyncio.get_running_loop()
+            mine = [t for t in pending if t.get_loop() is loop]
+            if mine:
+                await asyncio.wait(mine)
+        finally:
+            self._reopen()
 
     disconnect_all = close
 
