@@ -193,9 +193,6 @@ def test_keys_land_where_the_blocking_client_puts_them(servers, where, case):
         sync.close()
 
 
-@pytest.mark.xfail(strict=True, reason="distribution='rendezvous' places the keys of a "
-                   "multi-key call with key_prefix by the key without the prefix "
-                   "(ext/pyargs.c rendezvous_text), single-key calls by the whole key")
 @pytest.mark.parametrize("kind", ["sync", "aio"])
 def test_rendezvous_key_prefix_places_by_the_whole_key(servers, where, kind):
     spec = [s.address for s in servers]
