@@ -824,6 +824,22 @@ AClient_flush(AClient *self, PyObject *Py_UNUSED(ignored))
     return mc_adrive_flush(self);
 }
 
+/* _on_wait_timer(server): the deadline check of the calls waiting for
+ * room on a connection of the server. */
+static PyObject *
+AClient_on_wait_timer(AClient *self, PyObject *arg)
+{
+    Py_ssize_t s = PyLong_AsSsize_t(arg);
+    if (s == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (s < 0) {
+        PyErr_SetString(PyExc_ValueError, "no such server");
+        return NULL;
+    }
+    return mc_adrive_on_wait_timer(self, (size_t)s);
+}
+
 /* _attach(server, fd): the connector opened a connection. */
 static PyObject *
 AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
@@ -1231,6 +1247,7 @@ static PyMethodDef AClient_methods[] = {
     {"connections", (PyCFunction)AClient_connections, METH_NOARGS,
      PyDoc_STR("connections() -> open connections per server")},
     {"_flush", (PyCFunction)AClient_flush, METH_NOARGS, NULL},
+    {"_on_wait_timer", (PyCFunction)AClient_on_wait_timer, METH_O, NULL},
     {"_attach", (PyCFunction)(void (*)(void))AClient_attach, METH_FASTCALL,
      NULL},
     {"_connect_failed", (PyCFunction)(void (*)(void))AClient_connect_failed,

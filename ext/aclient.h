@@ -66,6 +66,8 @@ struct mc_aserver {
     int connecting;            /* connects under way */
     struct mc_aunit *wait_head; /* FIFO of units waiting for room */
     struct mc_aunit *wait_tail;
+    PyObject *wait_timer;      /* the deadline check of the waiting units
+                                * (a loop TimerHandle), or NULL */
     mc_aconn *ordered;         /* where the last noreply unit went, until the
                                 * server is known to have read it (borrowed) */
     uint64_t ordered_mark;     /* its replies_queued then */
@@ -168,6 +170,11 @@ PyObject *mc_adrive_flush(mc_aclient *client);
 int mc_adrive_attach(mc_aclient *client, size_t server, int fd);
 void mc_adrive_connect_failed(mc_aclient *client, size_t server, int code,
                               const char *text);
+
+/* The deadline check of server s's waiting units: those past their
+ * deadline fail with TimeoutError (the loop calls it, through the
+ * client's _on_wait_timer). */
+PyObject *mc_adrive_on_wait_timer(mc_aclient *client, size_t s);
 
 /* Closes every connection: calls in flight fail with ConnectionError. */
 void mc_adrive_close_all(mc_aclient *client);

@@ -350,6 +350,55 @@ queue_unit(struct mc_aunit *u, mc_aconn *ac)
     return 0;
 }
 
+/* Arms the deadline check of server s's waiting units, for the earliest
+ * deadline among them (a unit moved here by failover may be older than
+ * the ones before it). */
+static void
+arm_wait_timer(mc_aclient *cl, size_t s)
+{
+    struct mc_aserver *as = &cl->servers[s];
+    if (as->wait_timer != NULL || as->wait_head == NULL || cl->closed
+        || cl->call_at == NULL) {
+        return;
+    }
+    int64_t first = INT64_MAX;
+    for (struct mc_aunit *u = as->wait_head; u != NULL; u = u->next) {
+        if (u->call->deadline < first) {
+            first = u->call->deadline;
+        }
+    }
+    int64_t left = first - mc_now();
+    if (left < 0) {
+        left = 0;
+    }
+    PyObject *when = PyFloat_FromDouble(loop_seconds(left, cl));
+    PyObject *cb = when ? PyObject_GetAttrString((PyObject *)cl,
+                                                 "_on_wait_timer")
+                        : NULL;
+    PyObject *index = cb ? PyLong_FromSize_t(s) : NULL;
+    if (index != NULL) {
+        PyObject *args[3] = {when, cb, index};
+        as->wait_timer = PyObject_Vectorcall(cl->call_at, args, 3, NULL);
+    }
+    Py_XDECREF(when);
+    Py_XDECREF(cb);
+    Py_XDECREF(index);
+    if (as->wait_timer == NULL) {
+        report_unraisable("cmemcache.aio: arming a deadline");
+    }
+}
+
+static void
+cancel_wait_timer(struct mc_aserver *as)
+{
+    if (as->wait_timer != NULL) {
+        PyObject *r = PyObject_CallMethod(as->wait_timer, "cancel", NULL);
+        Py_XDECREF(r);
+        PyErr_Clear();
+        Py_CLEAR(as->wait_timer);
+    }
+}
+
 static void
 wait_unit(mc_aclient *cl, struct mc_aunit *u)
 {
@@ -362,6 +411,7 @@ wait_unit(mc_aclient *cl, struct mc_aunit *u)
         as->wait_head = u;
     }
     as->wait_tail = u;
+    arm_wait_timer(cl, u->server);
 }
 
 /* Places a unit: on a connection with room, or in line for one; a unit
@@ -917,6 +967,52 @@ mc_adrive_connect_failed(mc_aclient *cl, size_t server, int code,
     }
 }
 
+PyObject *
+mc_adrive_on_wait_timer(mc_aclient *cl, size_t s)
+{
+    if (cl->servers == NULL || s >= cl->core.eng.nservers) {
+        Py_RETURN_NONE;
+    }
+    struct mc_aserver *as = &cl->servers[s];
+    Py_CLEAR(as->wait_timer);
+    /* the units past their deadline leave the line first: failing one
+     * may finish (and free) its call */
+    int64_t now = mc_now() + 1000000;
+    struct mc_aunit *expired = NULL, **tail = &expired;
+    struct mc_aunit *prev = NULL, *u = as->wait_head;
+    while (u != NULL) {
+        struct mc_aunit *next = u->next;
+        if (u->call->deadline <= now) {
+            if (prev != NULL) {
+                prev->next = next;
+            }
+            else {
+                as->wait_head = next;
+            }
+            if (as->wait_tail == u) {
+                as->wait_tail = prev;
+            }
+            u->next = NULL;
+            *tail = u;
+            tail = &u->next;
+        }
+        else {
+            prev = u;
+        }
+        u = next;
+    }
+    Py_INCREF(cl);
+    while (expired != NULL) {
+        struct mc_aunit *next = expired->next;
+        expired->next = NULL;
+        fail_unit(expired, -ETIMEDOUT, NULL);
+        expired = next;
+    }
+    arm_wait_timer(cl, s);
+    Py_DECREF(cl);
+    Py_RETURN_NONE;
+}
+
 void
 mc_adrive_close_all(mc_aclient *cl)
 {
@@ -926,6 +1022,7 @@ mc_adrive_close_all(mc_aclient *cl)
     snprintf(f.text, sizeof(f.text), "the client was closed");
     for (size_t s = 0; cl->servers != NULL && s < e->nservers; s++) {
         struct mc_aserver *as = &cl->servers[s];
+        cancel_wait_timer(as);
         while (as->nconns > 0) {
             conn_fail(as->conns[as->nconns - 1], &f);
         }
@@ -948,6 +1045,7 @@ mc_aserver_traverse(mc_aclient *cl, visitproc visit, void *arg)
         for (int i = 0; i < cl->servers[s].nconns; i++) {
             Py_VISIT(cl->servers[s].conns[i]);
         }
+        Py_VISIT(cl->servers[s].wait_timer);
     }
     return 0;
 }
