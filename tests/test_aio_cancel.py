@@ -222,16 +222,23 @@ async def chaos(servers, seed: int, end: asyncio.Event, log: list) -> None:
         except TimeoutError:
             pass
 
+    first = True
     while True:
         await wait(rng.uniform(0.1, 0.4))
         if end.is_set():
             return
         i = rng.randrange(len(servers))
         s = servers[i]
-        if rng.random() < 0.6:
+        pause = rng.random() < 0.6
+        if first or pause:
+            # the first is a pause longer than the clients' timeout, of a
+            # server no kill has marked dead yet: whatever the seed, some
+            # calls end by the client's own timeout
             s.pause()
             log.append(f"pause {i}")
-            await wait(rng.uniform(0.05, 0.7))
+            seconds = rng.uniform(0.05, 0.7)
+            await wait(max(seconds, 2 * TIMEOUT) if first else seconds)
+            first = False
             s.resume()
         else:
             s.kill()
@@ -339,7 +346,10 @@ def test_cancellations_and_failing_servers_never_cross_replies(memcached_factory
     for kind in ("returned", "cmemcache.TimeoutError", "builtins.TimeoutError",
                  "asyncio.exceptions.CancelledError", "cmemcache.ConnectionError"):
         assert run.outcomes.get(kind, 0) > 0, (kind, where)
-    assert run.outcomes["returned"] > ncalls // 4, where
+    # how many return depends on how long the seed keeps the servers down
+    # (from a quarter to a half of the calls, seen): an eighth is a floor
+    # no healthy run falls under
+    assert run.outcomes["returned"] > ncalls // 8, where
     assert max(run.max_conns) <= 2 and min(run.max_conns) >= 1, run.max_conns
     # nothing left behind
     assert conns == (0, 0) and client_conns == (0, 0)
