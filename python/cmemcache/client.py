@@ -8,6 +8,7 @@ README's compatibility table.
 
 from __future__ import annotations
 
+import abc
 import binascii
 import errno
 import logging
@@ -319,9 +320,13 @@ class _Policy:
     def _new_engine(self, servers: list[Any], **options: Any) -> Any:
         return self._engine(servers, **options)
 
+    @abc.abstractmethod
     def _drop_engine(self, old: Any) -> None:
-        """Closes the connections of an engine set_servers() replaces."""
-        raise NotImplementedError
+        """Closes the connections of an engine set_servers() replaces, at
+        once: each client defines it (the blocking engine disconnects its
+        sockets, the asyncio engine fails what is in flight and closes its
+        transports)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no _drop_engine")
 
     def _bind(self) -> None:
         self._decode_cb = self._decoder
