@@ -9,8 +9,7 @@
 #include <unistd.h>
 
 #include "pyargs.h"
-
-#define MC_NS 1000000000.0
+#include "pycore.h"
 
 PyObject *mc_aconn_on_read(mc_aconn *ac);
 PyObject *mc_aconn_on_write(mc_aconn *ac);
@@ -801,21 +800,7 @@ AClient_version(AClient *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 AClient_server_index(AClient *self, PyObject *key)
 {
-    struct mc_wkey wk;
-    struct mc_place place;
-    struct mc_pyhold hold;
-    if (mc_pykey(self->core.state, &self->core.eng, key, "", 0, &wk, &place,
-                 &hold) < 0) {
-        return NULL;
-    }
-    ssize_t idx = mc_engine_pick(&self->core.eng, &place);
-    mc_pyhold_release(&hold);
-    if (idx < 0) {
-        PyErr_SetString(self->core.state->ConnectionError,
-                        "no live server for this key");
-        return NULL;
-    }
-    return PyLong_FromSsize_t(idx);
+    return mc_core_server_index(&self->core, key);
 }
 
 static PyObject *
@@ -939,100 +924,38 @@ AClient_reopen(AClient *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 AClient_forget_dead(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    mc_engine_forget_dead(&self->core.eng);
-    Py_RETURN_NONE;
+    return mc_core_forget_dead(&self->core);
 }
 
 static PyObject *
 AClient_mark_dead(AClient *self, PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames)
 {
-    static const char *const names[] = {"index", "seconds", NULL};
-    PyObject *a[2];
-    int64_t index;
-    struct mc_engine *e = &self->core.eng;
-    if (mc_parse_args("mark_dead", args, nargs, kwnames, names, 1, 2, a) < 0
-        || mc_to_int64(a[0], "index", 0, (int64_t)e->nservers - 1, &index)
-               < 0) {
-        return NULL;
-    }
-    int64_t hold = 0;
-    if (a[1] != NULL && a[1] != Py_None) {
-        if (mc_to_ns(a[1], "seconds", 0, true, &hold) < 0) {
-            return NULL;
-        }
-        if (hold == 0) {
-            Py_RETURN_NONE;
-        }
-    }
-    mc_engine_mark_dead(e, (size_t)index, hold);
-    Py_RETURN_NONE;
+    return mc_core_mark_dead(&self->core, args, nargs, kwnames);
 }
 
 static PyObject *
 AClient_hold_downs(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    struct mc_engine *e = &self->core.eng;
-    PyObject *t = PyTuple_New((Py_ssize_t)e->nservers);
-    for (size_t i = 0; t != NULL && i < e->nservers; i++) {
-        PyObject *v = PyFloat_FromDouble(
-            (double)mc_engine_hold_left(e, i) / MC_NS);
-        if (v == NULL) {
-            Py_CLEAR(t);
-            break;
-        }
-        PyTuple_SET_ITEM(t, (Py_ssize_t)i, v);
-    }
-    return t;
+    return mc_core_hold_downs(&self->core);
 }
 
 static PyObject *
 AClient_dead_servers(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    struct mc_engine *e = &self->core.eng;
-    PyObject *list = PyList_New(0);
-    for (size_t i = 0; list != NULL && i < e->nservers; i++) {
-        if (mc_server_dead(&e->servers[i])) {
-            PyObject *n = PyLong_FromSize_t(i);
-            if (n == NULL || PyList_Append(list, n) < 0) {
-                Py_XDECREF(n);
-                Py_CLEAR(list);
-                break;
-            }
-            Py_DECREF(n);
-        }
-    }
-    return list;
+    return mc_core_dead_servers(&self->core);
 }
 
 static PyObject *
 AClient_call_counts(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *d = PyDict_New();
-    for (int i = 0; d != NULL && i < MC_CALL_COUNT; i++) {
-        uint64_t n = atomic_load_explicit(&self->core.calls[i],
-                                          memory_order_relaxed);
-        if (n == 0) {
-            continue;
-        }
-        PyObject *v = PyLong_FromUnsignedLongLong(n);
-        if (v == NULL || PyDict_SetItemString(d, mc_call_names[i], v) < 0) {
-            Py_XDECREF(v);
-            Py_CLEAR(d);
-            break;
-        }
-        Py_DECREF(v);
-    }
-    return d;
+    return mc_core_call_counts(&self->core);
 }
 
 static PyObject *
 AClient_reset_call_counts(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    for (int i = 0; i < MC_CALL_COUNT; i++) {
-        atomic_store_explicit(&self->core.calls[i], 0, memory_order_relaxed);
-    }
-    Py_RETURN_NONE;
+    return mc_core_reset_call_counts(&self->core);
 }
 
 /* connections() -> (open connections per server), for tests and stats */
