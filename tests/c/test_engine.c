@@ -37,12 +37,12 @@
 #include "conn.h"
 #include "dist.h"
 #include "engine.h"
+#include "engine_test.h"
 #include "hash.h"
 #include "multi.h"
 #include "pipe.h"
 #include "proto.h"
 
-#define SEC 1000000000LL
 #define MS 1000000LL
 
 /* ------------------------------------------------------------------------ */
@@ -68,17 +68,7 @@ advance(int64_t ns)
 static struct mc_config
 config(void)
 {
-    struct mc_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.timeout = SEC;
-    cfg.connect_timeout = SEC;
-    cfg.dead_retry = 8 * SEC;
-    cfg.max_value = 1 << 20;
-    cfg.pool_size = 2;
-    cfg.timeout_limit = 3;
-    cfg.fence = true;
-    cfg.failover = MC_FAILOVER_NONE;
-    return cfg;
+    return engine_config(2);
 }
 
 /* An engine over the servers named, every weight 1 unless weights. */
@@ -103,33 +93,6 @@ make_engine(struct mc_engine *e, const struct mc_config *cfg,
         fprintf(stderr, "engine build failed\n");
         exit(2);
     }
-}
-
-static void
-pair(int sv[2])
-{
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        perror("socketpair");
-        exit(2);
-    }
-}
-
-/* Reports a connect as a driver does after MC_TAKE_CONNECT: one end of a
- * socketpair stands for the socket; *peer is the other end. */
-static struct mc_conn *
-connect_pair(struct mc_engine *e, struct mc_server *srv, int *peer)
-{
-    int sv[2];
-    pair(sv);
-    struct mc_fail f;
-    f.code = 12345;
-    struct mc_conn *c = mc_engine_connected(e, srv, sv[0], 0, &f);
-    if (c == NULL) {
-        fprintf(stderr, "mc_engine_connected failed\n");
-        exit(2);
-    }
-    *peer = sv[1];
-    return c;
 }
 
 /* What the other end of a connection sees: 1 when it was closed, 0 when it
@@ -170,36 +133,6 @@ static void
 arrive_str(struct mc_conn *c, const char *s)
 {
     arrive(c, s, strlen(s));
-}
-
-/* The bytes c has queued to write, concatenated into out. */
-static size_t
-queued(struct mc_conn *c, char *out, size_t cap)
-{
-    struct mc_out o = mc_conn_out(c);
-    size_t n = 0;
-    for (int i = 0; i < o.iovcnt; i++) {
-        size_t k = o.iov[i].iov_len;
-        if (n + k > cap) {
-            fprintf(stderr, "queued: too many bytes\n");
-            exit(2);
-        }
-        memcpy(out + n, o.iov[i].iov_base, k);
-        n += k;
-    }
-    CHECK_EQ(n, o.len);
-    return n;
-}
-
-/* Marks everything queued on c as written. */
-static void
-all_written(struct mc_conn *c)
-{
-    struct mc_out o = mc_conn_out(c);
-    o.iov += o.iovcnt;
-    o.iovcnt = 0;
-    o.len = 0;
-    mc_conn_wrote(c, &o);
 }
 
 static size_t

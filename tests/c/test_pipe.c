@@ -37,10 +37,11 @@
 #include "check.h"
 #include "conn.h"
 #include "engine.h"
+#include "engine_test.h"
+#include "guard.h"
 #include "pipe.h"
 #include "proto.h"
-
-#define SEC 1000000000LL
+#include "rand.h"
 
 /* ------------------------------------------------------------------------ */
 /* A log of what requests were told                                          */
@@ -123,6 +124,7 @@ struct treq {
     int items;                 /* items taken */
     int done;                  /* on_done calls */
     struct log *log;
+    struct mc_wkey wk[4];      /* a retrieval's keys */
 };
 
 static int
@@ -193,16 +195,7 @@ static struct mc_engine eng;
 static struct mc_config
 config(void)
 {
-    struct mc_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.timeout = SEC;
-    cfg.connect_timeout = SEC;
-    cfg.dead_retry = 8 * SEC;
-    cfg.max_value = 1 << 20;
-    cfg.pool_size = 4;
-    cfg.timeout_limit = 3;
-    cfg.fence = true;
-    return cfg;
+    return engine_config(4);
 }
 
 static void
@@ -221,20 +214,7 @@ engine_up(const struct mc_config *cfg, const char *spec)
 static struct mc_conn *
 new_conn(int *peer)
 {
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        perror("socketpair");
-        exit(2);
-    }
-    struct mc_fail f;
-    struct mc_conn *c = mc_engine_connected(&eng, &eng.servers[0], sv[0], 0,
-                                            &f);
-    if (c == NULL) {
-        fprintf(stderr, "mc_engine_connected failed\n");
-        exit(2);
-    }
-    *peer = sv[1];
-    return c;
+    return connect_pair(&eng, &eng.servers[0], peer);
 }
 
 /* True when the peer has bytes to read. */
@@ -245,63 +225,12 @@ peer_bytes_waiting(int peer)
     return recv(peer, &b, 1, MSG_DONTWAIT | MSG_PEEK) > 0;
 }
 
-/* Bytes arrive: c's buffer becomes an exact-size block of its unread bytes
- * and these, so that a read past them is an AddressSanitizer error. */
-static void
-arrive_exact(struct mc_conn *c, const char *p, size_t n)
-{
-    size_t have = mc_buf_len(&c->rbuf);
-    char *block = malloc(have + n ? have + n : 1);
-    if (block == NULL) {
-        fprintf(stderr, "out of memory\n");
-        exit(2);
-    }
-    if (have) {
-        memcpy(block, mc_buf_head(&c->rbuf), have);
-    }
-    if (n) {
-        memcpy(block + have, p, n);
-    }
-    free(c->rbuf.data);
-    c->rbuf.data = block;
-    c->rbuf.start = 0;
-    c->rbuf.end = c->rbuf.cap = have + n;
-}
-
 /* Drops an exact-size block for the pool (its capacity is not a buffer's). */
 static void
 buf_reset(struct mc_conn *c)
 {
     CHECK_EQ(mc_buf_len(&c->rbuf), 0);
     mc_buf_free(&c->rbuf);
-}
-
-/* The bytes queued on c, concatenated. */
-static size_t
-queued(struct mc_conn *c, char *out, size_t cap)
-{
-    struct mc_out o = mc_conn_out(c);
-    size_t n = 0;
-    for (int i = 0; i < o.iovcnt; i++) {
-        if (n + o.iov[i].iov_len > cap) {
-            fprintf(stderr, "queued: too many bytes\n");
-            exit(2);
-        }
-        memcpy(out + n, o.iov[i].iov_base, o.iov[i].iov_len);
-        n += o.iov[i].iov_len;
-    }
-    CHECK_EQ(n, o.len);
-    return n;
-}
-
-static void
-all_written(struct mc_conn *c)
-{
-    struct mc_out o = mc_conn_out(c);
-    o.iov += o.iovcnt;
-    o.iovcnt = 0;
-    o.len = 0;
-    mc_conn_wrote(c, &o);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -359,29 +288,69 @@ sc_noreply(struct scenario *s, const char *bytes)
     CHECK_EQ(mc_conn_queue(s->c, NULL, &iov, 1, true), 0);
 }
 
-/* The keys of a retrieval. */
+/* The keys of a retrieval: the words of keys, each after pre. */
 static void
-sc_keys(struct treq *t, struct mc_wkey *wk, const char *const *keys,
-        size_t n, const char *pre)
+sc_keys(struct treq *t, const char *keys, const char *pre)
 {
-    for (size_t i = 0; i < n; i++) {
-        wk[i].pre = pre ? pre : "";
-        wk[i].pre_len = pre ? strlen(pre) : 0;
-        wk[i].key = keys[i];
-        wk[i].key_len = strlen(keys[i]);
+    size_t n = 0;
+    for (const char *k = keys; *k != '\0'; n++) {
+        if (n == sizeof t->wk / sizeof t->wk[0]) {
+            fprintf(stderr, "too many keys\n");
+            exit(2);
+        }
+        size_t len = strcspn(k, " ");
+        t->wk[n].pre = pre ? pre : "";
+        t->wk[n].pre_len = pre ? strlen(pre) : 0;
+        t->wk[n].key = k;
+        t->wk[n].key_len = len;
+        k += len + (k[len] == ' ');
     }
-    t->r.keys = (const char *)wk;
-    t->r.key_stride = sizeof *wk;
+    t->r.keys = (const char *)t->wk;
+    t->r.key_stride = sizeof t->wk[0];
     t->r.nitems = n;
 }
 
-static uint64_t
-next_rand(uint64_t *x)
+/* A request of a scenario, as data: what it expects, its bytes, and what
+ * differs from mc_req_init's defaults. */
+struct rq {
+    enum mc_expect x;
+    const char *bytes;         /* NULL ends a list */
+    const char *keys, *pre;    /* a retrieval's (see sc_keys) */
+    uint32_t accept;           /* status lines it takes */
+    size_t nitems;             /* status lines, when more than one */
+    size_t *index;             /* their order, the caller's */
+    int ends;                  /* retrieval lines, when more than one */
+    bool with_cas, soft_errors;
+    bool owner_fails;          /* its owner fails at its first item */
+};
+
+/* Queues the requests of list (none when NULL). */
+static void
+sc_queue(struct scenario *s, const struct rq *list)
 {
-    *x ^= *x >> 12;
-    *x ^= *x << 25;
-    *x ^= *x >> 27;
-    return *x * 0x2545f4914f6cdd1dULL;
+    for (const struct rq *q = list; q != NULL && q->bytes != NULL; q++) {
+        struct treq *t = sc_req(s, q->x, q->bytes);
+        if (q->keys != NULL) {
+            sc_keys(t, q->keys, q->pre);
+        }
+        if (q->accept) {
+            t->r.accept = q->accept;
+        }
+        if (q->nitems) {
+            t->r.nitems = q->nitems;
+        }
+        if (q->index != NULL) {
+            t->r.index = q->index;
+        }
+        if (q->ends) {
+            t->r.ends = q->ends;
+        }
+        t->r.with_cas = q->with_cas;
+        t->r.soft_errors = q->soft_errors;
+        if (q->owner_fails) {
+            t->fail_at = 0;
+        }
+    }
 }
 
 static const char *
@@ -423,7 +392,7 @@ sc_feed(struct scenario *s, const char *stream, size_t n, size_t mode,
             mc_req_abandon(&s->reqs[s->abandon_id].r);
             log_add(&s->log, "abandon R%d", s->abandon_id);
         }
-        arrive_exact(s->c, stream + at, chunk);
+        exact_append(&s->c->rbuf, stream + at, chunk);
         at += chunk;
         for (int rounds = 0; rounds < 100; rounds++) {
             memset(&f, 0xa5, sizeof f);
@@ -469,298 +438,360 @@ sc_end(struct scenario *s, bool in_sync)
     free(s->log.text);
 }
 
-typedef void (*setup_fn)(struct scenario *s, void *arg);
+typedef void (*setup_fn)(struct scenario *s, const void *arg);
+
+/* A reply scenario: the requests queued (reqs, then setup's with arg), the
+ * stream that answers them, the log it leaves (one line per event) and the
+ * last mc_conn_feed outcome. */
+struct sc_def {
+    const char *name;
+    const struct rq *reqs;
+    setup_fn setup;
+    const char *stream;
+    const char *want;
+    int rc;
+};
 
 static const size_t modes[] = {0, 1, 2, 3, 7, 64};
 
 /* Runs a scenario in every feeding mode and compares what happened with
- * want (one line per event).  want_rc: the last mc_conn_feed outcome. */
+ * what it wants. */
 static void
-run(const char *name, setup_fn setup, void *arg, const char *stream,
-    size_t stream_len, const char *want, int want_rc)
+run(const struct sc_def *d, const void *arg)
 {
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
         struct scenario s;
         sc_begin(&s);
-        setup(&s, arg);
-        all_written(s.c);
-        set_ctx("%s, chunks of %zu", name, modes[m]);
-        size_t need = 0;
-        int rc = sc_feed(&s, stream, stream_len, modes[m], &need);
-        CHECK_EQ(rc, want_rc);
-        const char *got = s.log.text ? s.log.text : "";
-        if (!CHECK(strcmp(got, want) == 0)) {
-            fprintf(stderr, "--- got:\n%s--- want:\n%s---\n", got, want);
+        sc_queue(&s, d->reqs);
+        if (d->setup != NULL) {
+            d->setup(&s, arg);
         }
-        if (want_rc == 0) {
+        all_written(s.c);
+        set_ctx("%s, chunks of %zu", d->name, modes[m]);
+        size_t need = 0;
+        int rc = sc_feed(&s, d->stream, strlen(d->stream), modes[m], &need);
+        CHECK_EQ(rc, d->rc);
+        const char *got = s.log.text ? s.log.text : "";
+        if (!CHECK(strcmp(got, d->want) == 0)) {
+            fprintf(stderr, "--- got:\n%s--- want:\n%s---\n", got, d->want);
+        }
+        if (d->rc == 0) {
             CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
             CHECK_EQ(need, 0);
         }
-        sc_end(&s, want_rc == 0);
+        sc_end(&s, d->rc == 0);
     }
 }
 
-#define RUN(name, setup, arg, stream, want, rc)                             \
-    run((name), (setup), (arg), (stream), sizeof(stream) - 1, (want), (rc))
+#define RUN_ALL(defs)                                                       \
+    for (size_t i_ = 0; i_ < sizeof(defs) / sizeof(defs)[0]; i_++) {        \
+        run(&(defs)[i_], NULL);                                             \
+    }
 
-/* ---- every kind of reply, each to the oldest request -------------------- */
-
-static struct mc_wkey wk_abc[3], wk_k[1], wk_ab[2];
-static const char *const abc[] = {"a", "b", "c"};
-static const char *const k1[] = {"k"};
-static const char *const ab[] = {"a", "b"};
-
+/* What requests answered in turn log: each its lines (lines[q][0] up to
+ * nitems[q]) and "done ok", except request r from its item at on: when
+ * item_no is given its owner fails there (on the item item_no names) and
+ * it fails with EOWNER, else it is abandoned there and done. */
 static void
-setup_kinds(struct scenario *s, void *arg)
+want_log(struct log *want, const char *const lines[][3], const int *nitems,
+         int nreqs, int r, int at, const size_t item_no[][3])
 {
-    (void)arg;
-    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
-    sc_req(s, MC_X_VERSION, "version\r\n");
-    struct treq *g = sc_req(s, MC_X_VALUES, "get p:a p:b p:c\r\n");
-    sc_keys(g, wk_abc, abc, 3, "p:");
-    struct treq *st = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
-    st->r.accept = 1u << MC_STORED | 1u << MC_NOT_STORED;
-    sc_req(s, MC_X_OK, "flush_all\r\n");
-    sc_req(s, MC_X_STATS, "stats\r\n");
-    struct treq *gs = sc_req(s, MC_X_VALUES, "gets k\r\n");
-    sc_keys(gs, wk_k, k1, 1, NULL);
-    gs->r.with_cas = true;
-    sc_req(s, MC_X_NUMBER, "decr n 1\r\n");
+    for (int q = 0; q < nreqs; q++) {
+        for (int i = 0; i < (q == r ? at : nitems[q]); i++) {
+            log_add(want, "%s", lines[q][i]);
+        }
+        if (q == r && item_no != NULL) {
+            log_add(want, "R%d item %zu fails", q, item_no[q][at]);
+            log_add(want, "owner R%d", q);
+            log_add(want, "R%d failed EOWNER", q);
+            continue;
+        }
+        if (q == r) {
+            log_add(want, "abandon R%d", q);
+        }
+        log_add(want, "R%d done ok", q);
+    }
 }
 
-static void
-test_kinds(void)
-{
-    RUN("every kind", setup_kinds, NULL,
-        "42\r\n"
-        "VERSION 1.6.21\r\n"
-        "VALUE p:a 1 2\r\nab\r\nVALUE p:c 3 0\r\n\r\nEND\r\n"
-        "NOT_STORED\r\n"
-        "OK\r\n"
-        "STAT pid 12\r\nSTAT empty\r\nSTAT version 1.6.21\r\nEND\r\n"
-        "VALUE k 0 1 77\r\nz\r\nEND\r\n"
-        "NOT_FOUND\r\n",
-        "R0 item 0 NUMBER 42\n"
-        "R0 done ok\n"
-        "R1 item 0 VERSION 1.6.21\n"
-        "R1 done ok\n"
-        "R2 item 0 VALUE p:a 1 ab\n"
-        "R2 item 2 VALUE p:c 3 \n"
-        "R2 done ok\n"
-        "R3 item 0 NOT_STORED\n"
-        "R3 done ok\n"
-        "R4 item 0 OK\n"
-        "R4 done ok\n"
-        "R5 item 0 STAT pid=12\n"
-        "R5 item 1 STAT empty=\n"
-        "R5 item 2 STAT version=1.6.21\n"
-        "R5 done ok\n"
-        "R6 item 0 VALUE k 0 z cas\n"
-        "R6 cas 77\n"
-        "R6 done ok\n"
-        "R7 item 0 NOT_FOUND\n"
-        "R7 done ok\n",
-        0);
-}
+/* ---- the requests of the scenarios -------------------------------------- */
+
+#define ACCEPT(a, b) (1u << (a) | 1u << (b))
+
+static const struct rq kinds[] = {
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.x = MC_X_VALUES, .bytes = "get p:a p:b p:c\r\n", .keys = "a b c",
+     .pre = "p:"},
+    {.x = MC_X_STATUS, .bytes = "set k 0 0 1\r\nx\r\n",
+     .accept = ACCEPT(MC_STORED, MC_NOT_STORED)},
+    {.x = MC_X_OK, .bytes = "flush_all\r\n"},
+    {.x = MC_X_STATS, .bytes = "stats\r\n"},
+    {.x = MC_X_VALUES, .bytes = "gets k\r\n", .keys = "k", .with_cas = true},
+    {.x = MC_X_NUMBER, .bytes = "decr n 1\r\n"},
+    {.bytes = NULL},
+};
 
 /* Status lines of several items, in an order of the caller's (index);
  * RESET and OK end a stats reply; two retrieval lines owe two ENDs. */
 static size_t index_42[] = {4, 2};
 
-static void
-setup_multi_frame(struct scenario *s, void *arg)
-{
-    (void)arg;
-    struct treq *st = sc_req(s, MC_X_STATUS,
-                             "delete x\r\ndelete y\r\n");
-    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
-    st->r.nitems = 2;
-    st->r.index = index_42;
-    sc_req(s, MC_X_STATS, "stats reset\r\n");
-    sc_req(s, MC_X_STATS, "stats detail on\r\n");
-    struct treq *g = sc_req(s, MC_X_VALUES, "get a\r\nget b\r\n");
-    sc_keys(g, wk_ab, ab, 2, NULL);
-    g->r.ends = 2;
-}
+static const struct rq multi_frame[] = {
+    {.x = MC_X_STATUS, .bytes = "delete x\r\ndelete y\r\n",
+     .accept = ACCEPT(MC_DELETED, MC_NOT_FOUND), .nitems = 2,
+     .index = index_42},
+    {.x = MC_X_STATS, .bytes = "stats reset\r\n"},
+    {.x = MC_X_STATS, .bytes = "stats detail on\r\n"},
+    {.x = MC_X_VALUES, .bytes = "get a\r\nget b\r\n", .keys = "a b",
+     .ends = 2},
+    {.bytes = NULL},
+};
+
+static const struct rq errors_in_sync[] = {
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.x = MC_X_STATUS, .bytes = "set k 0 0 1\r\nx\r\n",
+     .accept = 1u << MC_STORED},
+    {.x = MC_X_OK, .bytes = "flush_all\r\n"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.x = MC_X_STATUS, .bytes = "set k 0 0 1\r\nx\r\n",
+     .accept = 1u << MC_STORED, .soft_errors = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq get_then_version[] = {
+    {.x = MC_X_VALUES, .bytes = "get a b\r\n", .keys = "a b"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq stats_then_version[] = {
+    {.x = MC_X_STATS, .bytes = "stats\r\n"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq status2_then_version[] = {
+    {.x = MC_X_STATUS, .bytes = "delete a\r\ndelete b\r\n",
+     .accept = ACCEPT(MC_DELETED, MC_NOT_FOUND), .nitems = 2},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq three_numbers[] = {
+    {.x = MC_X_NUMBER, .bytes = "incr a 1\r\n"},
+    {.x = MC_X_NUMBER, .bytes = "incr b 1\r\n"},
+    {.x = MC_X_NUMBER, .bytes = "incr c 1\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq get_stats_incr_version[] = {
+    {.x = MC_X_VALUES, .bytes = "get a b\r\n", .keys = "a b"},
+    {.x = MC_X_STATS, .bytes = "stats\r\n"},
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq seven_kinds[] = {
+    {.x = MC_X_VALUES, .bytes = "get a b c\r\n", .keys = "a b c"},
+    {.x = MC_X_STATUS, .bytes = "delete a\r\ndelete b\r\n",
+     .accept = ACCEPT(MC_DELETED, MC_NOT_FOUND), .nitems = 2},
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.x = MC_X_STATS, .bytes = "stats\r\n"},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.x = MC_X_OK, .bytes = "flush_all\r\n"},
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq number_owner_fails[] = {
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n", .owner_fails = true},
+    {.bytes = NULL},
+};
+
+static const struct rq get_owner_fails[] = {
+    {.x = MC_X_VALUES, .bytes = "get a b\r\n", .keys = "a b",
+     .owner_fails = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq stats_owner_fails[] = {
+    {.x = MC_X_STATS, .bytes = "stats\r\n", .owner_fails = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+/* ---- every kind of reply, each to the oldest request -------------------- */
 
 static void
-test_multi_frame(void)
+test_kinds(void)
 {
-    RUN("multi-frame replies", setup_multi_frame, NULL,
-        "NOT_FOUND\r\nDELETED\r\n"
-        "RESET\r\n"
-        "OK\r\n"
-        "END\r\nVALUE b 9 1\r\nB\r\nEND\r\n",
-        "R0 item 4 NOT_FOUND\n"
-        "R0 item 2 DELETED\n"
-        "R0 done ok\n"
-        "R1 done ok\n"
-        "R2 done ok\n"
-        "R3 item 1 VALUE b 9 B\n"
-        "R3 done ok\n",
-        0);
+    static const struct sc_def defs[] = {
+        {"every kind", kinds, NULL,
+         "42\r\n"
+         "VERSION 1.6.21\r\n"
+         "VALUE p:a 1 2\r\nab\r\nVALUE p:c 3 0\r\n\r\nEND\r\n"
+         "NOT_STORED\r\n"
+         "OK\r\n"
+         "STAT pid 12\r\nSTAT empty\r\nSTAT version 1.6.21\r\nEND\r\n"
+         "VALUE k 0 1 77\r\nz\r\nEND\r\n"
+         "NOT_FOUND\r\n",
+         "R0 item 0 NUMBER 42\n"
+         "R0 done ok\n"
+         "R1 item 0 VERSION 1.6.21\n"
+         "R1 done ok\n"
+         "R2 item 0 VALUE p:a 1 ab\n"
+         "R2 item 2 VALUE p:c 3 \n"
+         "R2 done ok\n"
+         "R3 item 0 NOT_STORED\n"
+         "R3 done ok\n"
+         "R4 item 0 OK\n"
+         "R4 done ok\n"
+         "R5 item 0 STAT pid=12\n"
+         "R5 item 1 STAT empty=\n"
+         "R5 item 2 STAT version=1.6.21\n"
+         "R5 done ok\n"
+         "R6 item 0 VALUE k 0 z cas\n"
+         "R6 cas 77\n"
+         "R6 done ok\n"
+         "R7 item 0 NOT_FOUND\n"
+         "R7 done ok\n",
+         0},
+        {"multi-frame replies", multi_frame, NULL,
+         "NOT_FOUND\r\nDELETED\r\n"
+         "RESET\r\n"
+         "OK\r\n"
+         "END\r\nVALUE b 9 1\r\nB\r\nEND\r\n",
+         "R0 item 4 NOT_FOUND\n"
+         "R0 item 2 DELETED\n"
+         "R0 done ok\n"
+         "R1 done ok\n"
+         "R2 done ok\n"
+         "R3 item 1 VALUE b 9 B\n"
+         "R3 done ok\n",
+         0},
+    };
+    RUN_ALL(defs);
 }
 
 /* ---- error lines -------------------------------------------------------- */
 
 static void
-setup_errors_in_sync(struct scenario *s, void *arg)
-{
-    (void)arg;
-    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
-    struct treq *st = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
-    st->r.accept = 1u << MC_STORED;
-    sc_req(s, MC_X_OK, "flush_all\r\n");
-    sc_req(s, MC_X_VERSION, "version\r\n");
-    struct treq *soft = sc_req(s, MC_X_STATUS, "set k 0 0 1\r\nx\r\n");
-    soft->r.accept = 1u << MC_STORED;
-    soft->r.soft_errors = true;
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
 test_errors(void)
 {
     /* an error line that is the whole reply fails its request only */
-    RUN("error lines in sync", setup_errors_in_sync, NULL,
-        "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
-        "SERVER_ERROR out of memory storing object\r\n"
-        "ERROR\r\n"
-        "VERSION 1.2\r\n"
-        "SERVER_ERROR object too large for cache\r\n"
-        "VERSION 1.3\r\n",
-        "R0 failed EREPLY CLIENT_ERROR cannot increment or decrement "
-        "non-numeric value\n"
-        "R1 failed EREPLY SERVER_ERROR out of memory storing object\n"
-        "R2 failed EREPLY ERROR\n"
-        "R3 item 0 VERSION 1.2\n"
-        "R3 done ok\n"
-        "R4 item 0 SERVER_ERROR object too large for cache\n"
-        "R4 done ok\n"
-        "R5 item 0 VERSION 1.3\n"
-        "R5 done ok\n",
-        0);
-}
-
-static void
-setup_get_then_version(struct scenario *s, void *arg)
-{
-    (void)arg;
-    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
-    sc_keys(g, wk_ab, ab, 2, NULL);
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
-setup_stats_then_version(struct scenario *s, void *arg)
-{
-    (void)arg;
-    sc_req(s, MC_X_STATS, "stats\r\n");
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
-setup_status2_then_version(struct scenario *s, void *arg)
-{
-    (void)arg;
-    struct treq *st = sc_req(s, MC_X_STATUS, "delete a\r\ndelete b\r\n");
-    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
-    st->r.nitems = 2;
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
-setup_three_numbers(struct scenario *s, void *arg)
-{
-    (void)arg;
-    sc_req(s, MC_X_NUMBER, "incr a 1\r\n");
-    sc_req(s, MC_X_NUMBER, "incr b 1\r\n");
-    sc_req(s, MC_X_NUMBER, "incr c 1\r\n");
+    static const struct sc_def defs[] = {
+        {"error lines in sync", errors_in_sync, NULL,
+         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+         "SERVER_ERROR out of memory storing object\r\n"
+         "ERROR\r\n"
+         "VERSION 1.2\r\n"
+         "SERVER_ERROR object too large for cache\r\n"
+         "VERSION 1.3\r\n",
+         "R0 failed EREPLY CLIENT_ERROR cannot increment or decrement "
+         "non-numeric value\n"
+         "R1 failed EREPLY SERVER_ERROR out of memory storing object\n"
+         "R2 failed EREPLY ERROR\n"
+         "R3 item 0 VERSION 1.2\n"
+         "R3 done ok\n"
+         "R4 item 0 SERVER_ERROR object too large for cache\n"
+         "R4 done ok\n"
+         "R5 item 0 VERSION 1.3\n"
+         "R5 done ok\n",
+         0},
+    };
+    RUN_ALL(defs);
 }
 
 static void
 test_out_of_sync(void)
 {
-    /* an error line inside a reply of several frames: out of sync */
-    RUN("error line after a VALUE", setup_get_then_version, NULL,
-        "VALUE a 0 1\r\nx\r\nSERVER_ERROR oops\r\nVERSION 1\r\n",
-        "R0 item 0 VALUE a 0 x\n"
-        "broken EREPLY SERVER_ERROR oops\n"
-        "R0 failed EREPLY SERVER_ERROR oops\n"
-        "R1 failed EREPLY SERVER_ERROR oops\n",
-        MC_FEED_BROKEN);
-    RUN("error line for a retrieval", setup_get_then_version, NULL,
-        "CLIENT_ERROR line too long\r\nVERSION 1\r\n",
-        "broken EREPLY CLIENT_ERROR line too long\n"
-        "R0 failed EREPLY CLIENT_ERROR line too long\n"
-        "R1 failed EREPLY CLIENT_ERROR line too long\n",
-        MC_FEED_BROKEN);
-    RUN("error line in stats", setup_stats_then_version, NULL,
-        "STAT pid 1\r\nERROR\r\nVERSION 1\r\n",
-        "R0 item 0 STAT pid=1\n"
-        "broken EREPLY ERROR\n"
-        "R0 failed EREPLY ERROR\n"
-        "R1 failed EREPLY ERROR\n",
-        MC_FEED_BROKEN);
-    RUN("error line for two status items", setup_status2_then_version,
-        NULL, "SERVER_ERROR x\r\nNOT_FOUND\r\nVERSION 1\r\n",
-        "broken EREPLY SERVER_ERROR x\n"
-        "R0 failed EREPLY SERVER_ERROR x\n"
-        "R1 failed EREPLY SERVER_ERROR x\n",
-        MC_FEED_BROKEN);
-    /* bytes outside the grammar fail every request in flight */
-    RUN("garbage", setup_three_numbers, NULL, "1\r\nHELLO\r\n3\r\n",
-        "R0 item 0 NUMBER 1\n"
-        "R0 done ok\n"
-        "broken EBADREPLY unexpected bytes\n"
-        "R1 failed EBADREPLY unexpected bytes\n"
-        "R2 failed EBADREPLY unexpected bytes\n",
-        MC_FEED_BROKEN);
-    RUN("a reply of the wrong kind", setup_three_numbers, NULL,
-        "STORED\r\n2\r\n3\r\n",
-        "broken EBADREPLY reply does not fit the command\n"
-        "R0 failed EBADREPLY reply does not fit the command\n"
-        "R1 failed EBADREPLY reply does not fit the command\n"
-        "R2 failed EBADREPLY reply does not fit the command\n",
-        MC_FEED_BROKEN);
-    RUN("bytes nobody asked for", setup_three_numbers, NULL,
-        "1\r\n2\r\n3\r\nEND\r\n",
-        "R0 item 0 NUMBER 1\n"
-        "R0 done ok\n"
-        "R1 item 0 NUMBER 2\n"
-        "R1 done ok\n"
-        "R2 item 0 NUMBER 3\n"
-        "R2 done ok\n"
-        "broken EBADREPLY bytes nobody asked for\n",
-        MC_FEED_BROKEN);
-    RUN("VALUE for a key not asked", setup_get_then_version, NULL,
-        "VALUE b 0 1\r\nx\r\nVALUE a 0 1\r\ny\r\nEND\r\n",
-        "R0 item 1 VALUE b 0 x\n"
-        "broken EBADREPLY VALUE for a key that was not requested\n"
-        "R0 failed EBADREPLY VALUE for a key that was not requested\n"
-        "R1 failed EBADREPLY VALUE for a key that was not requested\n",
-        MC_FEED_BROKEN);
-    RUN("a bad value terminator", setup_get_then_version, NULL,
-        "VALUE a 0 1\r\nxy\r\nEND\r\n",
-        "broken EBADREPLY unexpected bytes\n"
-        "R0 failed EBADREPLY unexpected bytes\n"
-        "R1 failed EBADREPLY unexpected bytes\n",
-        MC_FEED_BROKEN);
+    static const struct sc_def defs[] = {
+        /* an error line inside a reply of several frames: out of sync */
+        {"error line after a VALUE", get_then_version, NULL,
+         "VALUE a 0 1\r\nx\r\nSERVER_ERROR oops\r\nVERSION 1\r\n",
+         "R0 item 0 VALUE a 0 x\n"
+         "broken EREPLY SERVER_ERROR oops\n"
+         "R0 failed EREPLY SERVER_ERROR oops\n"
+         "R1 failed EREPLY SERVER_ERROR oops\n",
+         MC_FEED_BROKEN},
+        {"error line for a retrieval", get_then_version, NULL,
+         "CLIENT_ERROR line too long\r\nVERSION 1\r\n",
+         "broken EREPLY CLIENT_ERROR line too long\n"
+         "R0 failed EREPLY CLIENT_ERROR line too long\n"
+         "R1 failed EREPLY CLIENT_ERROR line too long\n",
+         MC_FEED_BROKEN},
+        {"error line in stats", stats_then_version, NULL,
+         "STAT pid 1\r\nERROR\r\nVERSION 1\r\n",
+         "R0 item 0 STAT pid=1\n"
+         "broken EREPLY ERROR\n"
+         "R0 failed EREPLY ERROR\n"
+         "R1 failed EREPLY ERROR\n",
+         MC_FEED_BROKEN},
+        {"error line for two status items", status2_then_version, NULL,
+         "SERVER_ERROR x\r\nNOT_FOUND\r\nVERSION 1\r\n",
+         "broken EREPLY SERVER_ERROR x\n"
+         "R0 failed EREPLY SERVER_ERROR x\n"
+         "R1 failed EREPLY SERVER_ERROR x\n",
+         MC_FEED_BROKEN},
+        /* bytes outside the grammar fail every request in flight */
+        {"garbage", three_numbers, NULL, "1\r\nHELLO\r\n3\r\n",
+         "R0 item 0 NUMBER 1\n"
+         "R0 done ok\n"
+         "broken EBADREPLY unexpected bytes\n"
+         "R1 failed EBADREPLY unexpected bytes\n"
+         "R2 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"a reply of the wrong kind", three_numbers, NULL,
+         "STORED\r\n2\r\n3\r\n",
+         "broken EBADREPLY reply does not fit the command\n"
+         "R0 failed EBADREPLY reply does not fit the command\n"
+         "R1 failed EBADREPLY reply does not fit the command\n"
+         "R2 failed EBADREPLY reply does not fit the command\n",
+         MC_FEED_BROKEN},
+        {"bytes nobody asked for", three_numbers, NULL,
+         "1\r\n2\r\n3\r\nEND\r\n",
+         "R0 item 0 NUMBER 1\n"
+         "R0 done ok\n"
+         "R1 item 0 NUMBER 2\n"
+         "R1 done ok\n"
+         "R2 item 0 NUMBER 3\n"
+         "R2 done ok\n"
+         "broken EBADREPLY bytes nobody asked for\n",
+         MC_FEED_BROKEN},
+        {"VALUE for a key not asked", get_then_version, NULL,
+         "VALUE b 0 1\r\nx\r\nVALUE a 0 1\r\ny\r\nEND\r\n",
+         "R0 item 1 VALUE b 0 x\n"
+         "broken EBADREPLY VALUE for a key that was not requested\n"
+         "R0 failed EBADREPLY VALUE for a key that was not requested\n"
+         "R1 failed EBADREPLY VALUE for a key that was not requested\n",
+         MC_FEED_BROKEN},
+        {"a bad value terminator", get_then_version, NULL,
+         "VALUE a 0 1\r\nxy\r\nEND\r\n",
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EBADREPLY unexpected bytes\n"
+         "R1 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+    };
+    RUN_ALL(defs);
 }
 
 /* ---- abandoned requests ------------------------------------------------- */
 
+struct abandon_case {
+    const char *name;
+    size_t at;                 /* bytes fed when it is abandoned */
+    int req;                   /* the request abandoned */
+    int items;                 /* the items it took before */
+};
+
 static void
-setup_abandon(struct scenario *s, void *arg)
+setup_abandon(struct scenario *s, const void *arg)
 {
-    size_t at = *(const size_t *)arg;
-    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
-    sc_keys(g, wk_ab, ab, 2, NULL);
-    sc_req(s, MC_X_STATS, "stats\r\n");
-    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
-    sc_req(s, MC_X_VERSION, "version\r\n");
-    s->abandon_at = at;
-    s->abandon_id = at == 0 ? 0 : at < 40 ? 0 : at < 60 ? 1 : 2;
+    const struct abandon_case *ac = arg;
+    s->abandon_at = ac->at;
+    s->abandon_id = ac->req;
 }
 
 static void
@@ -771,61 +802,33 @@ test_abandon(void)
         "STAT pid 7\r\nSTAT up 9\r\nEND\r\n"                /* 39..66 */
         "5\r\n"                                             /* 67..69 */
         "VERSION 1.6\r\n";
-    /* abandoned before anything arrived: the whole reply is discarded */
-    size_t at = 0;
-    RUN("abandoned before its reply", setup_abandon, &at, stream,
-        "abandon R0\n"
-        "R0 done ok\n"
-        "R1 item 0 STAT pid=7\n"
-        "R1 item 1 STAT up=9\n"
-        "R1 done ok\n"
-        "R2 item 0 NUMBER 5\n"
-        "R2 done ok\n"
-        "R3 item 0 VERSION 1.6\n"
-        "R3 done ok\n",
-        0);
-    /* in the middle of its second VALUE */
-    at = 22;
-    RUN("abandoned mid-value", setup_abandon, &at, stream,
-        "R0 item 0 VALUE a 0 x\n"
-        "abandon R0\n"
-        "R0 done ok\n"
-        "R1 item 0 STAT pid=7\n"
-        "R1 item 1 STAT up=9\n"
-        "R1 done ok\n"
-        "R2 item 0 NUMBER 5\n"
-        "R2 done ok\n"
-        "R3 item 0 VERSION 1.6\n"
-        "R3 done ok\n",
-        0);
-    /* a stats reply after its first line */
-    at = 52;
-    RUN("abandoned mid-stats", setup_abandon, &at, stream,
-        "R0 item 0 VALUE a 0 x\n"
-        "R0 item 1 VALUE b 0 yyy\n"
-        "R0 done ok\n"
-        "R1 item 0 STAT pid=7\n"
-        "abandon R1\n"
-        "R1 done ok\n"
-        "R2 item 0 NUMBER 5\n"
-        "R2 done ok\n"
-        "R3 item 0 VERSION 1.6\n"
-        "R3 done ok\n",
-        0);
-    /* a number before its line is complete */
-    at = 68;
-    RUN("abandoned mid-number", setup_abandon, &at, stream,
-        "R0 item 0 VALUE a 0 x\n"
-        "R0 item 1 VALUE b 0 yyy\n"
-        "R0 done ok\n"
-        "R1 item 0 STAT pid=7\n"
-        "R1 item 1 STAT up=9\n"
-        "R1 done ok\n"
-        "abandon R2\n"
-        "R2 done ok\n"
-        "R3 item 0 VERSION 1.6\n"
-        "R3 done ok\n",
-        0);
+    static const char *const lines[4][3] = {
+        {"R0 item 0 VALUE a 0 x", "R0 item 1 VALUE b 0 yyy", NULL},
+        {"R1 item 0 STAT pid=7", "R1 item 1 STAT up=9", NULL},
+        {"R2 item 0 NUMBER 5", NULL, NULL},
+        {"R3 item 0 VERSION 1.6", NULL, NULL},
+    };
+    static const int nitems[4] = {2, 2, 1, 1};
+    static const struct abandon_case cases[] = {
+        /* before anything arrived: the whole reply is discarded */
+        {"abandoned before its reply", 0, 0, 0},
+        /* in the middle of its second VALUE */
+        {"abandoned mid-value", 22, 0, 1},
+        /* a stats reply after its first line */
+        {"abandoned mid-stats", 52, 1, 1},
+        /* a number before its line is complete */
+        {"abandoned mid-number", 68, 2, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const struct abandon_case *ac = &cases[i];
+        struct log want;
+        memset(&want, 0, sizeof want);
+        want_log(&want, lines, nitems, 4, ac->req, ac->items, NULL);
+        struct sc_def d = {ac->name, get_stats_incr_version, setup_abandon,
+                           stream, want.text, 0};
+        run(&d, ac);
+        free(want.text);
+    }
 }
 
 /* ---- owners that fail --------------------------------------------------- */
@@ -836,19 +839,9 @@ struct owner_case {
 };
 
 static void
-setup_owner(struct scenario *s, void *arg)
+setup_owner(struct scenario *s, const void *arg)
 {
     const struct owner_case *oc = arg;
-    struct treq *g = sc_req(s, MC_X_VALUES, "get a b c\r\n");
-    sc_keys(g, wk_abc, abc, 3, NULL);
-    struct treq *st = sc_req(s, MC_X_STATUS, "delete a\r\ndelete b\r\n");
-    st->r.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
-    st->r.nitems = 2;
-    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
-    sc_req(s, MC_X_STATS, "stats\r\n");
-    sc_req(s, MC_X_VERSION, "version\r\n");
-    sc_req(s, MC_X_OK, "flush_all\r\n");
-    sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
     s->reqs[oc->fail_req].fail_at = oc->fail_at;
 }
 
@@ -885,102 +878,65 @@ test_owner(void)
             struct owner_case oc = {r, at};
             struct log want;
             memset(&want, 0, sizeof want);
-            for (int q = 0; q < 7; q++) {
-                for (int i = 0; i < nitems[q]; i++) {
-                    if (q == r && i == at) {
-                        log_add(&want, "R%d item %zu fails", q, item_no[q][i]);
-                        log_add(&want, "owner R%d", q);
-                        break;
-                    }
-                    log_add(&want, "%s", lines[q][i]);
-                }
-                log_add(&want, q == r ? "R%d failed EOWNER" : "R%d done ok",
-                      q);
-            }
+            want_log(&want, lines, nitems, 7, r, at, item_no);
             char name[64];
             snprintf(name, sizeof name, "owner of R%d fails at item %d", r,
                      at);
-            RUN(name, setup_owner, &oc, stream, want.text, 0);
+            struct sc_def d = {name, seven_kinds, setup_owner, stream,
+                               want.text, 0};
+            run(&d, &oc);
             free(want.text);
         }
     }
 }
 
-/* The item a failed owner was given ends its reply, and the stream stops
- * right there: the request is finished on the next call all the same. */
 static void
-setup_owner_last(struct scenario *s, void *arg)
+test_owner_then(void)
 {
-    (void)arg;
-    struct treq *t = sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
-    t->fail_at = 0;
-}
-
-static void
-test_owner_at_end(void)
-{
-    RUN("owner fails on the last frame", setup_owner_last, NULL, "1\r\n",
-        "R0 item 0 fails\n"
-        "owner R0\n"
-        "R0 failed EOWNER\n",
-        0);
-}
-
-/* A request that failed its owner keeps that failure when the stream is
- * then found out of sync. */
-static void
-setup_owner_then_garbage(struct scenario *s, void *arg)
-{
-    (void)arg;
-    struct treq *g = sc_req(s, MC_X_VALUES, "get a b\r\n");
-    sc_keys(g, wk_ab, ab, 2, NULL);
-    g->fail_at = 0;
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
-setup_stats_owner(struct scenario *s, void *arg)
-{
-    (void)arg;
-    struct treq *t = sc_req(s, MC_X_STATS, "stats\r\n");
-    t->fail_at = 0;
-    sc_req(s, MC_X_VERSION, "version\r\n");
-}
-
-static void
-test_owner_then_broken(void)
-{
-    RUN("owner failed, then an error line in its reply", setup_stats_owner,
-        NULL, "STAT a 1\r\nCLIENT_ERROR x\r\nVERSION 1\r\n",
-        "R0 item 0 fails\n"
-        "owner R0\n"
-        "broken EREPLY CLIENT_ERROR x\n"
-        "R0 failed EOWNER\n"
-        "R1 failed EREPLY CLIENT_ERROR x\n",
-        MC_FEED_BROKEN);
-    RUN("owner failed, then an error line after a VALUE",
-        setup_owner_then_garbage, NULL,
-        "VALUE a 0 1\r\nx\r\nSERVER_ERROR y\r\n",
-        "R0 item 0 fails\n"
-        "owner R0\n"
-        "broken EREPLY SERVER_ERROR y\n"
-        "R0 failed EOWNER\n"
-        "R1 failed EREPLY SERVER_ERROR y\n",
-        MC_FEED_BROKEN);
-    RUN("owner failed, then garbage", setup_owner_then_garbage, NULL,
-        "VALUE a 0 1\r\nx\r\nHELLO\r\n",
-        "R0 item 0 fails\n"
-        "owner R0\n"
-        "broken EBADREPLY unexpected bytes\n"
-        "R0 failed EOWNER\n"
-        "R1 failed EBADREPLY unexpected bytes\n",
-        MC_FEED_BROKEN);
+    static const struct sc_def defs[] = {
+        /* The item a failed owner was given ends its reply, and the stream
+         * stops right there: the request is finished on the next call all
+         * the same. */
+        {"owner fails on the last frame", number_owner_fails, NULL,
+         "1\r\n",
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n",
+         0},
+        /* A request that failed its owner keeps that failure when the
+         * stream is then found out of sync. */
+        {"owner failed, then an error line in its reply", stats_owner_fails,
+         NULL, "STAT a 1\r\nCLIENT_ERROR x\r\nVERSION 1\r\n",
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "broken EREPLY CLIENT_ERROR x\n"
+         "R0 failed EOWNER\n"
+         "R1 failed EREPLY CLIENT_ERROR x\n",
+         MC_FEED_BROKEN},
+        {"owner failed, then an error line after a VALUE", get_owner_fails,
+         NULL, "VALUE a 0 1\r\nx\r\nSERVER_ERROR y\r\n",
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "broken EREPLY SERVER_ERROR y\n"
+         "R0 failed EOWNER\n"
+         "R1 failed EREPLY SERVER_ERROR y\n",
+         MC_FEED_BROKEN},
+        {"owner failed, then garbage", get_owner_fails, NULL,
+         "VALUE a 0 1\r\nx\r\nHELLO\r\n",
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EOWNER\n"
+         "R1 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+    };
+    RUN_ALL(defs);
 }
 
 /* ---- noreply fences and the flush after a reconnect --------------------- */
 
 static void
-setup_fence_first(struct scenario *s, void *arg)
+setup_fence_first(struct scenario *s, const void *arg)
 {
     (void)arg;
     sc_noreply(s, "set a 0 0 1 noreply\r\nx\r\n");
@@ -995,7 +951,7 @@ setup_fence_first(struct scenario *s, void *arg)
 }
 
 static void
-setup_fence_between(struct scenario *s, void *arg)
+setup_fence_between(struct scenario *s, const void *arg)
 {
     (void)arg;
     sc_req(s, MC_X_NUMBER, "incr n 1\r\n");
@@ -1008,37 +964,40 @@ setup_fence_between(struct scenario *s, void *arg)
 static void
 test_fences(void)
 {
-    RUN("fences ahead of a request", setup_fence_first, NULL,
-        "MN\r\nMN\r\nVERSION 1\r\n",
-        "R0 item 0 VERSION 1\n"
-        "R0 done ok\n",
-        0);
-    RUN("a noreply command's error before its MN", setup_fence_first, NULL,
-        "CLIENT_ERROR bad data chunk\r\nMN\r\nSERVER_ERROR x\r\nMN\r\n"
-        "VERSION 1\r\n",
-        "R0 item 0 VERSION 1\n"
-        "R0 done ok\n",
-        0);
-    RUN("a fence after a request", setup_fence_between, NULL,
-        "5\r\nMN\r\nOK\r\n",
-        "R0 item 0 NUMBER 5\n"
-        "R0 done ok\n"
-        "R1 item 0 OK\n"
-        "R1 done ok\n",
-        0);
-    RUN("a fence after a request failed in sync", setup_fence_between, NULL,
-        "CLIENT_ERROR bad\r\nMN\r\nOK\r\n",
-        "R0 failed EREPLY CLIENT_ERROR bad\n"
-        "R1 item 0 OK\n"
-        "R1 done ok\n",
-        0);
-    RUN("a reply where an MN is owed", setup_fence_between, NULL,
-        "5\r\nOK\r\nMN\r\n",
-        "R0 item 0 NUMBER 5\n"
-        "R0 done ok\n"
-        "broken EBADREPLY unexpected reply after noreply\n"
-        "R1 failed EBADREPLY unexpected reply after noreply\n",
-        MC_FEED_BROKEN);
+    static const struct sc_def defs[] = {
+        {"fences ahead of a request", NULL, setup_fence_first,
+         "MN\r\nMN\r\nVERSION 1\r\n",
+         "R0 item 0 VERSION 1\n"
+         "R0 done ok\n",
+         0},
+        {"a noreply command's error before its MN", NULL, setup_fence_first,
+         "CLIENT_ERROR bad data chunk\r\nMN\r\nSERVER_ERROR x\r\nMN\r\n"
+         "VERSION 1\r\n",
+         "R0 item 0 VERSION 1\n"
+         "R0 done ok\n",
+         0},
+        {"a fence after a request", NULL, setup_fence_between,
+         "5\r\nMN\r\nOK\r\n",
+         "R0 item 0 NUMBER 5\n"
+         "R0 done ok\n"
+         "R1 item 0 OK\n"
+         "R1 done ok\n",
+         0},
+        {"a fence after a request failed in sync", NULL, setup_fence_between,
+         "CLIENT_ERROR bad\r\nMN\r\nOK\r\n",
+         "R0 failed EREPLY CLIENT_ERROR bad\n"
+         "R1 item 0 OK\n"
+         "R1 done ok\n",
+         0},
+        {"a reply where an MN is owed", NULL, setup_fence_between,
+         "5\r\nOK\r\nMN\r\n",
+         "R0 item 0 NUMBER 5\n"
+         "R0 done ok\n"
+         "broken EBADREPLY unexpected reply after noreply\n"
+         "R1 failed EBADREPLY unexpected reply after noreply\n",
+         MC_FEED_BROKEN},
+    };
+    RUN_ALL(defs);
 
     set_ctx("fences owed after the last request");
     struct scenario s;
@@ -1054,16 +1013,16 @@ test_fences(void)
     CHECK_EQ(s.c->fences, 1);    /* one MN read, one still owed */
     CHECK(s.c->head == NULL);
     CHECK_EQ(mc_conn_drain_owed(s.c), 0);
-    arrive_exact(s.c, "M", 1);
+    exact_append(&s.c->rbuf, "M", 1);
     CHECK_EQ(mc_conn_drain_owed(s.c), 0);
-    arrive_exact(s.c, "N\r\n", 3);
+    exact_append(&s.c->rbuf, "N\r\n", 3);
     CHECK_EQ(mc_conn_drain_owed(s.c), 1);
     CHECK_EQ(s.c->fences, 0);
     CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
     /* a fence owed and bytes of another kind: out of sync */
     sc_noreply(&s, "delete c noreply\r\n");
     all_written(s.c);
-    arrive_exact(s.c, "STORED\r\n", 8);
+    exact_append(&s.c->rbuf, "STORED\r\n", 8);
     CHECK_EQ(mc_conn_drain_owed(s.c), -1);
     s.c->rbuf.start = s.c->rbuf.end;  /* dropped with the connection */
     sc_end(&s, false);
@@ -1143,14 +1102,14 @@ test_limits(void)
         struct mc_fail f;
         size_t need;
         for (int i = 0; i < 1024 && rc == 0; i++) {
-            arrive_exact(c, line, line_len);
+            exact_append(&c->rbuf, line, line_len);
             rc = mc_conn_feed(c, 1 << 20, &need, &f);
         }
         CHECK_EQ(rc, 0);
         CHECK_EQ(items, 1024);
         CHECK_EQ(r.taken, MC_MAX_STATS_REPLY);
         CHECK_EQ(r.state, MC_REQ_FLIGHT);
-        arrive_exact(c, over ? "STAT x\r\n" : "END\r\n", over ? 8 : 5);
+        exact_append(&c->rbuf, over ? "STAT x\r\n" : "END\r\n", over ? 8 : 5);
         rc = mc_conn_feed(c, 1 << 20, &need, &f);
         if (over) {
             CHECK_EQ(rc, MC_FEED_BROKEN);
@@ -1185,7 +1144,7 @@ test_limits(void)
         size_t need = 7;
         if (mode) {
             for (size_t i = 0; i < sizeof big - 1 && rc == 0; i++) {
-                arrive_exact(c, big + i, 1);
+                exact_append(&c->rbuf, big + i, 1);
                 rc = mc_conn_feed(c, 100, &need, &f);
                 if (rc == 0) {
                     CHECK_EQ(need, 0);  /* no line yet: no length */
@@ -1193,7 +1152,7 @@ test_limits(void)
             }
         }
         else {
-            arrive_exact(c, big, sizeof big - 1);
+            exact_append(&c->rbuf, big, sizeof big - 1);
             rc = mc_conn_feed(c, 100, &need, &f);
         }
         CHECK_EQ(rc, MC_FEED_BROKEN);
@@ -1221,24 +1180,24 @@ test_limits(void)
     mc_conn_push(c, &r, false);
     struct mc_fail f;
     size_t need;
-    arrive_exact(c, "VALUE k 0 100\r", 14);
+    exact_append(&c->rbuf, "VALUE k 0 100\r", 14);
     CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
     CHECK_EQ(need, 0);
-    arrive_exact(c, "\n", 1);
+    exact_append(&c->rbuf, "\n", 1);
     CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
     CHECK_EQ(need, 15 + 100 + 2);
     char val[100];
     memset(val, 'w', sizeof val);
-    arrive_exact(c, val, 99);
+    exact_append(&c->rbuf, val, 99);
     CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
     CHECK_EQ(need, 15 + 100 + 2);
-    arrive_exact(c, val, 1);
-    arrive_exact(c, "\r\nEN", 4);
+    exact_append(&c->rbuf, val, 1);
+    exact_append(&c->rbuf, "\r\nEN", 4);
     CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
     CHECK_EQ(items, 1);
     CHECK_EQ(r.state, MC_REQ_FLIGHT);
     CHECK_EQ(need, 0);
-    arrive_exact(c, "D\r\n", 3);
+    exact_append(&c->rbuf, "D\r\n", 3);
     CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
     CHECK_EQ(r.state, MC_REQ_DONE);
     CHECK_EQ(mc_buf_len(&c->rbuf), 0);
@@ -1594,13 +1553,11 @@ main(void)
     test_queue();
     test_partial_writes();
     test_kinds();
-    test_multi_frame();
     test_errors();
     test_out_of_sync();
     test_abandon();
     test_owner();
-    test_owner_at_end();
-    test_owner_then_broken();
+    test_owner_then();
     test_fences();
     test_flush_owed();
     test_limits();

@@ -5,6 +5,8 @@
  * bytes, through an mc_buf fed in two and three pieces, from a malloc'd block
  * of exactly its length (so AddressSanitizer sees any over-read) and flush
  * against a PROT_NONE guard page (so an over-read faults without ASan too).
+ * The runs but the mc_buf ones are those of replies.h, which test_meta.c
+ * shares.
  *
  * Usage: test_proto [--dump-corpus DIR]
  * The last line printed is "N passed, N failed"; the exit status is non-zero
@@ -16,180 +18,20 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "check.h"
+#include "guard.h"
 #include "proto.h"
-
-/* ------------------------------------------------------------------------ */
-/* Check counting                                                            */
-
-static unsigned long n_passed;
-static unsigned long n_failed;
-static char ctx[512]; /* what is being tested, printed with a failure */
-
-#define MAX_PRINTED_FAILURES 300
-
-static void
-set_ctx(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx, sizeof ctx, fmt, ap);
-    va_end(ap);
-}
-
-static bool
-check(bool ok, const char *expr, const char *file, int line)
-{
-    if (ok) {
-        n_passed++;
-        return true;
-    }
-    n_failed++;
-    if (n_failed <= MAX_PRINTED_FAILURES) {
-        fprintf(stderr, "%s:%d: FAIL: %s [%s]\n", file, line, expr, ctx);
-    }
-    else if (n_failed == MAX_PRINTED_FAILURES + 1) {
-        fprintf(stderr, "(further failures are counted, not printed)\n");
-    }
-    return false;
-}
-
-#define CHECK(cond) check((cond), #cond, __FILE__, __LINE__)
-
-/* Reports a failure with extra detail (expected/got) after the message. */
-#if defined(__GNUC__)
-__attribute__((format(printf, 5, 6)))
-#endif
-static bool
-check_msg(bool ok, const char *expr, const char *file, int line,
-          const char *fmt, ...)
-{
-    if (check(ok, expr, file, line)) {
-        return true;
-    }
-    if (n_failed <= MAX_PRINTED_FAILURES) {
-        va_list ap;
-        va_start(ap, fmt);
-        fprintf(stderr, "    ");
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-        va_end(ap);
-    }
-    return false;
-}
-
-#define CHECK_MSG(cond, ...) \
-    check_msg((cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
-
-/* Printable rendering of bytes for messages (truncated). */
-static const char *
-show(const char *p, size_t n)
-{
-    static char out[4][200];
-    static int slot;
-    char *o = out[slot++ & 3];
-    size_t j = 0;
-    for (size_t i = 0; i < n && j + 8 < sizeof out[0]; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c == '\r') {
-            o[j++] = '\\';
-            o[j++] = 'r';
-        }
-        else if (c == '\n') {
-            o[j++] = '\\';
-            o[j++] = 'n';
-        }
-        else if (c < 0x20 || c >= 0x7f || c == '\\') {
-            j += (size_t)snprintf(o + j, 5, "\\x%02x", c);
-        }
-        else {
-            o[j++] = (char)c;
-        }
-    }
-    if (j + 8 >= sizeof out[0]) {
-        memcpy(o + j, "...", 3);
-        j += 3;
-    }
-    o[j] = '\0';
-    return o;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Exact-size copies and guard pages                                         */
-
-/* A malloc'd copy of exactly n bytes: reading p[n] is an ASan error. */
-static char *
-exact_copy(const char *p, size_t n)
-{
-    /* malloc(0) gives a unique pointer with no readable bytes (glibc, ASan) */
-    char *c = malloc(n);
-    if (c == NULL) {
-        perror("malloc");
-        exit(2);
-    }
-    if (n) {
-        memcpy(c, p, n);
-    }
-    return c;
-}
-
-static char *guard_base;
-static size_t guard_size; /* readable bytes before the guard page */
-static size_t page_size;
-
-/* Returns a pointer to n bytes ending exactly at a PROT_NONE page. */
-static char *
-guard_place(const char *p, size_t n)
-{
-    if (guard_base == NULL || n > guard_size) {
-        if (guard_base != NULL) {
-            munmap(guard_base, guard_size + page_size);
-        }
-        size_t pages = n ? (n + page_size - 1) / page_size : 1;
-        guard_size = pages * page_size;
-        guard_base = mmap(NULL, guard_size + page_size,
-                          PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                          -1, 0);
-        if (guard_base == MAP_FAILED) {
-            perror("mmap");
-            exit(2);
-        }
-        if (mprotect(guard_base + guard_size, page_size, PROT_NONE) != 0) {
-            perror("mprotect");
-            exit(2);
-        }
-    }
-    char *dst = guard_base + guard_size - n;
-    if (n) {
-        memcpy(dst, p, n);
-    }
-    return dst;
-}
-
-/* Writable variant: out[0, n) is usable, out[n] is the guard page. */
-static char *
-guard_out(size_t n)
-{
-    if (guard_base == NULL || n > guard_size) {
-        char *tmp = calloc(n, 1);
-        guard_place(tmp, n);
-        free(tmp);
-    }
-    char *dst = guard_base + guard_size - n;
-    memset(dst, 0x5a, n);
-    return dst;
-}
+#include "rand.h"
 
 /* ------------------------------------------------------------------------ */
 /* The reply catalogue                                                       */
@@ -208,84 +50,20 @@ struct expect {
     size_t text_len;
 };
 
-struct valid_case {
-    const char *name;
-    char *bytes; /* exactly one frame */
-    size_t len;
-    size_t max_value;
-    struct expect e;
-};
-
-#define MAX_CASES 128
-static struct valid_case valid[MAX_CASES];
-static size_t n_valid;
-
-struct bad_case {
-    const char *name;
-    char *bytes;
-    size_t len;
-    size_t max_value; /* 0: run with 1 MiB and with SIZE_MAX */
-    bool max_value_zero;
-};
-
-static struct bad_case bad[MAX_CASES];
-static size_t n_bad;
-
-#define DEFAULT_MAX ((size_t)1 << 20)
-
-static char *
-dup_bytes(const char *p, size_t n)
-{
-    char *c = malloc(n + 1);
-    if (c == NULL) {
-        perror("malloc");
-        exit(2);
-    }
-    memcpy(c, p, n);
-    c[n] = '\0';
-    return c;
-}
+#define REPLY_T struct mc_reply
+#define REPLY_PARSE mc_parse
+#define REPLY_VALUE_KIND MC_VALUE
+#define REPLY_NEXT_FRAME "END\r\n"
+#define REPLY_VALUE_LINE "VALUE k 0 1\r\n"
+#include "replies.h"
 
 static struct expect *
 add_valid(const char *name, const char *bytes, size_t len, size_t max_value,
           enum mc_kind kind)
 {
-    if (n_valid == MAX_CASES) {
-        fprintf(stderr, "too many valid cases\n");
-        exit(2);
-    }
-    struct valid_case *c = &valid[n_valid++];
-    c->name = name;
-    c->bytes = dup_bytes(bytes, len);
-    c->len = len;
-    c->max_value = max_value;
-    memset(&c->e, 0, sizeof c->e);
-    c->e.kind = kind;
-    return &c->e;
-}
-
-static void
-add_bad_max(const char *name, const char *bytes, size_t len, size_t max_value,
-            bool max_value_zero)
-{
-    if (n_bad == MAX_CASES) {
-        fprintf(stderr, "too many bad cases\n");
-        exit(2);
-    }
-    struct bad_case *c = &bad[n_bad++];
-    c->name = name;
-    c->bytes = dup_bytes(bytes, len);
-    c->len = len;
-    c->max_value = max_value;
-    c->max_value_zero = max_value_zero;
-}
-
-#define L(lit) (lit), (sizeof(lit) - 1)
-
-static void
-add_bad(const char *name, const char *bytes, size_t len)
-{
-    add_bad_max(name, bytes, len, 0, false);
+    struct expect *e = add_valid_case(name, bytes, len, max_value);
+    e->kind = kind;
+    return e;
 }
 
 /* A simple reply line: kind only. */
@@ -300,6 +78,17 @@ with_text(const char *name, const char *bytes, size_t len, enum mc_kind kind,
           const char *text)
 {
     struct expect *e = add_valid(name, bytes, len, DEFAULT_MAX, kind);
+    e->text = text;
+    e->text_len = strlen(text);
+}
+
+static void
+stat_case(const char *name, const char *bytes, size_t len, const char *key,
+          const char *text)
+{
+    struct expect *e = add_valid(name, bytes, len, DEFAULT_MAX, MC_STAT);
+    e->key = key;
+    e->key_len = strlen(key);
     e->text = text;
     e->text_len = strlen(text);
 }
@@ -417,27 +206,10 @@ build_catalogue(void)
 
     /* VERSION, STAT */
     with_text("VERSION", L("VERSION 1.6.18\r\n"), MC_VERSION, "1.6.18");
-    {
-        struct expect *e;
-        e = add_valid("STAT pid", L("STAT pid 1234\r\n"), DEFAULT_MAX,
-                      MC_STAT);
-        e->key = "pid";
-        e->key_len = 3;
-        e->text = "1234";
-        e->text_len = 4;
-        e = add_valid("STAT version", L("STAT version 1.6.18\r\n"),
-                      DEFAULT_MAX, MC_STAT);
-        e->key = "version";
-        e->key_len = 7;
-        e->text = "1.6.18";
-        e->text_len = 6;
-        e = add_valid("STAT without value", L("STAT x\r\n"), DEFAULT_MAX,
-                      MC_STAT);
-        e->key = "x";
-        e->key_len = 1;
-        e->text = "";
-        e->text_len = 0;
-    }
+    stat_case("STAT pid", L("STAT pid 1234\r\n"), "pid", "1234");
+    stat_case("STAT version", L("STAT version 1.6.18\r\n"), "version",
+              "1.6.18");
+    stat_case("STAT without value", L("STAT x\r\n"), "x", "");
 
     /* Error lines */
     with_text("ERROR", L("ERROR\r\n"), MC_ERROR, "");
@@ -490,12 +262,11 @@ build_catalogue(void)
     add_bad("double space before key", L("VALUE  k 0 1\r\na\r\n"));
     add_bad("bytes with NUL", L("VALUE k 0 1\0\r\na\r\n"));
     add_bad_max("bytes > max_value (header only)", L("VALUE k 0 1048577\r\n"),
-                DEFAULT_MAX, false);
+                DEFAULT_MAX);
     add_bad_max("bytes 2000000000 > max_value", L("VALUE k 0 2000000000\r\n"),
-                DEFAULT_MAX, false);
-    add_bad_max("bytes 5 > max_value 4", L("VALUE k 0 5\r\nabcde\r\n"), 4,
-                false);
-    add_bad_max("bytes 1 > max_value 0", L("VALUE k 0 1\r\na\r\n"), 0, true);
+                DEFAULT_MAX);
+    add_bad_max("bytes 5 > max_value 4", L("VALUE k 0 5\r\nabcde\r\n"), 4);
+    add_bad_max("bytes 1 > max_value 0", L("VALUE k 0 1\r\na\r\n"), 0);
 
     add_bad("flags -1", L("VALUE k -1 1\r\na\r\n"));
     add_bad("flags 4294967296", L("VALUE k 4294967296 1\r\na\r\n"));
@@ -534,31 +305,8 @@ build_catalogue(void)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Parsing utilities                                                         */
+/* Parsing                                                                   */
 
-static void
-poison(struct mc_reply *r)
-{
-    memset(r, 0xa5, sizeof *r);
-}
-
-static size_t
-line_length(const char *p, size_t n)
-{
-    const char *lf = memchr(p, '\n', n);
-    return lf ? (size_t)(lf - p) + 1 : 0;
-}
-
-static bool
-inside(const char *p, size_t n, const char *base, size_t len)
-{
-    if (n == 0) {
-        return true;
-    }
-    return p != NULL && p >= base && p + n <= base + len && p + n >= p;
-}
-
-/* Checks the fields of r (parsed from base, frame_len bytes) against e. */
 static void
 check_fields(const struct mc_reply *r, const char *base, size_t frame_len,
              const struct expect *e)
@@ -639,79 +387,10 @@ check_fields(const struct mc_reply *r, const char *base, size_t frame_len,
 /* ------------------------------------------------------------------------ */
 /* Valid replies                                                             */
 
-static const struct {
-    const char *bytes;
-    size_t len;
-} trailers[] = {
-    {L("END\r\n")},
-    {L("X")},
-    {L("\0")},
-    {L("\r\n")},
-    {L("\n")},
-    {L("VALUE k 0 1\r\n")},
-    {L("garbage without a line end")},
-};
-
-static void
-run_valid_prefixes(const struct valid_case *c, bool guard)
-{
-    size_t frame = c->len;
-    size_t line = line_length(c->bytes, c->len);
-    struct mc_reply r;
-
-    for (size_t k = 0; k <= frame; k++) {
-        set_ctx("%s: prefix %zu of %zu%s", c->name, k, frame,
-                guard ? " (guard page)" : "");
-        char *b = guard ? guard_place(c->bytes, k) : exact_copy(c->bytes, k);
-        poison(&r);
-        ssize_t rc = mc_parse(b, k, c->max_value, &r);
-        if (k < frame) {
-            CHECK_MSG(rc == MC_NEED_MORE, "expected MC_NEED_MORE, got %zd",
-                      rc);
-            if (rc == MC_NEED_MORE) {
-                size_t want = (c->e.kind == MC_VALUE && k >= line) ? frame : 0;
-                CHECK_MSG(r.need == want, "need: expected %zu, got %zu", want,
-                          r.need);
-            }
-        }
-        else {
-            CHECK_MSG(rc == (ssize_t)frame, "expected %zu, got %zd", frame,
-                      rc);
-            if (rc == (ssize_t)frame) {
-                check_fields(&r, b, frame, &c->e);
-            }
-        }
-        if (!guard) {
-            free(b);
-        }
-    }
-}
-
-static void
-run_valid_trailing(const struct valid_case *c)
-{
-    struct mc_reply r;
-    for (size_t t = 0; t < sizeof trailers / sizeof trailers[0]; t++) {
-        size_t n = c->len + trailers[t].len;
-        char *b = malloc(n);
-        memcpy(b, c->bytes, c->len);
-        memcpy(b + c->len, trailers[t].bytes, trailers[t].len);
-        set_ctx("%s: trailing '%s'", c->name,
-                show(trailers[t].bytes, trailers[t].len));
-        poison(&r);
-        ssize_t rc = mc_parse(b, n, c->max_value, &r);
-        CHECK_MSG(rc == (ssize_t)c->len, "expected %zu, got %zd", c->len, rc);
-        if (rc == (ssize_t)c->len) {
-            check_fields(&r, b, c->len, &c->e);
-        }
-        free(b);
-    }
-}
-
 /* Feeds the frame (plus "END\r\n") through an mc_buf in the given pieces, as
  * a connection would, using `need` to reserve once. */
 static void
-feed_pieces(const struct valid_case *c, const size_t *cuts, size_t n_cuts)
+feed_pieces(const struct reply_case *c, const size_t *cuts, size_t n_cuts)
 {
     static const char tail[] = "END\r\n";
     size_t total = c->len + 5;
@@ -780,7 +459,7 @@ feed_pieces(const struct valid_case *c, const size_t *cuts, size_t n_cuts)
 }
 
 static void
-run_valid_pieces(const struct valid_case *c)
+run_valid_pieces(const struct reply_case *c)
 {
     size_t total = c->len + 5;
     /* two pieces: every cut */
@@ -810,45 +489,10 @@ run_valid_pieces(const struct valid_case *c)
 }
 
 static void
-test_valid(void)
+test_valid_pieces(void)
 {
     for (size_t i = 0; i < n_valid; i++) {
-        const struct valid_case *c = &valid[i];
-        run_valid_prefixes(c, false);
-        run_valid_prefixes(c, true);
-        run_valid_trailing(c);
-        run_valid_pieces(c);
-
-        /* the parser is pure: the same bytes give the same answer */
-        struct mc_reply r1, r2;
-        set_ctx("%s: repeat", c->name);
-        ssize_t a = mc_parse(c->bytes, c->len, c->max_value, &r1);
-        ssize_t b = mc_parse(c->bytes, c->len, c->max_value, &r2);
-        CHECK(a == b);
-
-        /* a larger max_value changes nothing */
-        set_ctx("%s: max_value SIZE_MAX", c->name);
-        poison(&r1);
-        a = mc_parse(c->bytes, c->len, SIZE_MAX, &r1);
-        CHECK_MSG(a == (ssize_t)c->len, "expected %zu, got %zd", c->len, a);
-        if (a == (ssize_t)c->len) {
-            check_fields(&r1, c->bytes, c->len, &c->e);
-        }
-
-        /* for a VALUE, max_value = value_len - 1 is a protocol error as soon
-         * as the header line is in */
-        if (c->e.kind == MC_VALUE && c->e.value_len > 0) {
-            size_t line = line_length(c->bytes, c->len);
-            set_ctx("%s: max_value one below", c->name);
-            char *h = exact_copy(c->bytes, line);
-            poison(&r1);
-            a = mc_parse(h, line, c->e.value_len - 1, &r1);
-            CHECK_MSG(a == MC_EPROTO, "expected MC_EPROTO, got %zd", a);
-            free(h);
-            poison(&r1);
-            a = mc_parse(c->bytes, c->len, c->e.value_len - 1, &r1);
-            CHECK_MSG(a == MC_EPROTO, "expected MC_EPROTO, got %zd", a);
-        }
+        run_valid_pieces(&valid[i]);
     }
 }
 
@@ -856,10 +500,7 @@ test_valid(void)
 static void
 test_stream(void)
 {
-    static const struct {
-        const char *frame;
-        enum mc_kind kind;
-    } want[] = {
+    static const struct stream_frame want[] = {
         {"VALUE a 0 1\r\n1\r\n", MC_VALUE},
         {"VALUE b 3 2 9\r\n22\r\n", MC_VALUE},
         {"SERVER_ERROR out of memory writing get response\r\n",
@@ -870,105 +511,7 @@ test_stream(void)
         {"5\r\n", MC_NUMBER},
         {"NOT_FOUND\r\n", MC_NOT_FOUND},
     };
-    size_t nw = sizeof want / sizeof want[0];
-    char s[512];
-    size_t n = 0;
-    for (size_t i = 0; i < nw; i++) {
-        size_t l = strlen(want[i].frame);
-        memcpy(s + n, want[i].frame, l);
-        n += l;
-    }
-    char *b = exact_copy(s, n);
-    size_t pos = 0;
-    for (size_t i = 0; i < nw; i++) {
-        struct mc_reply r;
-        size_t l = strlen(want[i].frame);
-        set_ctx("stream frame %zu", i);
-        poison(&r);
-        ssize_t rc = mc_parse(b + pos, n - pos, DEFAULT_MAX, &r);
-        CHECK_MSG(rc == (ssize_t)l, "expected %zu, got %zd", l, rc);
-        if (rc != (ssize_t)l) {
-            break;
-        }
-        CHECK(r.kind == want[i].kind);
-        pos += (size_t)rc;
-    }
-    set_ctx("stream end");
-    CHECK(pos == n);
-    struct mc_reply r;
-    poison(&r);
-    CHECK(mc_parse(b + pos, 0, DEFAULT_MAX, &r) == MC_NEED_MORE);
-    CHECK(r.need == 0);
-    free(b);
-}
-
-/* ------------------------------------------------------------------------ */
-/* Malformed replies                                                         */
-
-static void
-run_bad_one(const struct bad_case *c, size_t max_value, bool guard)
-{
-    struct mc_reply r;
-    bool seen_error = false;
-    size_t step = c->len <= 20000 ? 1 : c->len / 500;
-    for (size_t k = 0;; k = k + step < c->len ? k + step : c->len) {
-        set_ctx("%s (max_value %zu): prefix %zu of %zu%s: '%s'", c->name,
-                max_value, k, c->len, guard ? " (guard page)" : "",
-                show(c->bytes, c->len));
-        char *b = guard ? guard_place(c->bytes, k) : exact_copy(c->bytes, k);
-        poison(&r);
-        ssize_t rc = mc_parse(b, k, max_value, &r);
-        if (!guard) {
-            free(b);
-        }
-        if (k == c->len) {
-            CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
-            break;
-        }
-        CHECK_MSG(rc == MC_NEED_MORE || rc == MC_EPROTO,
-                  "prefix: expected MC_NEED_MORE or MC_EPROTO, got %zd", rc);
-        if (rc == MC_NEED_MORE) {
-            CHECK_MSG(!seen_error,
-                      "MC_NEED_MORE after a shorter prefix gave MC_EPROTO");
-            CHECK_MSG(r.need == 0 || r.need > k, "need %zu <= available %zu",
-                      r.need, k);
-        }
-        else if (rc == MC_EPROTO) {
-            seen_error = true;
-        }
-    }
-
-    /* the same with trailing bytes: still an error */
-    for (size_t t = 0; t < sizeof trailers / sizeof trailers[0]; t++) {
-        size_t n = c->len + trailers[t].len;
-        char *b = malloc(n);
-        memcpy(b, c->bytes, c->len);
-        memcpy(b + c->len, trailers[t].bytes, trailers[t].len);
-        set_ctx("%s (max_value %zu) + trailing '%s'", c->name, max_value,
-                show(trailers[t].bytes, trailers[t].len));
-        poison(&r);
-        ssize_t rc = mc_parse(b, n, max_value, &r);
-        CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
-        free(b);
-    }
-}
-
-static void
-test_bad(void)
-{
-    for (size_t i = 0; i < n_bad; i++) {
-        const struct bad_case *c = &bad[i];
-        if (c->max_value || c->max_value_zero) {
-            run_bad_one(c, c->max_value, false);
-            run_bad_one(c, c->max_value, true);
-        }
-        else {
-            run_bad_one(c, DEFAULT_MAX, false);
-            run_bad_one(c, DEFAULT_MAX, true);
-            run_bad_one(c, SIZE_MAX, false);
-            run_bad_one(c, SIZE_MAX, true);
-        }
-    }
+    run_stream(want, sizeof want / sizeof want[0]);
 }
 
 /* <bytes> values near 2^64 with a max_value that does not reject them: the
@@ -1033,6 +576,28 @@ test_huge_counts(void)
     }
 }
 
+/* Where check_parse parses the bytes from. */
+enum where { IN_PLACE, EXACT, GUARD };
+
+/* Parses p[0, n) into *r (poisoned first) from where, and checks that the
+ * outcome is want. */
+static bool
+check_parse(enum where w, const char *p, size_t n, size_t max_value,
+            ssize_t want, struct mc_reply *r, const char *file, int line)
+{
+    char *copy = w == EXACT ? exact_copy(p, n) : NULL;
+    const char *b = w == EXACT ? copy : w == GUARD ? guard_place(p, n) : p;
+    poison(r);
+    ssize_t rc = mc_parse(b, n, max_value, r);
+    free(copy);
+    return check_msg(rc == want, "mc_parse() == want", file, line,
+                     "expected %zd, got %zd (MC_NEED_MORE %d, MC_EPROTO %d)",
+                     want, rc, MC_NEED_MORE, MC_EPROTO);
+}
+
+#define CHECK_PARSE(w, p, n, max_value, want, r)                            \
+    check_parse((w), (p), (n), (max_value), (want), (r), __FILE__, __LINE__)
+
 /* Line length limit: a line of MC_MAX_LINE bytes (CRLF included) is the
  * longest accepted; MC_MAX_LINE bytes without LF is an error, not a wait. */
 static void
@@ -1047,39 +612,22 @@ test_line_limit(void)
     memset(s + 7, 'v', n - 9);
     memcpy(s + n - 2, "\r\n", 2);
     set_ctx("STAT line of MC_MAX_LINE bytes");
-    char *b = exact_copy(s, n);
-    poison(&r);
-    ssize_t rc = mc_parse(b, n, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == (ssize_t)n, "expected %zu, got %zd", n, rc);
-    if (rc == (ssize_t)n) {
+    if (CHECK_PARSE(EXACT, s, n, DEFAULT_MAX, (ssize_t)n, &r)) {
         CHECK(r.kind == MC_STAT && r.text_len == n - 9);
     }
-    free(b);
 
     /* its prefix ending in CR: still waiting for the LF */
     set_ctx("STAT line of MC_MAX_LINE - 1 bytes ending in CR");
-    b = exact_copy(s, n - 1);
-    poison(&r);
-    rc = mc_parse(b, n - 1, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == MC_NEED_MORE, "expected MC_NEED_MORE, got %zd", rc);
-    free(b);
+    CHECK_PARSE(EXACT, s, n - 1, DEFAULT_MAX, MC_NEED_MORE, &r);
 
     /* one byte longer: error */
     memcpy(s, "STAT n ", 7);
     memset(s + 7, 'v', n - 8);
     memcpy(s + n - 1, "\r\n", 2);
     set_ctx("STAT line of MC_MAX_LINE + 1 bytes");
-    b = exact_copy(s, n + 1);
-    poison(&r);
-    rc = mc_parse(b, n + 1, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
-    free(b);
+    CHECK_PARSE(EXACT, s, n + 1, DEFAULT_MAX, MC_EPROTO, &r);
     set_ctx("STAT line of MC_MAX_LINE + 1 bytes, first MC_MAX_LINE");
-    b = exact_copy(s, n);
-    poison(&r);
-    rc = mc_parse(b, n, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
-    free(b);
+    CHECK_PARSE(EXACT, s, n, DEFAULT_MAX, MC_EPROTO, &r);
     free(s);
 
     /* MC_MAX_LINE bytes without LF, various contents */
@@ -1090,21 +638,16 @@ test_line_limit(void)
         memset(s, 'a', n);
         memcpy(s, fills[f], fl);
         set_ctx("MC_MAX_LINE bytes without LF starting '%s'", fills[f]);
-        b = guard_place(s, n);
-        poison(&r);
-        rc = mc_parse(b, n, SIZE_MAX, &r);
-        CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
+        CHECK_PARSE(GUARD, s, n, SIZE_MAX, MC_EPROTO, &r);
         /* and ending in CR */
         s[n - 1] = '\r';
-        b = guard_place(s, n);
-        poison(&r);
-        rc = mc_parse(b, n, SIZE_MAX, &r);
-        CHECK_MSG(rc == MC_EPROTO, "(ending CR) expected MC_EPROTO, got %zd",
-                  rc);
+        set_ctx("MC_MAX_LINE bytes without LF starting '%s', ending in CR",
+                fills[f]);
+        CHECK_PARSE(GUARD, s, n, SIZE_MAX, MC_EPROTO, &r);
         /* a short prefix of it is only incomplete */
-        b = guard_place(s, 100);
+        char *b = guard_place(s, 100);
         poison(&r);
-        rc = mc_parse(b, 100, SIZE_MAX, &r);
+        ssize_t rc = mc_parse(b, 100, SIZE_MAX, &r);
         CHECK_MSG(rc == MC_NEED_MORE || rc == MC_EPROTO,
                   "(100 bytes) got %zd", rc);
         free(s);
@@ -1115,13 +658,10 @@ test_line_limit(void)
     s = malloc(n);
     memset(s, 'x', n);
     set_ctx("10 MiB without LF");
-    poison(&r);
-    rc = mc_parse(s, n, SIZE_MAX, &r);
-    CHECK_MSG(rc == MC_EPROTO, "expected MC_EPROTO, got %zd", rc);
+    CHECK_PARSE(IN_PLACE, s, n, SIZE_MAX, MC_EPROTO, &r);
     memcpy(s, "STAT ", 5);
-    poison(&r);
-    rc = mc_parse(s, n, SIZE_MAX, &r);
-    CHECK_MSG(rc == MC_EPROTO, "(STAT) expected MC_EPROTO, got %zd", rc);
+    set_ctx("10 MiB without LF, starting STAT");
+    CHECK_PARSE(IN_PLACE, s, n, SIZE_MAX, MC_EPROTO, &r);
     free(s);
 }
 
@@ -1130,31 +670,25 @@ static void
 test_need(void)
 {
     struct mc_reply r;
-    static const char h1[] = "VALUE k 0 4294967295\r\n";
-    set_ctx("VALUE 4294967295 with max_value SIZE_MAX");
-    char *b = exact_copy(h1, sizeof h1 - 1);
-    poison(&r);
-    ssize_t rc = mc_parse(b, sizeof h1 - 1, SIZE_MAX, &r);
-    CHECK_MSG(rc == MC_NEED_MORE, "expected MC_NEED_MORE, got %zd", rc);
-    if (rc == MC_NEED_MORE) {
-        size_t want = sizeof h1 - 1 + (size_t)4294967295u + 2;
-        CHECK_MSG(r.need == want, "need: expected %zu, got %zu", want,
-                  r.need);
+    static const struct {
+        const char *what;
+        const char *head;
+        size_t max_value;
+        size_t need;
+    } needs[] = {
+        {"VALUE 4294967295 with max_value SIZE_MAX",
+         "VALUE k 0 4294967295\r\n", SIZE_MAX, 22 + (size_t)4294967295u + 2},
+        {"VALUE 1 MiB, partial data", "VALUE k 0 1048576 3\r\nabc",
+         DEFAULT_MAX, 21 + 1048576 + 2},
+    };
+    for (size_t i = 0; i < sizeof needs / sizeof needs[0]; i++) {
+        set_ctx("%s", needs[i].what);
+        if (CHECK_PARSE(EXACT, needs[i].head, strlen(needs[i].head),
+                        needs[i].max_value, MC_NEED_MORE, &r)) {
+            CHECK_MSG(r.need == needs[i].need, "need: expected %zu, got %zu",
+                      needs[i].need, r.need);
+        }
     }
-    free(b);
-
-    static const char h2[] = "VALUE k 0 1048576 3\r\nabc";
-    set_ctx("VALUE 1 MiB, partial data");
-    b = exact_copy(h2, sizeof h2 - 1);
-    poison(&r);
-    rc = mc_parse(b, sizeof h2 - 1, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == MC_NEED_MORE, "expected MC_NEED_MORE, got %zd", rc);
-    if (rc == MC_NEED_MORE) {
-        size_t want = 21 + 1048576 + 2;
-        CHECK_MSG(r.need == want, "need: expected %zu, got %zu", want,
-                  r.need);
-    }
-    free(b);
 
     set_ctx("VALUE 1 MiB, data in, terminator missing");
     size_t n = 21 + 1048576 + 2;
@@ -1164,7 +698,7 @@ test_need(void)
     memcpy(s + n - 2, "\r\n", 2);
     for (size_t cut = n - 2; cut <= n; cut++) {
         poison(&r);
-        rc = mc_parse(s, cut, DEFAULT_MAX, &r);
+        ssize_t rc = mc_parse(s, cut, DEFAULT_MAX, &r);
         if (cut < n) {
             CHECK_MSG(rc == MC_NEED_MORE && r.need == n,
                       "cut %zu: got %zd need %zu", cut, rc, r.need);
@@ -1177,9 +711,8 @@ test_need(void)
     }
     /* bad terminator on a large value */
     s[n - 2] = 'X';
-    poison(&r);
-    rc = mc_parse(s, n, DEFAULT_MAX, &r);
-    CHECK_MSG(rc == MC_EPROTO, "bad terminator: got %zd", rc);
+    set_ctx("VALUE 1 MiB, bad terminator");
+    CHECK_PARSE(IN_PLACE, s, n, DEFAULT_MAX, MC_EPROTO, &r);
     free(s);
 }
 
@@ -1262,76 +795,104 @@ fmt_out(void)
 #define CHECK_LINE(got_len, out, expected)                                  \
     CHECK_LINE_CAP(got_len, out, expected, (size_t)MC_MAX_HEADER)
 
+/* mc_fmt_i64(s) (is_signed) or mc_fmt_u64(u) into exactly 20 bytes. */
+static void
+check_fmt_int(bool is_signed, int64_t s, uint64_t u)
+{
+    char expect[32];
+    char *o = guard_out(20);
+    size_t n;
+    if (is_signed) {
+        snprintf(expect, sizeof expect, "%" PRId64, s);
+        n = mc_fmt_i64(o, s);
+    }
+    else {
+        snprintf(expect, sizeof expect, "%" PRIu64, u);
+        n = mc_fmt_u64(o, u);
+    }
+    set_ctx("mc_fmt_%s(%s)", is_signed ? "i64" : "u64", expect);
+    CHECK_LINE_CAP(n, o, expect, (size_t)20);
+}
+
 static void
 test_fmt(void)
 {
     char *o;
 
+    static const struct {
+        enum mc_store cmd;
+        const char *key;
+        uint32_t flags;
+        int64_t exptime;
+        size_t value_len;
+        uint64_t cas;
+        bool noreply;
+        const char *want;
+    } stores[] = {
+        {MC_SET, "k", 5, 0, 3, 0, false, "set k 5 0 3\r\n"},
+        {MC_CAS, "k", 0, -1, 3, 77, true, "cas k 0 -1 3 77 noreply\r\n"},
+        {MC_ADD, "key", 1, 60, 0, 0, false, "add key 1 60 0\r\n"},
+        {MC_REPLACE, "k", 0, 0, 1, 0, true, "replace k 0 0 1 noreply\r\n"},
+        {MC_APPEND, "k", 0, 0, 10, 0, false, "append k 0 0 10\r\n"},
+        {MC_PREPEND, "k", 0, 0, 10, 0, false, "prepend k 0 0 10\r\n"},
+        {MC_CAS, "k", 0, 0, 0, 0, false, "cas k 0 0 0 0\r\n"},
+        {MC_SET, "k", UINT32_MAX, 2592000, 1048576, 0, false,
+         "set k 4294967295 2592000 1048576\r\n"},
+        /* the cas argument belongs to cas only */
+        {MC_SET, "k", 0, 0, 3, 77, false, "set k 0 0 3\r\n"},
+    };
     set_ctx("mc_fmt_store");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_SET, L("k"), 5, 0, 3, 0, false), o,
-               "set k 5 0 3\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_CAS, L("k"), 0, -1, 3, 77, true), o,
-               "cas k 0 -1 3 77 noreply\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_ADD, L("key"), 1, 60, 0, 0, false), o,
-               "add key 1 60 0\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_REPLACE, L("k"), 0, 0, 1, 0, true), o,
-               "replace k 0 0 1 noreply\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_APPEND, L("k"), 0, 0, 10, 0, false), o,
-               "append k 0 0 10\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_PREPEND, L("k"), 0, 0, 10, 0, false), o,
-               "prepend k 0 0 10\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_CAS, L("k"), 0, 0, 0, 0, false), o,
-               "cas k 0 0 0 0\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_SET, L("k"), UINT32_MAX, 2592000, 1048576,
-                            0, false),
-               o, "set k 4294967295 2592000 1048576\r\n");
-    /* the cas argument belongs to cas only */
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_store(o, MC_SET, L("k"), 0, 0, 3, 77, false), o,
-               "set k 0 0 3\r\n");
+    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++) {
+        o = fmt_out();
+        CHECK_LINE(mc_fmt_store(o, stores[i].cmd, stores[i].key,
+                                strlen(stores[i].key), stores[i].flags,
+                                stores[i].exptime, stores[i].value_len,
+                                stores[i].cas, stores[i].noreply),
+                   o, stores[i].want);
+    }
 
-    /* the longest line fits in MC_MAX_HEADER */
-    {
+    /* the longest lines fit in MC_MAX_HEADER */
+    static const struct {
+        enum mc_store cmd;
+        const char *name;
+        const char *cas;
+    } longest[] = {
+        {MC_PREPEND, "prepend", ""},
+        {MC_CAS, "cas", " 18446744073709551615"},
+    };
+    for (size_t i = 0; i < sizeof longest / sizeof longest[0]; i++) {
         char expect[MC_MAX_HEADER + 100];
         snprintf(expect, sizeof expect,
-                 "prepend %s 4294967295 -9223372036854775808 %zu noreply\r\n",
-                 key250, (size_t)SIZE_MAX);
+                 "%s %s 4294967295 -9223372036854775808 %zu%s noreply\r\n",
+                 longest[i].name, key250, (size_t)SIZE_MAX, longest[i].cas);
         o = fmt_out();
-        set_ctx("mc_fmt_store longest prepend");
-        CHECK_LINE(mc_fmt_store(o, MC_PREPEND, key250, MC_MAX_KEY, UINT32_MAX,
-                                INT64_MIN, SIZE_MAX, UINT64_MAX, true),
-                   o, expect);
-        snprintf(expect, sizeof expect,
-                 "cas %s 4294967295 -9223372036854775808 %zu "
-                 "18446744073709551615 noreply\r\n",
-                 key250, (size_t)SIZE_MAX);
-        o = fmt_out();
-        set_ctx("mc_fmt_store longest cas");
-        CHECK_LINE(mc_fmt_store(o, MC_CAS, key250, MC_MAX_KEY, UINT32_MAX,
-                                INT64_MIN, SIZE_MAX, UINT64_MAX, true),
+        set_ctx("mc_fmt_store longest %s", longest[i].name);
+        CHECK_LINE(mc_fmt_store(o, longest[i].cmd, key250, MC_MAX_KEY,
+                                UINT32_MAX, INT64_MIN, SIZE_MAX, UINT64_MAX,
+                                true),
                    o, expect);
         CHECK(strlen(expect) <= MC_MAX_HEADER);
     }
 
+    static const struct {
+        const char *cmd;
+        bool has_exptime;
+        int64_t exptime;
+        const char *want;
+    } gets[] = {
+        {"get", false, 0, "get k\r\n"},
+        {"gets", false, 0, "gets k\r\n"},
+        {"gat", true, 100, "gat 100 k\r\n"},
+        {"gats", true, -1, "gats -1 k\r\n"},
+        {"gat", true, 0, "gat 0 k\r\n"},
+    };
     set_ctx("mc_fmt_get");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_get(o, "get", false, 0, L("k")), o, "get k\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_get(o, "gets", false, 0, L("k")), o, "gets k\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_get(o, "gat", true, 100, L("k")), o, "gat 100 k\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_get(o, "gats", true, -1, L("k")), o, "gats -1 k\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_get(o, "gat", true, 0, L("k")), o, "gat 0 k\r\n");
+    for (size_t i = 0; i < sizeof gets / sizeof gets[0]; i++) {
+        o = fmt_out();
+        CHECK_LINE(mc_fmt_get(o, gets[i].cmd, gets[i].has_exptime,
+                              gets[i].exptime, L("k")),
+                   o, gets[i].want);
+    }
     {
         char expect[MC_MAX_HEADER];
         snprintf(expect, sizeof expect, "gats -9223372036854775808 %s\r\n",
@@ -1341,30 +902,39 @@ test_fmt(void)
                    o, expect);
     }
 
-    set_ctx("mc_fmt_delete");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_delete(o, L("k"), false), o, "delete k\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_delete(o, L("k"), true), o, "delete k noreply\r\n");
-
-    set_ctx("mc_fmt_arith");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_arith(o, false, L("k"), UINT64_MAX, false), o,
-               "incr k 18446744073709551615\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_arith(o, true, L("k"), 1, true), o,
-               "decr k 1 noreply\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_arith(o, false, L("k"), 0, false), o, "incr k 0\r\n");
-
-    set_ctx("mc_fmt_touch");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_touch(o, L("k"), -1, false), o, "touch k -1\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_touch(o, L("k"), 0, true), o, "touch k 0 noreply\r\n");
-    o = fmt_out();
-    CHECK_LINE(mc_fmt_touch(o, L("k"), INT64_MAX, false), o,
-               "touch k 9223372036854775807\r\n");
+    /* delete, incr and decr (delta), touch (exptime), with and without
+     * noreply */
+    enum { FMT_DELETE, FMT_INCR, FMT_DECR, FMT_TOUCH };
+    static const char *const fmt_names[] = {
+        "mc_fmt_delete", "mc_fmt_arith", "mc_fmt_arith", "mc_fmt_touch"};
+    static const struct {
+        int fn;
+        uint64_t delta;
+        int64_t exptime;
+        bool noreply;
+        const char *want;
+    } others[] = {
+        {FMT_DELETE, 0, 0, false, "delete k\r\n"},
+        {FMT_DELETE, 0, 0, true, "delete k noreply\r\n"},
+        {FMT_INCR, UINT64_MAX, 0, false, "incr k 18446744073709551615\r\n"},
+        {FMT_DECR, 1, 0, true, "decr k 1 noreply\r\n"},
+        {FMT_INCR, 0, 0, false, "incr k 0\r\n"},
+        {FMT_TOUCH, 0, -1, false, "touch k -1\r\n"},
+        {FMT_TOUCH, 0, 0, true, "touch k 0 noreply\r\n"},
+        {FMT_TOUCH, 0, INT64_MAX, false, "touch k 9223372036854775807\r\n"},
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        int fn = others[i].fn;
+        bool nr = others[i].noreply;
+        set_ctx("%s", fmt_names[fn]);
+        o = fmt_out();
+        size_t n = fn == FMT_DELETE ? mc_fmt_delete(o, L("k"), nr)
+                   : fn == FMT_TOUCH
+                       ? mc_fmt_touch(o, L("k"), others[i].exptime, nr)
+                       : mc_fmt_arith(o, fn == FMT_DECR, L("k"),
+                                      others[i].delta, nr);
+        CHECK_LINE(n, o, others[i].want);
+    }
 
     /* mc_fmt_i64 / mc_fmt_u64 into exactly 20 bytes */
     static const int64_t i64s[] = {
@@ -1373,39 +943,23 @@ test_fmt(void)
         1000000000000000000, INT64_MAX,
     };
     for (size_t i = 0; i < sizeof i64s / sizeof i64s[0]; i++) {
-        char expect[32];
-        snprintf(expect, sizeof expect, "%" PRId64, i64s[i]);
-        set_ctx("mc_fmt_i64(%s)", expect);
-        o = guard_out(20);
-        CHECK_LINE_CAP(mc_fmt_i64(o, i64s[i]), o, expect, (size_t)20);
+        check_fmt_int(true, i64s[i], 0);
     }
     static const uint64_t u64s[] = {
         0, 1, 9, 10, 99, 100, 4294967295u, 9999999999999999999u,
         10000000000000000000u, UINT64_MAX - 1, UINT64_MAX,
     };
     for (size_t i = 0; i < sizeof u64s / sizeof u64s[0]; i++) {
-        char expect[32];
-        snprintf(expect, sizeof expect, "%" PRIu64, u64s[i]);
-        set_ctx("mc_fmt_u64(%s)", expect);
-        o = guard_out(20);
-        CHECK_LINE_CAP(mc_fmt_u64(o, u64s[i]), o, expect, (size_t)20);
+        check_fmt_int(false, 0, u64s[i]);
     }
     /* every power of ten and its neighbours */
     uint64_t p = 1;
     for (int i = 0; i < 20; i++, p *= 10) {
         uint64_t vs[3] = {p - 1, p, p + 1};
         for (int j = 0; j < 3; j++) {
-            char expect[32];
-            snprintf(expect, sizeof expect, "%" PRIu64, vs[j]);
-            set_ctx("mc_fmt_u64(%s)", expect);
-            o = guard_out(20);
-            CHECK_LINE_CAP(mc_fmt_u64(o, vs[j]), o, expect, (size_t)20);
+            check_fmt_int(false, 0, vs[j]);
             if (vs[j] <= (uint64_t)INT64_MAX) {
-                int64_t s = (int64_t)vs[j];
-                snprintf(expect, sizeof expect, "%" PRId64, -s);
-                set_ctx("mc_fmt_i64(%s)", expect);
-                o = guard_out(20);
-                CHECK_LINE_CAP(mc_fmt_i64(o, -s), o, expect, (size_t)20);
+                check_fmt_int(true, -(int64_t)vs[j], 0);
             }
         }
     }
@@ -1561,18 +1115,6 @@ sane(const struct mc_buf *b)
 {
     return b->start <= b->end && b->end <= b->cap
            && (b->cap == 0 || b->data != NULL);
-}
-
-/* xorshift64*, deterministic */
-static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-
-static uint64_t
-rng(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1du;
 }
 
 static void
@@ -1792,53 +1334,14 @@ test_misc(void)
                                + 8 + 2);
 }
 
-/* ------------------------------------------------------------------------ */
-/* Seed corpus for the fuzzer                                                */
-
-static int
-dump_corpus(const char *dir)
-{
-    /* control byte: low 3 bits = max_value index in fuzz_parse.c (6 = 1 MiB,
-     * 7 = SIZE_MAX), high bits = chunking seed */
-    char path[4096];
-    int files = 0;
-    for (size_t i = 0; i < n_valid + n_bad; i++) {
-        const char *bytes;
-        size_t len;
-        unsigned char ctl;
-        if (i < n_valid) {
-            bytes = valid[i].bytes;
-            len = valid[i].len;
-            ctl = (unsigned char)((i * 8u) & 0xf8) | 6;
-            snprintf(path, sizeof path, "%s/valid-%02zu", dir, i);
-        }
-        else {
-            bytes = bad[i - n_valid].bytes;
-            len = bad[i - n_valid].len;
-            ctl = (unsigned char)((i * 8u) & 0xf8)
-                  | (bad[i - n_valid].max_value ? 6 : 7);
-            snprintf(path, sizeof path, "%s/bad-%02zu", dir, i - n_valid);
-        }
-        if (len + 6 > 4096) {
-            continue; /* longer than the fuzzer's -max_len */
-        }
-        FILE *f = fopen(path, "wb");
-        if (f == NULL) {
-            perror(path);
-            return 1;
-        }
-        fputc(ctl, f);
-        fwrite(bytes, 1, len, f);
-        /* valid frames get a following END so the fuzzer sees a stream */
-        if (i < n_valid) {
-            fwrite("END\r\n", 1, 5, f);
-        }
-        fclose(f);
-        files++;
-    }
-    printf("%d seed files written to %s\n", files, dir);
-    return 0;
-}
+/* The seeds of tests/fuzz/fuzz_parse.c: its control byte's high bits are
+ * the chunking seed. */
+static const struct corpus_form corpus = {
+    .ctl_mask = 0xf8,
+    .digits = 2,
+    .stream_end = "END\r\n",
+    .own_max_value = true,
+};
 
 /* Lets mc_buf's allocation-failure path be tested under ASan: a huge realloc
  * returns NULL instead of aborting the run. */
@@ -1852,11 +1355,10 @@ __asan_default_options(void)
 int
 main(int argc, char **argv)
 {
-    page_size = (size_t)sysconf(_SC_PAGESIZE);
     build_catalogue();
 
     if (argc == 3 && strcmp(argv[1], "--dump-corpus") == 0) {
-        return dump_corpus(argv[2]);
+        return dump_corpus(argv[2], &corpus);
     }
     if (argc != 1) {
         fprintf(stderr, "usage: %s [--dump-corpus DIR]\n", argv[0]);
@@ -1865,6 +1367,7 @@ main(int argc, char **argv)
 
     test_misc();
     test_valid();
+    test_valid_pieces();
     test_stream();
     test_bad();
     test_huge_counts();
@@ -1875,15 +1378,7 @@ main(int argc, char **argv)
     test_server_parse();
     test_buf();
 
-    for (size_t i = 0; i < n_valid; i++) {
-        free(valid[i].bytes);
-    }
-    for (size_t i = 0; i < n_bad; i++) {
-        free(bad[i].bytes);
-    }
-    if (guard_base != NULL) {
-        munmap(guard_base, guard_size + page_size);
-    }
-    printf("%lu passed, %lu failed\n", n_passed, n_failed);
-    return n_failed ? 1 : 0;
+    free_cases();
+    guard_release();
+    return check_summary();
 }

@@ -10,7 +10,9 @@
  * The last line printed is "N passed, N failed"; the exit status is non-zero
  * when a check failed.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +20,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,51 +41,10 @@
 #include <openssl/x509v3.h>
 
 #include "buf.h"
+#include "check.h"
 #include "conn.h"
 #include "proto.h"
 #include "tls.h"
-
-/* ------------------------------------------------------------------------ */
-/* Check counting                                                            */
-
-static unsigned long n_passed;
-static unsigned long n_failed;
-static char ctx_text[256]; /* what is being tested, printed with a failure */
-
-static void
-set_ctx(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx_text, sizeof ctx_text, fmt, ap);
-    va_end(ap);
-}
-
-#if defined(__GNUC__)
-__attribute__((format(printf, 5, 6)))
-#endif
-static bool
-check_msg(bool ok, const char *expr, const char *file, int line,
-          const char *fmt, ...)
-{
-    if (ok) {
-        n_passed++;
-        return true;
-    }
-    n_failed++;
-    fprintf(stderr, "%s:%d: FAIL: %s [%s]\n", file, line, expr, ctx_text);
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "    ");
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return false;
-}
-
-#define CHECK(cond) check_msg((cond), #cond, __FILE__, __LINE__, "%s", "")
-#define CHECK_MSG(cond, ...) \
-    check_msg((cond), #cond, __FILE__, __LINE__, __VA_ARGS__)
 
 #define SEC 1000000000LL
 #define MS 1000000LL
@@ -2134,6 +2094,5 @@ main(void)
     server_stop(&plain);
     mc_tls_ctx_free(ctx);
     remove_files();
-    printf("%lu passed, %lu failed\n", n_passed, n_failed);
-    return n_failed ? 1 : 0;
+    return check_summary();
 }

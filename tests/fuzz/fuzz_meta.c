@@ -26,6 +26,7 @@
 
 #include "meta.h"
 #include "proto.h"
+#include "../c/rand.h"
 
 #define REQUIRE(cond)                                                       \
     do {                                                                    \
@@ -595,15 +596,6 @@ hash_bytes(const uint8_t *p, size_t n)
         h = (h ^ p[i]) * 0x100000001b3u;
     }
     return h;
-}
-
-static uint64_t
-next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1du;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -38,6 +38,8 @@
  *   - a feed returns 0 with a complete frame left unread, or with a need
  *     not larger than the bytes there, or the buffer's cursors are wrong.
  */
+#define _DEFAULT_SOURCE
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,6 +50,8 @@
 #include "engine.h"
 #include "pipe.h"
 #include "proto.h"
+#include "../c/guard.h"
+#include "../c/rand.h"
 
 #define REQUIRE(cond)                                                       \
     do {                                                                    \
@@ -187,34 +191,6 @@ on_done(void *owner, struct mc_req *r)
             break;
         }
     }
-}
-
-static uint64_t
-next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545f4914f6cdd1dULL;
-}
-
-/* c's buffer becomes an exact-size block: its unread bytes, then p[0, n). */
-static void
-arrive_exact(struct mc_conn *c, const uint8_t *p, size_t n)
-{
-    size_t have = mc_buf_len(&c->rbuf);
-    char *block = malloc(have + n ? have + n : 1);
-    REQUIRE(block != NULL);
-    if (have) {
-        memcpy(block, mc_buf_head(&c->rbuf), have);
-    }
-    if (n) {
-        memcpy(block + have, p, n);
-    }
-    free(c->rbuf.data);
-    c->rbuf.data = block;
-    c->rbuf.start = 0;
-    c->rbuf.end = c->rbuf.cap = have + n;
 }
 
 static void
@@ -357,7 +333,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (chunk > n - at) {
             chunk = n - at;
         }
-        arrive_exact(c, stream + at, chunk);
+        exact_append(&c->rbuf, (const char *)stream + at, chunk);
         at += chunk;
         int rc = MC_FEED_OWNER;
         struct freq *last = NULL;  /* its owner failed on its last item */
