@@ -116,7 +116,10 @@ loop_seconds(int64_t ns_from_now, mc_aclient *cl)
     return now + (double)ns_from_now / MC_NS;
 }
 
-/* Arms the connection's deadline check for its oldest request. */
+/* Arms the connection's deadline check for its oldest request, unless it
+ * is armed: it is then due no later than that request's deadline (the
+ * calls of one client share one timeout, so a later request's deadline is
+ * never earlier). */
 static void
 arm_timer(mc_aconn *ac)
 {
@@ -806,15 +809,10 @@ mc_aconn_on_read(mc_aconn *ac)
             break;              /* the socket had no more */
         }
     }
-    if (!ac->closed) {
-        if (ac->timer != NULL && c->head == NULL) {
-            cancel_timer(ac);
-        }
-        serve_waiters(cl, ac->server);
-    }
-    else {
-        serve_waiters(cl, ac->server);
-    }
+    /* The deadline check stays armed when nothing is left in flight: when
+     * it fires it finds nothing, or a later request to arm it for, so a
+     * busy connection pays one loop timer per timeout, not one per call. */
+    serve_waiters(cl, ac->server);
     Py_DECREF(ac);
     Py_RETURN_NONE;
 }
