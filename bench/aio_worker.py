@@ -383,7 +383,7 @@ async def run_group(job, tasks, seeder, log):
                     res["runs"].append(run)
             except TimeoutError as e:
                 if not guard.expired():    # the client's own timeout
-                    res["status"] = "wrong" if stage.startswith("check") else "error"
+                    res["status"] = "error"
                     res["detail"] = "%s: %s: %s" % (stage, type(e).__name__, e)
                     continue
                 res["status"] = "hung"
@@ -395,7 +395,9 @@ async def run_group(job, tasks, seeder, log):
             except Wrong as e:
                 res["status"], res["detail"] = "wrong", "%s: %s" % (stage, e)
             except Exception as e:
-                res["status"] = "wrong" if stage.startswith("check") else "error"
+                # the client raised: an error, in a check too ("wrong" is
+                # an answer that differs from what was stored)
+                res["status"] = "error"
                 res["detail"] = "%s: %s: %s" % (stage, type(e).__name__, e)
             finally:
                 if opened:

@@ -33,7 +33,9 @@ PEER_KEYS = ("aiomcache", "emcache", "emcache-autobatch", "memcachio")
 
 
 def peer_hung(key: str, res: dict) -> bool:
-    return key in PEER_KEYS and res["status"] == "hung"
+    """A peer that stopped answering, or whose library raised (its connect
+    timeout on a loaded machine, say): reported, not a wrong answer."""
+    return key in PEER_KEYS and res["status"] in ("hung", "error")
 
 
 def installed(module: str) -> bool:
@@ -101,7 +103,8 @@ def test_quick_run_checked_every_answer_and_has_positive_numbers(quick_run):
     for loop, case, tasks, key, res in _client_results(report):
         where = (loop, case, tasks, key)
         if peer_hung(key, res):
-            assert "no answer within" in res["detail"], (where, res)
+            if res["status"] == "hung":
+                assert "no answer within" in res["detail"], (where, res)
             hung += 1
             continue
         assert res["status"] == "ok", (where, res.get("detail"))
