@@ -435,6 +435,52 @@ def fake_server():
             server.stop()
 
 
+class BlackHole:
+    """A listening socket whose accept queue is full: connects to it hang
+    (their SYNs are dropped) until the client's connect timeout."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(s)
+        # a connect that completes within 0.2 s means the queue is not full
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.2)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            self.full = False
+        except OSError:
+            self.full = True
+        finally:
+            probe.close()
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def black_hole():
+    """A ``BlackHole`` whose accept queue is known to be full; closed after the test."""
+    hole = BlackHole()
+    if not hole.full:
+        hole.close()
+        pytest.fail("could not fill the accept queue of a loopback listener")
+    yield hole
+    hole.close()
+
+
 @pytest.fixture
 def tmp_socket_dir():
     """A short directory for Unix sockets (paths are limited to ~107 bytes)."""

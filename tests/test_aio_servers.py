@@ -11,7 +11,6 @@ loop makes no difference to what is tested, on one of them in turn."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -654,48 +653,6 @@ def test_multi_key_calls_with_one_server_down(memcached_factory, loop):
         await c.close()
 
     arun(loop, go)
-
-
-class BlackHole:
-    """A listening socket whose accept queue is full: connects to it hang
-    until the client's connect timeout."""
-
-    def __init__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.port = self.listener.getsockname()[1]
-        self.fillers = []
-        for _ in range(4):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(s)
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.settimeout(0.2)
-        try:
-            probe.connect(("127.0.0.1", self.port))
-            self.full = False
-        except OSError:
-            self.full = True
-        finally:
-            probe.close()
-
-    def close(self):
-        for s in self.fillers:
-            s.close()
-        self.listener.close()
-
-
-@pytest.fixture
-def black_hole():
-    hole = BlackHole()
-    assert hole.full, "could not fill the accept queue of a loopback listener"
-    yield hole
-    hole.close()
 
 
 @pytest.mark.parametrize("loop", BOTH)
