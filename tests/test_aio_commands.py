@@ -1189,21 +1189,10 @@ def test_bad_keys_refused_before_sending(clients_on, loops, fakes, loop, method)
 
 def test_bad_key_prefixes_too_large_values_types_and_ranges_refused_before_sending(
         clients, fakes):
-    prefixes = [
-        lambda c: c.get_multi([b"a"], key_prefix=b"bad prefix"),
-        lambda c: c.get_multi([b"a"], key_prefix=b"p\r\n"),
-        lambda c: c.gets_multi([b"a"], key_prefix=b"\x00"),
-        lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"p\nflush_all\r\n"),
-        lambda c: c.delete_multi([b"a"], key_prefix=b"\x7f"),
-        lambda c: c.get_multi([b"a" * 200], key_prefix=b"p" * 51),
-        lambda c: c.set_multi({b"a" * 200: b"v"}, key_prefix=b"p" * 51),
-        lambda c: c.delete_multi([b"a" * 250], key_prefix=b"p"),
-        lambda c: c.get_multi([b""], key_prefix=b""),
-    ]
-    calls = [(f"prefix {i}", fn) for i, fn in enumerate(prefixes)]
+    calls = list(keys_suite.BAD_PREFIXES.items())
     calls += list(keys_suite.TYPE_ERRORS.items()) + list(keys_suite.RANGE_ERRORS.items())
     calls += [(f"exptime {e}", lambda c, e=e: c.set(b"k", b"v", exptime=e))
-              for e in (2**31, -(2**31) - 1)]
+              for e in keys_suite.EXPTIMES_OUTSIDE_INT32]
     calls += [("set no value", lambda c: c.set(b"k")),
               ("set unknown kw", lambda c: c.set(b"k", b"v", nosuch=1)),
               ("get too many", lambda c: c.get(b"k", True)),
@@ -1216,24 +1205,7 @@ def test_bad_key_prefixes_too_large_values_types_and_ranges_refused_before_sendi
               ("mark_dead str", lambda c: c.mark_dead("0")),
               ("mark_dead negative", lambda c: c.mark_dead(0, -1.0))]
     assert_refused_alike(clients, fakes, calls)
-    too_large = [
-        lambda c: c.set(b"k", b"x" * 101),
-        lambda c: c.set(b"k", b"x" * 101, noreply=True),
-        lambda c: c.add(b"k", b"x" * 101),
-        lambda c: c.replace(b"k", b"x" * 101),
-        lambda c: c.append(b"k", b"x" * 101),
-        lambda c: c.prepend(b"k", b"x" * 101),
-        lambda c: c.cas(b"k", b"x" * 101, 5),
-        lambda c: c.set(b"k", bytearray(101)),
-        lambda c: c.set(b"k", memoryview(b"x" * 101)),
-        lambda c: c.set_multi({b"a": b"ok", b"k": b"x" * 101}),
-        lambda c: c.set_multi({b"k": b"x" * 101, b"a": b"ok"}),
-        lambda c: c.set_multi({b"a": b"ok", b"k": (b"x" * 101, 3)}),
-        lambda c: c.set_multi({b"k": b"x" * 101}, noreply=True),
-    ]
-    assert_refused_alike(clients, fakes,
-                         [(f"too large {i}", fn) for i, fn in enumerate(too_large)],
-                         max_value_size=100)
+    assert_refused_alike(clients, fakes, list(keys_suite.TOO_LARGE.items()), max_value_size=100)
 
 
 def test_stringclient_sends_the_same_bytes(clients, fakes):
