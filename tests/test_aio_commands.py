@@ -1004,18 +1004,6 @@ def cl_set_servers(c, r, servers):
     r("get_multi", c.get_multi, ["k", "x"])
 
 
-def cl_key_encoder(c, r, srv):
-    r("set", c.set, "KeY", "v")
-    r("get", c.get, "KEY")
-    r("raw", srv.raw_get, b"key")
-    r("set_multi", c.set_multi, {"A": 1, "B": 2})
-    r("get_multi", c.get_multi, ["A", "b"])
-    r("delete", c.delete, "A")
-    r("incr", c.incr, "B")
-    r("touch", c.touch, "b", 100)
-    r("gets", c.gets, "B")
-
-
 def cl_strict(c, r, srv):
     r("get missing", c.get, "missing")
     r("get missing default", c.get, "missing", 3)
@@ -1031,13 +1019,7 @@ def cl_strict(c, r, srv):
 
 
 def cl_small_limits(c, r, srv):
-    r("set 101 bytes", c.set, "k", b"x" * 101)
-    r("raw", srv.raw_get, b"k")
-    r("set 100 bytes", c.set, "k", b"x" * 100)
-    r("set compressed", c.set, "c", "x" * 500, min_compress_len=10)
-    r("get", c.get, "c")
-    r("set list", c.set, "l", list(range(100)))
-    r("raw l", srv.raw_get, b"l")
+    compat.scenario_small_value_limit(c, r, srv)
     r("set_multi over", c.set_multi, {"big": b"x" * 101, "ok": 1})
     r("get_multi", c.get_multi, ["big", "ok"])
     r("check_key 10", c.check_key, b"a" * 10)
@@ -1070,7 +1052,7 @@ def cl_debug(c, r, srv):
 CLIENT_SCRIPTS = {
     **client_scenarios(),
     "tokens_and_errors": (cl_tokens_and_errors, {}),
-    "key_encoder": (cl_key_encoder, {"key_encoder": str.lower}),
+    "key_encoder": (compat.scenario_key_encoder, {"key_encoder": str.lower}),
     "strict": (cl_strict, {"strict": True, "dead_retry": 0}),
     "small_limits": (cl_small_limits, {"server_max_value_length": 100,
                                        "server_max_key_length": 10}),
