@@ -3,6 +3,7 @@ fake server, and a per-test hang guard."""
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import shutil
@@ -354,12 +355,30 @@ class MemcachedServer:
         assert rest[n:] == b"\r\nEND\r\n", reply[-200:]
         return rest[:n], flags
 
+    def raw_get_many(self, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The ``(key, value)`` pairs the server holds of ``keys`` (exact
+        bytes), asked for 100 keys a request."""
+        out = []
+        for start in range(0, len(keys), 100):
+            chunk = keys[start : start + 100]
+            out += parse_values(self.command(b"get " + b" ".join(chunk) + b"\r\n"))
+        return out
+
     def raw_set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> None:
         reply = self.command(b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
         assert reply == b"STORED\r\n", reply
 
     def flush(self) -> None:
         assert self.command(b"flush_all\r\n") == b"OK\r\n"
+
+    def fresh(self) -> "MemcachedServer":
+        """The server running (started again on its port if it was stopped
+        or killed), resumed and flushed."""
+        if not self.running():
+            self.start()
+        self.resume()
+        self.flush()
+        return self
 
     def stats(self, args: bytes = b"") -> dict:
         reply = self.command(b"stats" + (b" " + args if args else b"") + b"\r\n")
@@ -369,6 +388,39 @@ class MemcachedServer:
                 _, name, value = (line.split(b" ", 2) + [b""])[:3]
                 out[name.decode()] = value.decode()
         return out
+
+
+def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
+    """The (key, value) pairs of a complete ``get`` reply."""
+    out = []
+    pos = 0
+    for _ in range(len(reply) + 1):
+        eol = reply.index(b"\r\n", pos)
+        line = reply[pos:eol]
+        if line == b"END":
+            assert eol + 2 == len(reply), reply[-200:]
+            return out
+        parts = line.split(b" ")
+        assert parts[0] == b"VALUE" and len(parts) == 4, line
+        n = int(parts[3])
+        start = eol + 2
+        assert reply[start + n : start + n + 2] == b"\r\n", reply[start : start + n + 10]
+        out.append((parts[1], reply[start : start + n]))
+        pos = start + n + 2
+    raise AssertionError("unterminated reply")
+
+
+@contextlib.contextmanager
+def memcached_servers(n: int):
+    """``n`` MemcachedServers, disposed of on leaving (for a module's fixture)."""
+    servers: list[MemcachedServer] = []
+    try:
+        for _ in range(n):
+            servers.append(MemcachedServer())
+        yield servers
+    finally:
+        for server in servers:
+            server.dispose()
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -389,10 +441,7 @@ def mc(memcached):
     """A fresh ``StringClient`` on the module's flushed server."""
     from cmemcache import StringClient
 
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
+    memcached.fresh()
     client = StringClient([memcached.address], timeout=2, connect_timeout=2)
     try:
         yield client

@@ -18,7 +18,7 @@ import pytest
 import cmemcache
 import cmemcache.aio
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port
+from conftest import free_port, memcached_servers
 from test_aio_commands import LOOPS, alternate
 
 pytestmark = pytest.mark.serial
@@ -40,21 +40,14 @@ def arun(loop: str, fn, *args, timeout: float = 60.0):
 @pytest.fixture(scope="module")
 def trio():
     """Three memcached servers for the module (flushed by ``servers``)."""
-    made = [MemcachedServer() for _ in range(3)]
-    try:
+    with memcached_servers(3) as made:
         yield made
-    finally:
-        for s in made:
-            s.dispose()
 
 
 @pytest.fixture
 def servers(trio):
     for s in trio:
-        if not s.running():
-            s.start()
-        s.resume()
-        s.flush()
+        s.fresh()
     return trio
 
 

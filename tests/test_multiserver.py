@@ -22,7 +22,7 @@ from pymemcache.client.hash import HashClient
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port
+from conftest import free_port, memcached_servers
 
 N_SERVERS = 4
 
@@ -32,15 +32,8 @@ N_SERVERS = 4
 
 @pytest.fixture(scope="module")
 def cluster_servers():
-    servers: list[MemcachedServer] = []
-    try:
-        for _ in range(N_SERVERS):
-            servers.append(MemcachedServer())
+    with memcached_servers(N_SERVERS) as servers:
         yield servers
-    finally:
-        for s in servers:
-            s.resume()
-            s.stop()
 
 
 @pytest.fixture
@@ -48,10 +41,7 @@ def cluster(cluster_servers):
     """The module's 4 servers, all running (a killed one comes back on its own
     port, so the server list keeps its meaning) and flushed."""
     for s in cluster_servers:
-        if not s.running():
-            s.restart()
-        s.resume()
-        s.flush()
+        s.fresh()
     try:
         yield cluster_servers
     finally:
@@ -63,26 +53,6 @@ def addresses(servers):
     return [s.address for s in servers]
 
 
-def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
-    """The (key, value) pairs of a complete ``get`` reply."""
-    out = []
-    pos = 0
-    for _ in range(len(reply) + 1):
-        eol = reply.index(b"\r\n", pos)
-        line = reply[pos:eol]
-        if line == b"END":
-            assert eol + 2 == len(reply), reply[-200:]
-            return out
-        parts = line.split(b" ")
-        assert parts[0] == b"VALUE" and len(parts) == 4, line
-        n = int(parts[3])
-        start = eol + 2
-        assert reply[start + n : start + n + 2] == b"\r\n", reply[start : start + n + 10]
-        out.append((parts[1], reply[start : start + n]))
-        pos = start + n + 2
-    raise AssertionError("unterminated reply")
-
-
 def scan(servers, keys, skip=()):
     """{key: {server index: value}} for every key one of the servers holds,
     asking each server directly.  ``keys`` are bytes (str is UTF-8 encoded)."""
@@ -91,11 +61,9 @@ def scan(servers, keys, skip=()):
     for i, s in enumerate(servers):
         if i in skip:
             continue
-        for start in range(0, len(bkeys), 100):
-            chunk = bkeys[start : start + 100]
-            for key, value in parse_values(s.command(b"get " + b" ".join(chunk) + b"\r\n")):
-                assert key not in found or i not in found[key], key
-                found.setdefault(key, {})[i] = value
+        for key, value in s.raw_get_many(bkeys):
+            assert key not in found or i not in found[key], key
+            found.setdefault(key, {})[i] = value
     return found
 
 

@@ -14,7 +14,7 @@ import pytest
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port, wait_until
+from conftest import free_port, memcached_servers, wait_until
 
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
@@ -84,15 +84,8 @@ class Nutcracker:
 
 @pytest.fixture(scope="module")
 def backends():
-    servers: list[MemcachedServer] = []
-    try:
-        for _ in range(3):
-            servers.append(MemcachedServer())
+    with memcached_servers(3) as servers:
         yield servers
-    finally:
-        for s in servers:
-            s.resume()
-            s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -109,10 +102,7 @@ def nut(nutcracker_proc, backends):
     """The running nutcracker, its 3 servers flushed."""
     assert nutcracker_proc.running(), nutcracker_proc.log.read_text(errors="replace")[-2000:]
     for b in backends:
-        if not b.running():
-            b.restart()
-        b.resume()
-        b.flush()
+        b.fresh()
     return nutcracker_proc
 
 
@@ -209,33 +199,12 @@ def relay(nut):
 # -- reading the servers ---------------------------------------------------------------------
 
 
-def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
-    out = []
-    pos = 0
-    for _ in range(len(reply) + 1):
-        eol = reply.index(b"\r\n", pos)
-        line = reply[pos:eol]
-        if line == b"END":
-            assert eol + 2 == len(reply), reply[-200:]
-            return out
-        parts = line.split(b" ")
-        assert parts[0] == b"VALUE" and len(parts) == 4, line
-        n = int(parts[3])
-        start = eol + 2
-        assert reply[start + n : start + n + 2] == b"\r\n"
-        out.append((parts[1], reply[start : start + n]))
-        pos = start + n + 2
-    raise AssertionError("unterminated reply")
-
-
 def placement(servers, keys):
     """{key: [indexes of the servers holding it]}, asking each server directly."""
     where = {k: [] for k in keys}
     for i, s in enumerate(servers):
-        for start in range(0, len(keys), 100):
-            chunk = keys[start : start + 100]
-            for key, _value in parse_values(s.command(b"get " + b" ".join(chunk) + b"\r\n")):
-                where[key].append(i)
+        for key, _value in s.raw_get_many(keys):
+            where[key].append(i)
     return where
 
 
