@@ -437,6 +437,12 @@ def memcached():
 
 
 @pytest.fixture
+def server(memcached):
+    """The module's memcached, running, resumed and flushed."""
+    return memcached.fresh()
+
+
+@pytest.fixture
 def mc(memcached):
     """A fresh ``StringClient`` on the module's flushed server."""
     from cmemcache import StringClient

@@ -28,15 +28,6 @@ from upstream import harness, sdist  # noqa: E402
 FILE = "tests/upstream/aiocache_suites.py"
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
 def make(server: Any, **kwargs: Any) -> CMemcacheCache:
     return CMemcacheCache(endpoint=server.host, port=server.port, **kwargs)
 

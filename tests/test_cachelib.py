@@ -15,14 +15,6 @@ import cmemcache  # noqa: E402
 
 
 @pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
-@pytest.fixture
 def client(server):
     c = cmemcache.Client([server.address], socket_timeout=2)
     try:

@@ -100,16 +100,6 @@ def dead_address() -> str:
 
 
 @pytest.fixture
-def server(memcached):
-    """The module's memcached, running, resumed and flushed."""
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
-@pytest.fixture
 def make_client():
     """``make(module, servers, **kwargs)``; every client is disconnected after the test."""
     made = []

@@ -76,14 +76,6 @@ def custom_key_func(key: str, key_prefix: str, version: int) -> str:
 
 
 @pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
-@pytest.fixture
 def cache(server) -> Iterator[BaseCache]:
     with override_settings(CACHES=cache_settings(server.address)):
         yield caches["default"]

@@ -25,14 +25,6 @@ from cmemcache.dogpile import CMemcacheBackend  # noqa: E402
 register_backend("cmemcache", "cmemcache.dogpile", "CMemcacheBackend")
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
 def make(server, expiration_time: float | None = None, **arguments: Any) -> CacheRegion:
     """A region on ``server`` with the cmemcache backend."""
     return make_region().configure(
