@@ -331,7 +331,7 @@ class MemcachedServer:
         """Send raw protocol bytes on a fresh connection and return every reply
         byte for them (a trailing ``mn`` marks where the replies end)."""
         with self._connect(timeout) as s:
-            s.sendall(data + b"mn\r\n")
+            self._send_with_mn(s, data)
             out = bytearray()
             deadline = time.monotonic() + timeout
             while not (out == b"MN\r\n" or out.endswith(b"\r\nMN\r\n")):
@@ -342,6 +342,10 @@ class MemcachedServer:
                     raise ConnectionError(f"server closed: {bytes(out[-200:])!r}")
                 out += chunk
             return bytes(out[:-4])
+
+    def _send_with_mn(self, s: socket.socket, data: bytes) -> None:
+        """Sends ``data`` and the ``mn`` that ends ``command``'s replies."""
+        s.sendall(data + b"mn\r\n")
 
     def raw_get(self, key: bytes):
         """``(value, flags)`` stored under ``key`` (exact bytes), or None."""
