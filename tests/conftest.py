@@ -459,39 +459,37 @@ def mc(memcached):
         client.disconnect_all()
 
 
-@pytest.fixture
-def memcached_factory():
-    """``make(extra_args=(), **kwargs) -> MemcachedServer``; all are stopped
-    after the test."""
-    servers: list[MemcachedServer] = []
+@contextlib.contextmanager
+def made_by(new, end):
+    """``make(*args, **kwargs)``: ``new(*args, **kwargs)``, each of them
+    passed to ``end`` on leaving (for a fixture's factory)."""
+    made = []
 
-    def make(extra_args=(), **kwargs) -> MemcachedServer:
-        server = MemcachedServer(extra_args, **kwargs)
-        servers.append(server)
-        return server
+    def make(*args, **kwargs):
+        thing = new(*args, **kwargs)
+        made.append(thing)
+        return thing
 
     try:
         yield make
     finally:
-        for server in servers:
-            server.dispose()
+        for thing in made:
+            end(thing)
+
+
+@pytest.fixture
+def memcached_factory():
+    """``make(extra_args=(), **kwargs) -> MemcachedServer``; all are stopped
+    after the test."""
+    with made_by(MemcachedServer, MemcachedServer.dispose) as make:
+        yield make
 
 
 @pytest.fixture
 def fake_server():
     """``make(script=None, **kwargs) -> FakeServer``; all are stopped after the test."""
-    servers: list[FakeServer] = []
-
-    def make(script=None, **kwargs) -> FakeServer:
-        server = FakeServer(script, **kwargs)
-        servers.append(server)
-        return server
-
-    try:
+    with made_by(FakeServer, FakeServer.stop) as make:
         yield make
-    finally:
-        for server in servers:
-            server.stop()
 
 
 class BlackHole:
@@ -623,15 +621,5 @@ class ChildProcess:
 @pytest.fixture
 def child_process():
     """``start(code, *args) -> ChildProcess``; killed after the test if still running."""
-    children: list[ChildProcess] = []
-
-    def start(code: str, *args: str, env=None) -> ChildProcess:
-        child = ChildProcess(code, *args, env=env)
-        children.append(child)
-        return child
-
-    try:
+    with made_by(ChildProcess, ChildProcess.kill) as start:
         yield start
-    finally:
-        for child in children:
-            child.kill()

@@ -20,6 +20,7 @@ session) and ``tls_memcached_factory`` (servers stopped after the test).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
@@ -27,7 +28,7 @@ import ssl
 import pytest
 import trustme
 
-from conftest import MemcachedServer
+from conftest import MemcachedServer, made_by
 
 #: the password of ``TLSCertificates.client_key_encrypted``
 CLIENT_KEY_PASSWORD = b"cmemcache-test-password"
@@ -166,15 +167,6 @@ def tls_certs(tmp_path_factory) -> TLSCertificates:
 @pytest.fixture
 def tls_memcached_factory(tls_certs):
     """``make(**kwargs) -> TLSMemcachedServer``; all are stopped after the test."""
-    servers: list[TLSMemcachedServer] = []
-
-    def make(**kwargs) -> TLSMemcachedServer:
-        server = TLSMemcachedServer(tls_certs, **kwargs)
-        servers.append(server)
-        return server
-
-    try:
+    new = functools.partial(TLSMemcachedServer, tls_certs)
+    with made_by(new, TLSMemcachedServer.dispose) as make:
         yield make
-    finally:
-        for server in servers:
-            server.dispose()
