@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import json
 import os
 import shutil
 import signal
@@ -600,6 +601,14 @@ class ChildProcess:
             )
         return line
 
+    def read_json(self, timeout: float = 20.0):
+        """The next line of output, a JSON value."""
+        line = self.read_line(timeout)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise AssertionError(f"unexpected child output {line!r}; stderr: {self.stderr}")
+
     def finish(self, timeout: float = 20.0) -> int:
         try:
             self.proc.stdin.close()
@@ -616,6 +625,24 @@ class ChildProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(5)
+
+
+def restart_rounds(child: ChildProcess, restarts):
+    """Drives a child that says "ready", answers each "go" with a JSON
+    round of calls ({"round": n, ...}) and "stop" with "done": one round
+    after each restart of ``restarts`` in turn.  Yields each round's result
+    (its number checked), then stops the child and checks it exited with 0."""
+    assert child.read_line() == "ready"
+    for r, restart in enumerate(restarts):
+        restart()
+        child.send("go")
+        result = child.read_json()
+        assert result["round"] == r
+        yield result
+    child.send("stop")
+    assert child.read_line() == "done"
+    rc = child.finish()
+    assert rc == 0, f"child exited with {rc}; stderr: {child.stderr}"
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ client object go out on a new connection and each gets its own reply."""
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import time
 import uuid
@@ -15,7 +14,7 @@ import pytest
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import free_port, wait_until
+from conftest import free_port, restart_rounds, wait_until
 from fakeserver import (
     FakeConnection,
     close,
@@ -266,24 +265,11 @@ print("done", flush=True)
 def test_server_restart_between_calls_sigpipe_default(memcached_factory, child_process):
     server = memcached_factory()
     child = child_process(RESTART_CHILD, server.address)
-    assert child.read_line() == "ready"
     restarts = [server.restart, lambda: (server.kill(), server.start()), server.restart,
                 lambda: (server.kill(), server.start()), server.restart, server.restart]
-    for r, restart in enumerate(restarts):
-        restart()
-        child.send("go")
-        line = child.read_line()
-        try:
-            result = json.loads(line)
-        except ValueError:
-            raise AssertionError(f"unexpected child output {line!r}; stderr: {child.stderr}")
-        assert result["round"] == r
+    for result in restart_rounds(child, restarts):
         # at most one call fails, and only the first one after the restart
         assert result["failures"] in ([], ["first"]), result
-    child.send("stop")
-    assert child.read_line() == "done"
-    rc = child.finish()
-    assert rc == 0, f"child exited with {rc}; stderr: {child.stderr}"
 
 
 def test_server_killed_between_calls_in_process(memcached_factory):
