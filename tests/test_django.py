@@ -7,6 +7,7 @@ sync_to_async fallback and the blocking client out of reach."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 import inspect
@@ -73,6 +74,17 @@ def cache_settings(location: str | list[str], **extra: object) -> dict[str, dict
 
 def custom_key_func(key: str, key_prefix: str, version: int) -> str:
     return "CUSTOM-" + "-".join([key_prefix, str(version), key])
+
+
+@contextlib.contextmanager
+def cache_of_a_killed_server(memcached_factory, **options: object) -> Iterator[BaseCache]:
+    """The default cache on the address of a memcached just killed
+    (socket_timeout 1 s, dead_retry 0, and ``options``)."""
+    server = memcached_factory()
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0, **options}
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS=options)):
+        yield caches["default"]
 
 
 @pytest.fixture
@@ -570,12 +582,7 @@ def test_close_keeps_pooled_connections(cache, server):
 
 
 def test_server_down_fails_quietly(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory) as cache:
         cache.set("k", "v")  # no exception, as with Django's memcached backends
         assert cache.get("k") is None
         assert cache.add("k", "v") is False  # a bool, as Django documents
@@ -588,12 +595,7 @@ def test_server_down_fails_quietly(memcached_factory):
 
 
 def test_strict_option_raises_when_the_server_is_down(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory, strict=True) as cache:
         with pytest.raises(cmemcache.ConnectionError):
             cache.get("k")
         with pytest.raises(cmemcache.ConnectionError):
@@ -1049,12 +1051,7 @@ def _outcome(call: Any) -> Any:
 
 
 def test_async_server_down_answers_as_the_blocking_methods(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory) as cache:
         blocking = [_outcome(lambda: getattr(cache, name)(*args)) for name, args in DOWN_OPERATIONS]
 
         async def scenario() -> list[Any]:
@@ -1092,12 +1089,7 @@ def test_async_server_down_answers_as_the_blocking_methods(memcached_factory):
 
 
 def test_async_strict_option_raises_when_the_server_is_down(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory, strict=True) as cache:
 
         async def scenario() -> list[str]:
             raised = []
