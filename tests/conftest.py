@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -491,6 +492,113 @@ def fake_server():
     """``make(script=None, **kwargs) -> FakeServer``; all are stopped after the test."""
     with made_by(FakeServer, FakeServer.stop) as make:
         yield make
+
+
+class TcpRelay:
+    """A loopback TCP relay in front of a server, which counts the
+    connections it relays and the bytes the clients send through it.
+    Taking it down (``stop``) makes the server unreachable (new connections
+    refused, open ones closed) while the server keeps its data, as in a
+    network partition; ``start`` brings it back on the same port."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self.connections = 0
+        self.bytes_sent = 0
+        self._socks: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _spawn(self, fn, *args) -> None:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def start(self) -> None:
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        ls.settimeout(0.05)
+        self._stop = threading.Event()
+        self._listener = ls
+        self._spawn(self._accept_loop, ls, self._stop)
+
+    def _accept_loop(self, ls: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._socks += [client, upstream]
+            self._spawn(self._pump, client, upstream, True)
+            self._spawn(self._pump, upstream, client, False)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if count:
+                    with self._lock:
+                        self.bytes_sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def counters(self) -> tuple[int, int]:
+        """(connections relayed, bytes the clients sent)."""
+        with self._lock:
+            return self.connections, self.bytes_sent
+
+    def stop(self) -> None:
+        """Refuse new connections and close the open ones."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        for t in self._threads:
+            t.join(5)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def refuses(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
 
 
 class BlackHole:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import socket
-import threading
 import time
 import zlib
 
@@ -22,7 +20,7 @@ from pymemcache.client.hash import HashClient
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import free_port, memcached_servers
+from conftest import TcpRelay, made_by, memcached_servers
 
 N_SERVERS = 4
 
@@ -647,114 +645,11 @@ def test_a_timeout_does_not_hold_a_server_down(cluster):
 # -- flush_on_reconnect --------------------------------------------------------------------------
 
 
-class TcpRelay:
-    """A loopback TCP relay in front of a memcached.  Taking it down makes the
-    server unreachable (new connections refused, open ones closed) while the
-    memcached process keeps its data, as in a network partition."""
-
-    def __init__(self, target_port: int):
-        self.target = ("127.0.0.1", target_port)
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
-        ls.listen(64)
-        ls.settimeout(0.05)
-        self._stop = threading.Event()
-        self._listener = ls
-        t = threading.Thread(target=self._accept_loop, args=(ls, self._stop), daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept_loop(self, ls: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                client, _ = ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            client.settimeout(None)
-            upstream.settimeout(None)
-            with self._lock:
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                t = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        """Refuse new connections and close the open ones."""
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        for t in self._threads:
-            t.join(5)
-        self._threads = [t for t in self._threads if t.is_alive()]
-
-    def refuses(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except ConnectionRefusedError:
-            return True
-        return False
-
-
 @pytest.fixture
 def relay_factory():
-    relays: list[TcpRelay] = []
-
-    def make(target_port: int) -> TcpRelay:
-        r = TcpRelay(target_port)
-        relays.append(r)
-        return r
-
-    try:
+    """``make(target_port) -> TcpRelay``; all are stopped after the test."""
+    with made_by(TcpRelay, TcpRelay.stop) as make:
         yield make
-    finally:
-        for r in relays:
-            r.stop()
 
 
 def _flushes(server) -> int:
