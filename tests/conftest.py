@@ -7,6 +7,7 @@ import contextlib
 import faulthandler
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -369,6 +370,19 @@ class MemcachedServer:
             chunk = keys[start : start + 100]
             out += parse_values(self.command(b"get " + b" ".join(chunk) + b"\r\n"))
         return out
+
+    def raw_ttl(self, key: bytes | str) -> int | None:
+        """Seconds left before the item under ``key`` (exact bytes, or a str
+        in UTF-8) expires, as the server reports it (-1: never), or None
+        when there is no such item."""
+        if isinstance(key, str):
+            key = key.encode()
+        reply = self.command(b"mg " + key + b" t\r\n")
+        if reply == b"EN\r\n":
+            return None
+        m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
+        assert m, reply
+        return int(m[1])
 
     def raw_set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> None:
         reply = self.command(b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
