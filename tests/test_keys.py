@@ -84,6 +84,17 @@ def assert_nothing_sent(client, fake):
     assert fake.received() == b"get probe\r\n"
 
 
+def assert_refused_before_sending(fake_server, call, error, **client_kwargs) -> BaseException:
+    """``call`` on a client of a fresh fake server raises ``error`` (returned)
+    and sends nothing."""
+    fake = fake_server()
+    c = StringClient([fake.address], timeout=1, connect_timeout=1, **client_kwargs)
+    with pytest.raises(error) as info:
+        call(c)
+    assert_nothing_sent(c, fake)
+    return info.value
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_keys_rejected_before_sending(fake_server, method):
     fake = fake_server()
@@ -122,12 +133,8 @@ BAD_PREFIXES = {
 
 @pytest.mark.parametrize("name", list(BAD_PREFIXES))
 def test_bad_key_prefix_rejected_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(cmemcache.InvalidKeyError) as info:
-        BAD_PREFIXES[name](c)
-    assert isinstance(info.value, ValueError)
-    assert_nothing_sent(c, fake)
+    error = assert_refused_before_sending(fake_server, BAD_PREFIXES[name], cmemcache.InvalidKeyError)
+    assert isinstance(error, ValueError)
 
 
 def test_good_edge_keys_are_sent(fake_server):
@@ -162,12 +169,9 @@ TOO_LARGE = {
 
 @pytest.mark.parametrize("name", list(TOO_LARGE))
 def test_value_too_large_rejected_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1, max_value_size=100)
-    with pytest.raises(cmemcache.ValueTooLargeError) as info:
-        TOO_LARGE[name](c)
-    assert isinstance(info.value, ValueError)
-    assert_nothing_sent(c, fake)
+    error = assert_refused_before_sending(fake_server, TOO_LARGE[name], cmemcache.ValueTooLargeError,
+                                          max_value_size=100)
+    assert isinstance(error, ValueError)
 
 
 # -- types and ranges ------------------------------------------------------------------------------
@@ -213,11 +217,7 @@ TYPE_ERRORS = {
 
 @pytest.mark.parametrize("name", list(TYPE_ERRORS))
 def test_wrong_types_raise_type_error_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(TypeError):
-        TYPE_ERRORS[name](c)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, TYPE_ERRORS[name], TypeError)
 
 
 RANGE_ERRORS = {
@@ -248,11 +248,7 @@ RANGE_ERRORS = {
 
 @pytest.mark.parametrize("name", list(RANGE_ERRORS))
 def test_out_of_range_numbers_raise_value_error_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(ValueError):
-        RANGE_ERRORS[name](c)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, RANGE_ERRORS[name], ValueError)
 
 
 #: exptimes just outside memcached's 32-bit signed range
@@ -262,11 +258,7 @@ EXPTIMES_OUTSIDE_INT32 = [2**31, -(2**31) - 1]
 @pytest.mark.parametrize("exptime", EXPTIMES_OUTSIDE_INT32)
 def test_exptime_outside_int32_is_rejected(fake_server, exptime):
     """memcached parses exptime as a 32-bit signed number."""
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(ValueError):
-        c.set(b"k", b"v", exptime=exptime)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, lambda c: c.set(b"k", b"v", exptime=exptime), ValueError)
 
 
 def test_numbers_at_the_edges_are_accepted(fake_server):
