@@ -3,8 +3,11 @@ fake server, and a per-test hang guard."""
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -330,7 +334,7 @@ class MemcachedServer:
         """Send raw protocol bytes on a fresh connection and return every reply
         byte for them (a trailing ``mn`` marks where the replies end)."""
         with self._connect(timeout) as s:
-            s.sendall(data + b"mn\r\n")
+            self._send_with_mn(s, data)
             out = bytearray()
             deadline = time.monotonic() + timeout
             while not (out == b"MN\r\n" or out.endswith(b"\r\nMN\r\n")):
@@ -341,6 +345,10 @@ class MemcachedServer:
                     raise ConnectionError(f"server closed: {bytes(out[-200:])!r}")
                 out += chunk
             return bytes(out[:-4])
+
+    def _send_with_mn(self, s: socket.socket, data: bytes) -> None:
+        """Sends ``data`` and the ``mn`` that ends ``command``'s replies."""
+        s.sendall(data + b"mn\r\n")
 
     def raw_get(self, key: bytes):
         """``(value, flags)`` stored under ``key`` (exact bytes), or None."""
@@ -354,12 +362,43 @@ class MemcachedServer:
         assert rest[n:] == b"\r\nEND\r\n", reply[-200:]
         return rest[:n], flags
 
+    def raw_get_many(self, keys: list[bytes]) -> list[tuple[bytes, bytes]]:
+        """The ``(key, value)`` pairs the server holds of ``keys`` (exact
+        bytes), asked for 100 keys a request."""
+        out = []
+        for start in range(0, len(keys), 100):
+            chunk = keys[start : start + 100]
+            out += parse_values(self.command(b"get " + b" ".join(chunk) + b"\r\n"))
+        return out
+
+    def raw_ttl(self, key: bytes | str) -> int | None:
+        """Seconds left before the item under ``key`` (exact bytes, or a str
+        in UTF-8) expires, as the server reports it (-1: never), or None
+        when there is no such item."""
+        if isinstance(key, str):
+            key = key.encode()
+        reply = self.command(b"mg " + key + b" t\r\n")
+        if reply == b"EN\r\n":
+            return None
+        m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
+        assert m, reply
+        return int(m[1])
+
     def raw_set(self, key: bytes, value: bytes, flags: int = 0, exptime: int = 0) -> None:
         reply = self.command(b"set %s %d %d %d\r\n%s\r\n" % (key, flags, exptime, len(value), value))
         assert reply == b"STORED\r\n", reply
 
     def flush(self) -> None:
         assert self.command(b"flush_all\r\n") == b"OK\r\n"
+
+    def fresh(self) -> "MemcachedServer":
+        """The server running (started again on its port if it was stopped
+        or killed), resumed and flushed."""
+        if not self.running():
+            self.start()
+        self.resume()
+        self.flush()
+        return self
 
     def stats(self, args: bytes = b"") -> dict:
         reply = self.command(b"stats" + (b" " + args if args else b"") + b"\r\n")
@@ -369,6 +408,39 @@ class MemcachedServer:
                 _, name, value = (line.split(b" ", 2) + [b""])[:3]
                 out[name.decode()] = value.decode()
         return out
+
+
+def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
+    """The (key, value) pairs of a complete ``get`` reply."""
+    out = []
+    pos = 0
+    for _ in range(len(reply) + 1):
+        eol = reply.index(b"\r\n", pos)
+        line = reply[pos:eol]
+        if line == b"END":
+            assert eol + 2 == len(reply), reply[-200:]
+            return out
+        parts = line.split(b" ")
+        assert parts[0] == b"VALUE" and len(parts) == 4, line
+        n = int(parts[3])
+        start = eol + 2
+        assert reply[start + n : start + n + 2] == b"\r\n", reply[start : start + n + 10]
+        out.append((parts[1], reply[start : start + n]))
+        pos = start + n + 2
+    raise AssertionError("unterminated reply")
+
+
+@contextlib.contextmanager
+def memcached_servers(n: int):
+    """``n`` MemcachedServers, disposed of on leaving (for a module's fixture)."""
+    servers: list[MemcachedServer] = []
+    try:
+        for _ in range(n):
+            servers.append(MemcachedServer())
+        yield servers
+    finally:
+        for server in servers:
+            server.dispose()
 
 
 # -- fixtures ----------------------------------------------------------------------------
@@ -385,14 +457,17 @@ def memcached():
 
 
 @pytest.fixture
+def server(memcached):
+    """The module's memcached, running, resumed and flushed."""
+    return memcached.fresh()
+
+
+@pytest.fixture
 def mc(memcached):
     """A fresh ``StringClient`` on the module's flushed server."""
     from cmemcache import StringClient
 
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
+    memcached.fresh()
     client = StringClient([memcached.address], timeout=2, connect_timeout=2)
     try:
         yield client
@@ -400,39 +475,190 @@ def mc(memcached):
         client.disconnect_all()
 
 
-@pytest.fixture
-def memcached_factory():
-    """``make(extra_args=(), **kwargs) -> MemcachedServer``; all are stopped
-    after the test."""
-    servers: list[MemcachedServer] = []
+@contextlib.contextmanager
+def made_by(new, end):
+    """``make(*args, **kwargs)``: ``new(*args, **kwargs)``, each of them
+    passed to ``end`` on leaving (for a fixture's factory)."""
+    made = []
 
-    def make(extra_args=(), **kwargs) -> MemcachedServer:
-        server = MemcachedServer(extra_args, **kwargs)
-        servers.append(server)
-        return server
+    def make(*args, **kwargs):
+        thing = new(*args, **kwargs)
+        made.append(thing)
+        return thing
 
     try:
         yield make
     finally:
-        for server in servers:
-            server.dispose()
+        for thing in made:
+            end(thing)
+
+
+@pytest.fixture
+def memcached_factory():
+    """``make(extra_args=(), **kwargs) -> MemcachedServer``; all are stopped
+    after the test."""
+    with made_by(MemcachedServer, MemcachedServer.dispose) as make:
+        yield make
 
 
 @pytest.fixture
 def fake_server():
     """``make(script=None, **kwargs) -> FakeServer``; all are stopped after the test."""
-    servers: list[FakeServer] = []
-
-    def make(script=None, **kwargs) -> FakeServer:
-        server = FakeServer(script, **kwargs)
-        servers.append(server)
-        return server
-
-    try:
+    with made_by(FakeServer, FakeServer.stop) as make:
         yield make
-    finally:
-        for server in servers:
-            server.stop()
+
+
+class TcpRelay:
+    """A loopback TCP relay in front of a server, which counts the
+    connections it relays and the bytes the clients send through it.
+    Taking it down (``stop``) makes the server unreachable (new connections
+    refused, open ones closed) while the server keeps its data, as in a
+    network partition; ``start`` brings it back on the same port."""
+
+    def __init__(self, target_port: int):
+        self.target = ("127.0.0.1", target_port)
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self.connections = 0
+        self.bytes_sent = 0
+        self._socks: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _spawn(self, fn, *args) -> None:
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def start(self) -> None:
+        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind(("127.0.0.1", self.port))
+        ls.listen(64)
+        ls.settimeout(0.05)
+        self._stop = threading.Event()
+        self._listener = ls
+        self._spawn(self._accept_loop, ls, self._stop)
+
+    def _accept_loop(self, ls: socket.socket, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                client, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self.connections += 1
+                self._socks += [client, upstream]
+            self._spawn(self._pump, client, upstream, True)
+            self._spawn(self._pump, upstream, client, False)
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if count:
+                    with self._lock:
+                        self.bytes_sent += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def counters(self) -> tuple[int, int]:
+        """(connections relayed, bytes the clients sent)."""
+        with self._lock:
+            return self.connections, self.bytes_sent
+
+    def stop(self) -> None:
+        """Refuse new connections and close the open ones."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+        for t in self._threads:
+            t.join(5)
+        self._threads = [t for t in self._threads if t.is_alive()]
+
+    def refuses(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except ConnectionRefusedError:
+            return True
+        return False
+
+
+class BlackHole:
+    """A listening socket whose accept queue is full: connects to it hang
+    (their SYNs are dropped) until the client's connect timeout."""
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(4):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            try:
+                s.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(s)
+        # a connect that completes within 0.2 s means the queue is not full
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(0.2)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            self.full = False
+        except OSError:
+            self.full = True
+        finally:
+            probe.close()
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.listener.close()
+
+
+@pytest.fixture
+def black_hole():
+    """A ``BlackHole`` whose accept queue is known to be full; closed after the test."""
+    hole = BlackHole()
+    if not hole.full:
+        hole.close()
+        pytest.fail("could not fill the accept queue of a loopback listener")
+    yield hole
+    hole.close()
 
 
 @pytest.fixture
@@ -497,6 +723,14 @@ class ChildProcess:
             )
         return line
 
+    def read_json(self, timeout: float = 20.0):
+        """The next line of output, a JSON value."""
+        line = self.read_line(timeout)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise AssertionError(f"unexpected child output {line!r}; stderr: {self.stderr}")
+
     def finish(self, timeout: float = 20.0) -> int:
         try:
             self.proc.stdin.close()
@@ -515,18 +749,26 @@ class ChildProcess:
             self.proc.wait(5)
 
 
+def restart_rounds(child: ChildProcess, restarts):
+    """Drives a child that says "ready", answers each "go" with a JSON
+    round of calls ({"round": n, ...}) and "stop" with "done": one round
+    after each restart of ``restarts`` in turn.  Yields each round's result
+    (its number checked), then stops the child and checks it exited with 0."""
+    assert child.read_line() == "ready"
+    for r, restart in enumerate(restarts):
+        restart()
+        child.send("go")
+        result = child.read_json()
+        assert result["round"] == r
+        yield result
+    child.send("stop")
+    assert child.read_line() == "done"
+    rc = child.finish()
+    assert rc == 0, f"child exited with {rc}; stderr: {child.stderr}"
+
+
 @pytest.fixture
 def child_process():
     """``start(code, *args) -> ChildProcess``; killed after the test if still running."""
-    children: list[ChildProcess] = []
-
-    def start(code: str, *args: str, env=None) -> ChildProcess:
-        child = ChildProcess(code, *args, env=env)
-        children.append(child)
-        return child
-
-    try:
+    with made_by(ChildProcess, ChildProcess.kill) as start:
         yield start
-    finally:
-        for child in children:
-            child.kill()

@@ -249,10 +249,7 @@ def test_cli_rejects_bad_arguments():
 
 @pytest.fixture
 def seeded(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
+    memcached.fresh()
     seeder = Seeder(memcached.port)
     try:
         aio_worker.seed_all(seeder)

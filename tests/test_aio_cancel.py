@@ -112,9 +112,11 @@ async def call_with_chaos(rng, make):
     return await task
 
 
-async def string_worker(run: Run, c, tid: int, pace: float) -> None:
-    rng = random.Random(run.seed * 1000 + tid)
-    keys = [b"t%03d:k%d" % (tid, i) for i in range(KEYS_PER_TASK)]
+async def work(run: Run, tid: int, rng, pace: float, keys: list, step) -> None:
+    """Awaits step(op, key), a pause of up to pace before each, until the
+    run's calls are spent, and counts how each call ended ("returned", or
+    the kind of an allowed exception; any other is recorded) and how long
+    the slowest took."""
     loop = asyncio.get_running_loop()
     while run.remaining > 0:
         run.remaining -= 1
@@ -123,35 +125,7 @@ async def string_worker(run: Run, c, tid: int, pace: float) -> None:
         key = rng.choice(keys)
         started = loop.time()
         try:
-            if op < 0.35:
-                got = await call_with_chaos(rng, lambda: c.get(key))
-                run.check_value(key, got, "get")
-            elif op < 0.60:
-                version = run.attempted[key] = run.attempted.get(key, 0) + 1
-                value = value_for(key, version, pick_size(rng))
-                noreply = rng.random() < 0.2
-                res = await call_with_chaos(rng, lambda: c.set(key, value, noreply=noreply))
-                if res is not True:
-                    run.crossed.append(("set", key, res))
-            elif op < 0.78:
-                asked = rng.sample(keys, rng.randrange(1, KEYS_PER_TASK + 1))
-                got = await call_with_chaos(rng, lambda: c.get_multi(asked))
-                if not set(got) <= set(asked):
-                    run.crossed.append(("get_multi keys", asked, sorted(got)))
-                for k, v in got.items():
-                    run.check_value(k, v, "get_multi")
-            elif op < 0.93:
-                batch = {}
-                for k in rng.sample(keys, rng.randrange(1, KEYS_PER_TASK + 1)):
-                    version = run.attempted[k] = run.attempted.get(k, 0) + 1
-                    batch[k] = value_for(k, version, pick_size(rng))
-                res = await call_with_chaos(rng, lambda: c.set_multi(batch))
-                if res != []:
-                    run.crossed.append(("set_multi", sorted(batch), res))
-            else:
-                res = await call_with_chaos(rng, lambda: c.delete(key))
-                if res not in (True, False):
-                    run.crossed.append(("delete", key, res))
+            await step(op, key)
             run.count("returned")
         except ALLOWED as e:
             run.count(f"{type(e).__module__}.{type(e).__name__}")
@@ -160,52 +134,77 @@ async def string_worker(run: Run, c, tid: int, pace: float) -> None:
         finally:
             run.calls += 1
             run.slowest = max(run.slowest, loop.time() - started)
+
+
+async def string_worker(run: Run, c, tid: int, pace: float) -> None:
+    rng = random.Random(run.seed * 1000 + tid)
+    keys = [b"t%03d:k%d" % (tid, i) for i in range(KEYS_PER_TASK)]
+
+    async def step(op, key):
+        if op < 0.35:
+            got = await call_with_chaos(rng, lambda: c.get(key))
+            run.check_value(key, got, "get")
+        elif op < 0.60:
+            version = run.attempted[key] = run.attempted.get(key, 0) + 1
+            value = value_for(key, version, pick_size(rng))
+            noreply = rng.random() < 0.2
+            res = await call_with_chaos(rng, lambda: c.set(key, value, noreply=noreply))
+            if res is not True:
+                run.crossed.append(("set", key, res))
+        elif op < 0.78:
+            asked = rng.sample(keys, rng.randrange(1, KEYS_PER_TASK + 1))
+            got = await call_with_chaos(rng, lambda: c.get_multi(asked))
+            if not set(got) <= set(asked):
+                run.crossed.append(("get_multi keys", asked, sorted(got)))
+            for k, v in got.items():
+                run.check_value(k, v, "get_multi")
+        elif op < 0.93:
+            batch = {}
+            for k in rng.sample(keys, rng.randrange(1, KEYS_PER_TASK + 1)):
+                version = run.attempted[k] = run.attempted.get(k, 0) + 1
+                batch[k] = value_for(k, version, pick_size(rng))
+            res = await call_with_chaos(rng, lambda: c.set_multi(batch))
+            if res != []:
+                run.crossed.append(("set_multi", sorted(batch), res))
+        else:
+            res = await call_with_chaos(rng, lambda: c.delete(key))
+            if res not in (True, False):
+                run.crossed.append(("delete", key, res))
+
+    await work(run, tid, rng, pace, keys, step)
 
 
 async def client_worker(run: Run, mc, tid: int, pace: float) -> None:
     """The same through cmemcache.aio.Client (strict: failures raise)."""
     rng = random.Random(run.seed * 1000 + tid)
     keys = [f"c{tid:03d}:k{i}" for i in range(KEYS_PER_TASK)]
-    loop = asyncio.get_running_loop()
 
     def obj(key):
         version = run.attempted[key] = run.attempted.get(key, 0) + 1
         size = pick_size(rng)
         return {"key": key, "version": version, "size": size, "pad": PAD[:size]}
 
-    while run.remaining > 0:
-        run.remaining -= 1
-        await asyncio.sleep(rng.uniform(0, pace))
-        op = rng.random()
-        key = rng.choice(keys)
-        started = loop.time()
-        try:
-            if op < 0.4:
-                run.check_value(key, await call_with_chaos(rng, lambda: mc.get(key)), "Client.get")
-            elif op < 0.65:
-                value = obj(key)
-                res = await call_with_chaos(rng, lambda: mc.set(key, value))
-                if res is not True:
-                    run.crossed.append(("Client.set", key, res))
-            elif op < 0.85:
-                got = await call_with_chaos(rng, lambda: mc.get_multi(keys))
-                if not set(got) <= set(keys):
-                    run.crossed.append(("Client.get_multi keys", keys, sorted(got)))
-                for k, v in got.items():
-                    run.check_value(k, v, "Client.get_multi")
-            else:
-                batch = {k: obj(k) for k in rng.sample(keys, 2)}
-                res = await call_with_chaos(rng, lambda: mc.set_multi(batch))
-                if res != []:
-                    run.crossed.append(("Client.set_multi", sorted(batch), res))
-            run.count("returned")
-        except ALLOWED as e:
-            run.count(f"{type(e).__module__}.{type(e).__name__}")
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            run.unexpected.append((tid, repr(e)))
-        finally:
-            run.calls += 1
-            run.slowest = max(run.slowest, loop.time() - started)
+    async def step(op, key):
+        if op < 0.4:
+            run.check_value(key, await call_with_chaos(rng, lambda: mc.get(key)), "Client.get")
+        elif op < 0.65:
+            value = obj(key)
+            res = await call_with_chaos(rng, lambda: mc.set(key, value))
+            if res is not True:
+                run.crossed.append(("Client.set", key, res))
+        elif op < 0.85:
+            got = await call_with_chaos(rng, lambda: mc.get_multi(keys))
+            if not set(got) <= set(keys):
+                run.crossed.append(("Client.get_multi keys", keys, sorted(got)))
+            for k, v in got.items():
+                run.check_value(k, v, "Client.get_multi")
+        else:
+            batch = {k: obj(k) for k in rng.sample(keys, 2)}
+            res = await call_with_chaos(rng, lambda: mc.set_multi(batch))
+            if res != []:
+                run.crossed.append(("Client.set_multi", sorted(batch), res))
+
+    await work(run, tid, rng, pace, keys, step)
 
 
 async def chaos(servers, seed: int, end: asyncio.Event, log: list) -> None:

@@ -1004,18 +1004,6 @@ def cl_set_servers(c, r, servers):
     r("get_multi", c.get_multi, ["k", "x"])
 
 
-def cl_key_encoder(c, r, srv):
-    r("set", c.set, "KeY", "v")
-    r("get", c.get, "KEY")
-    r("raw", srv.raw_get, b"key")
-    r("set_multi", c.set_multi, {"A": 1, "B": 2})
-    r("get_multi", c.get_multi, ["A", "b"])
-    r("delete", c.delete, "A")
-    r("incr", c.incr, "B")
-    r("touch", c.touch, "b", 100)
-    r("gets", c.gets, "B")
-
-
 def cl_strict(c, r, srv):
     r("get missing", c.get, "missing")
     r("get missing default", c.get, "missing", 3)
@@ -1031,13 +1019,7 @@ def cl_strict(c, r, srv):
 
 
 def cl_small_limits(c, r, srv):
-    r("set 101 bytes", c.set, "k", b"x" * 101)
-    r("raw", srv.raw_get, b"k")
-    r("set 100 bytes", c.set, "k", b"x" * 100)
-    r("set compressed", c.set, "c", "x" * 500, min_compress_len=10)
-    r("get", c.get, "c")
-    r("set list", c.set, "l", list(range(100)))
-    r("raw l", srv.raw_get, b"l")
+    compat.scenario_small_value_limit(c, r, srv)
     r("set_multi over", c.set_multi, {"big": b"x" * 101, "ok": 1})
     r("get_multi", c.get_multi, ["big", "ok"])
     r("check_key 10", c.check_key, b"a" * 10)
@@ -1070,7 +1052,7 @@ def cl_debug(c, r, srv):
 CLIENT_SCRIPTS = {
     **client_scenarios(),
     "tokens_and_errors": (cl_tokens_and_errors, {}),
-    "key_encoder": (cl_key_encoder, {"key_encoder": str.lower}),
+    "key_encoder": (compat.scenario_key_encoder, {"key_encoder": str.lower}),
     "strict": (cl_strict, {"strict": True, "dead_retry": 0}),
     "small_limits": (cl_small_limits, {"server_max_value_length": 100,
                                        "server_max_key_length": 10}),
@@ -1189,21 +1171,10 @@ def test_bad_keys_refused_before_sending(clients_on, loops, fakes, loop, method)
 
 def test_bad_key_prefixes_too_large_values_types_and_ranges_refused_before_sending(
         clients, fakes):
-    prefixes = [
-        lambda c: c.get_multi([b"a"], key_prefix=b"bad prefix"),
-        lambda c: c.get_multi([b"a"], key_prefix=b"p\r\n"),
-        lambda c: c.gets_multi([b"a"], key_prefix=b"\x00"),
-        lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"p\nflush_all\r\n"),
-        lambda c: c.delete_multi([b"a"], key_prefix=b"\x7f"),
-        lambda c: c.get_multi([b"a" * 200], key_prefix=b"p" * 51),
-        lambda c: c.set_multi({b"a" * 200: b"v"}, key_prefix=b"p" * 51),
-        lambda c: c.delete_multi([b"a" * 250], key_prefix=b"p"),
-        lambda c: c.get_multi([b""], key_prefix=b""),
-    ]
-    calls = [(f"prefix {i}", fn) for i, fn in enumerate(prefixes)]
+    calls = list(keys_suite.BAD_PREFIXES.items())
     calls += list(keys_suite.TYPE_ERRORS.items()) + list(keys_suite.RANGE_ERRORS.items())
     calls += [(f"exptime {e}", lambda c, e=e: c.set(b"k", b"v", exptime=e))
-              for e in (2**31, -(2**31) - 1)]
+              for e in keys_suite.EXPTIMES_OUTSIDE_INT32]
     calls += [("set no value", lambda c: c.set(b"k")),
               ("set unknown kw", lambda c: c.set(b"k", b"v", nosuch=1)),
               ("get too many", lambda c: c.get(b"k", True)),
@@ -1216,24 +1187,7 @@ def test_bad_key_prefixes_too_large_values_types_and_ranges_refused_before_sendi
               ("mark_dead str", lambda c: c.mark_dead("0")),
               ("mark_dead negative", lambda c: c.mark_dead(0, -1.0))]
     assert_refused_alike(clients, fakes, calls)
-    too_large = [
-        lambda c: c.set(b"k", b"x" * 101),
-        lambda c: c.set(b"k", b"x" * 101, noreply=True),
-        lambda c: c.add(b"k", b"x" * 101),
-        lambda c: c.replace(b"k", b"x" * 101),
-        lambda c: c.append(b"k", b"x" * 101),
-        lambda c: c.prepend(b"k", b"x" * 101),
-        lambda c: c.cas(b"k", b"x" * 101, 5),
-        lambda c: c.set(b"k", bytearray(101)),
-        lambda c: c.set(b"k", memoryview(b"x" * 101)),
-        lambda c: c.set_multi({b"a": b"ok", b"k": b"x" * 101}),
-        lambda c: c.set_multi({b"k": b"x" * 101, b"a": b"ok"}),
-        lambda c: c.set_multi({b"a": b"ok", b"k": (b"x" * 101, 3)}),
-        lambda c: c.set_multi({b"k": b"x" * 101}, noreply=True),
-    ]
-    assert_refused_alike(clients, fakes,
-                         [(f"too large {i}", fn) for i, fn in enumerate(too_large)],
-                         max_value_size=100)
+    assert_refused_alike(clients, fakes, list(keys_suite.TOO_LARGE.items()), max_value_size=100)
 
 
 def test_stringclient_sends_the_same_bytes(clients, fakes):

@@ -5,7 +5,6 @@ still ends by its own deadline, whatever its server does meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -17,31 +16,10 @@ pytestmark = pytest.mark.serial
 
 
 @pytest.fixture
-def full_backlog():
+def full_backlog(black_hole):
     """A loopback listener that never accepts, its backlog filled: a new
     connect to it gets no answer (its SYN is dropped) until it gives up."""
-    lsock = socket.socket()
-    lsock.bind(("127.0.0.1", 0))
-    lsock.listen(0)
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        try:
-            s.connect(lsock.getsockname())
-        except BlockingIOError:
-            pass
-        fillers.append(s)
-    # the backlog is full once a connect no longer completes at once
-    probe = socket.socket()
-    probe.settimeout(0.3)
-    with pytest.raises(OSError):
-        probe.connect(lsock.getsockname())
-    probe.close()
-    yield "%s:%d" % lsock.getsockname()
-    for s in fillers:
-        s.close()
-    lsock.close()
+    return "127.0.0.1:%d" % black_hole.port
 
 
 @pytest.mark.parametrize("cls", [cmemcache.aio.StringClient, cmemcache.aio.Client])

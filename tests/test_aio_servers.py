@@ -11,7 +11,6 @@ loop makes no difference to what is tested, on one of them in turn."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 import cmemcache
 import cmemcache.aio
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port
+from conftest import free_port, memcached_servers
 from test_aio_commands import LOOPS, alternate
 
 pytestmark = pytest.mark.serial
@@ -41,21 +40,14 @@ def arun(loop: str, fn, *args, timeout: float = 60.0):
 @pytest.fixture(scope="module")
 def trio():
     """Three memcached servers for the module (flushed by ``servers``)."""
-    made = [MemcachedServer() for _ in range(3)]
-    try:
+    with memcached_servers(3) as made:
         yield made
-    finally:
-        for s in made:
-            s.dispose()
 
 
 @pytest.fixture
 def servers(trio):
     for s in trio:
-        if not s.running():
-            s.start()
-        s.resume()
-        s.flush()
+        s.fresh()
     return trio
 
 
@@ -654,48 +646,6 @@ def test_multi_key_calls_with_one_server_down(memcached_factory, loop):
         await c.close()
 
     arun(loop, go)
-
-
-class BlackHole:
-    """A listening socket whose accept queue is full: connects to it hang
-    until the client's connect timeout."""
-
-    def __init__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.port = self.listener.getsockname()[1]
-        self.fillers = []
-        for _ in range(4):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(s)
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.settimeout(0.2)
-        try:
-            probe.connect(("127.0.0.1", self.port))
-            self.full = False
-        except OSError:
-            self.full = True
-        finally:
-            probe.close()
-
-    def close(self):
-        for s in self.fillers:
-            s.close()
-        self.listener.close()
-
-
-@pytest.fixture
-def black_hole():
-    hole = BlackHole()
-    assert hole.full, "could not fill the accept queue of a loopback listener"
-    yield hole
-    hole.close()
 
 
 @pytest.mark.parametrize("loop", BOTH)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
 from typing import Any
 
@@ -28,31 +27,12 @@ from upstream import harness, sdist  # noqa: E402
 FILE = "tests/upstream/aiocache_suites.py"
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
 def make(server: Any, **kwargs: Any) -> CMemcacheCache:
     return CMemcacheCache(endpoint=server.host, port=server.port, **kwargs)
 
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-def exptime(server: Any, key: bytes) -> int | None:
-    """Seconds left before the item expires (-1: never), None: no item."""
-    reply = server.command(b"mg " + key + b" t\r\n")
-    if reply == b"EN\r\n":
-        return None
-    m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
-    assert m, reply
-    return int(m[1])
 
 
 # -- aiocache's own tests ------------------------------------------------------------------
@@ -190,8 +170,8 @@ def test_multi_get_and_multi_set(server):
         return out
 
     assert run(scenario()) == [True, [1, "two", None, None, 1], True, []]
-    assert 95 <= exptime(server, b"m:t1") <= 100 and 95 <= exptime(server, b"m:t2") <= 100
-    assert exptime(server, b"m:a") == -1
+    assert 95 <= server.raw_ttl(b"m:t1") <= 100 and 95 <= server.raw_ttl(b"m:t2") <= 100
+    assert server.raw_ttl(b"m:a") == -1
 
 
 def test_add(server):
@@ -204,7 +184,7 @@ def test_add(server):
         return out
 
     assert run(scenario()) == [True, "first"]
-    assert 45 <= exptime(server, b"k") <= 50
+    assert 45 <= server.raw_ttl(b"k") <= 50
 
 
 def test_ttls(server):
@@ -225,10 +205,10 @@ def test_ttls(server):
         return out
 
     assert run(scenario()) == [True, True, True, True, None]
-    assert 25 <= exptime(server, b"int") <= 30
-    assert 35 <= exptime(server, b"whole") <= 40
-    assert exptime(server, b"none") == -1
-    assert 15 <= exptime(server, b"dflt") <= 20
+    assert 25 <= server.raw_ttl(b"int") <= 30
+    assert 35 <= server.raw_ttl(b"whole") <= 40
+    assert server.raw_ttl(b"none") == -1
+    assert 15 <= server.raw_ttl(b"dflt") <= 20
 
 
 def test_invalid_keys_and_values_raise_type_error(server):
@@ -263,7 +243,7 @@ def test_exists_keeps_value_and_expiry(server):
         return [await cache.exists("k"), await cache.exists("nope"), await cache.get("k")]
 
     assert run(scenario()) == [True, False, "v"]
-    assert 95 <= exptime(server, b"k") <= 100
+    assert 95 <= server.raw_ttl(b"k") <= 100
     assert server.raw_get(b"nope") is None
 
 
@@ -300,8 +280,8 @@ def test_expire_delete_clear(server):
         cache = make(server, namespace="e:")
         await cache.set("k", "v", ttl=5)
         await cache.set("j", "v")
-        out = [await cache.expire("k", 500), exptime(server, b"e:k"),
-               await cache.expire("k", 0), exptime(server, b"e:k"),
+        out = [await cache.expire("k", 500), server.raw_ttl(b"e:k"),
+               await cache.expire("k", 0), server.raw_ttl(b"e:k"),
                await cache.expire("nope", 5), await cache.delete("k"), await cache.delete("k")]
         with pytest.raises(ValueError, match="namespace"):
             await cache.clear(namespace="e:")
@@ -383,7 +363,7 @@ def test_cached_decorator(server):
     assert run(scenario()) == [9, 9, 16, 9]
     assert run(scenario()) == [9, 9, 16, 9]  # the same objects on another loop
     assert calls == [3, 4]
-    assert 55 <= exptime(server, b"deco:sq3") <= 60
+    assert 55 <= server.raw_ttl(b"deco:sq3") <= 60
 
 
 # -- event loops ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ as the server list (both use an already-built client as it is)."""
 from __future__ import annotations
 
 import datetime
-import re
 import time
 
 import pytest
@@ -12,14 +11,6 @@ import pytest
 cachelib = pytest.importorskip("cachelib")
 
 import cmemcache  # noqa: E402
-
-
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
 
 
 @pytest.fixture
@@ -34,18 +25,6 @@ def client(server):
 @pytest.fixture
 def cache(client):
     return cachelib.MemcachedCache(servers=client, key_prefix="app:", default_timeout=300)
-
-
-def ttl(server, key: bytes) -> int | None:
-    """The item's seconds left (-1: never), or None when it is absent.
-    cachelib sends Unix times, which memcached's one-second clock may read
-    as up to a second longer than asked."""
-    reply = server.command(b"mg " + key + b" t\r\n")
-    if reply == b"EN\r\n":
-        return None
-    m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
-    assert m, reply
-    return int(m[1])
 
 
 # -- cachelib ----------------------------------------------------------------------------
@@ -107,14 +86,16 @@ def test_inc_dec_and_clear(cache):
 
 
 def test_timeouts(cache, server):
+    # cachelib sends Unix times, which memcached's one-second clock may read
+    # as up to a second longer than asked
     cache.set("default", 1)
-    assert 295 <= ttl(server, b"app:default") <= 301
+    assert 295 <= server.raw_ttl(b"app:default") <= 301
     cache.set("forever", 1, timeout=0)
-    assert ttl(server, b"app:forever") == -1
+    assert server.raw_ttl(b"app:forever") == -1
     cache.set("delta", 1, timeout=datetime.timedelta(minutes=2))
-    assert 115 <= ttl(server, b"app:delta") <= 121
+    assert 115 <= server.raw_ttl(b"app:delta") <= 121
     cache.set_many({"m1": 1}, timeout=60)
-    assert 55 <= ttl(server, b"app:m1") <= 61
+    assert 55 <= server.raw_ttl(b"app:m1") <= 61
 
 
 @pytest.mark.hang_timeout(30)
@@ -195,7 +176,7 @@ def test_flask_caching_cached_view(flask_app, server):
     assert second.get_data(as_text=True) == "hello ann #1"
     assert other.get_data(as_text=True) == "hello bob #2"
     assert calls["view"] == 2
-    assert 55 <= ttl(server, b"flask:view//hello/ann") <= 61
+    assert 55 <= server.raw_ttl(b"flask:view//hello/ann") <= 61
 
 
 def test_flask_caching_memoize(flask_app):

@@ -17,10 +17,7 @@ UTF8_KEY = "ключ"
 
 @pytest.fixture
 def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
+    memcached.fresh()
     try:
         yield memcached
     finally:

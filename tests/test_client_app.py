@@ -137,15 +137,6 @@ def memoize(mc, ttl=300, prefix="memo:"):
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
 @pytest.fixture(params=["memcache", "cmemcache"])
 def memcache(request):
     """``import memcache`` or ``import cmemcache as memcache``."""

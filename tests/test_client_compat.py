@@ -100,16 +100,6 @@ def dead_address() -> str:
 
 
 @pytest.fixture
-def server(memcached):
-    """The module's memcached, running, resumed and flushed."""
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
-@pytest.fixture
 def make_client():
     """``make(module, servers, **kwargs)``; every client is disconnected after the test."""
     made = []
@@ -423,22 +413,23 @@ def test_same_sequence_same_results(server, name):
     assert_same_steps(reference, ours)
 
 
+def scenario_small_value_limit(c, r, server):
+    """With server_max_value_length=100."""
+    r("set 101 bytes", c.set, "k", b"x" * 101)
+    r("raw", server.raw_get, b"k")
+    r("set 100 bytes", c.set, "k", b"x" * 100)
+    r("set long str compressed", c.set, "c", "x" * 500, min_compress_len=10)
+    r("get", c.get, "c")
+    r("set long list", c.set, "l", list(range(100)))
+    r("raw l", server.raw_get, b"l")
+    r("add", c.add, "a", "é" * 51)
+    r("raw a", server.raw_get, b"a")
+
+
 def test_small_value_limit(server):
     """server_max_value_length applies after encoding and compression: both
     return 0 and send nothing."""
-
-    def script(c, r, server):
-        r("set 101 bytes", c.set, "k", b"x" * 101)
-        r("raw", server.raw_get, b"k")
-        r("set 100 bytes", c.set, "k", b"x" * 100)
-        r("set long str compressed", c.set, "c", "x" * 500, min_compress_len=10)
-        r("get", c.get, "c")
-        r("set long list", c.set, "l", list(range(100)))
-        r("raw l", server.raw_get, b"l")
-        r("add", c.add, "a", "é" * 51)
-        r("raw a", server.raw_get, b"a")
-
-    reference, ours = run_both(server, script, server_max_value_length=100)
+    reference, ours = run_both(server, scenario_small_value_limit, server_max_value_length=100)
     assert_same_steps(reference, ours)
 
 
@@ -647,21 +638,24 @@ def test_check_keys_false_still_never_sends_a_bad_key(server, make_client):
     assert cm.set("fine", 1) is True and cm.get("fine") == 1
 
 
+def scenario_key_encoder(c, r, server):
+    """With a key_encoder that lowers the keys."""
+    r("set", c.set, "KeY", "v")
+    r("get", c.get, "KEY")
+    r("raw", server.raw_get, b"key")
+    r("set_multi", c.set_multi, {"A": 1, "B": 2})
+    r("get_multi", c.get_multi, ["A", "b"])
+    r("delete", c.delete, "A")
+    r("incr", c.incr, "B")
+    r("touch", c.touch, "b", 100)
+    r("gets", c.gets, "B")
+
+
 def test_key_encoder(server, make_client):
     def lower(key):
         return key.lower()
 
-    def script(c, r, server):
-        r("set", c.set, "KeY", "v")
-        r("get", c.get, "KEY")
-        r("raw", server.raw_get, b"key")
-        r("set_multi", c.set_multi, {"A": 1, "B": 2})
-        r("get_multi", c.get_multi, ["A", "b"])
-        r("delete", c.delete, "A")
-        r("incr", c.incr, "B")
-        r("touch", c.touch, "b", 100)
-
-    reference, ours = run_both(server, script, key_encoder=lower)
+    reference, ours = run_both(server, scenario_key_encoder, key_encoder=lower)
     assert_same_steps(reference, ours)
 
 

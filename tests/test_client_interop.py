@@ -93,15 +93,6 @@ def same_value(expected, actual) -> bool:
 
 
 @pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
-@pytest.fixture
 def clients(server):
     """One client of each library on the flushed server."""
     made = {

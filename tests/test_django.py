@@ -7,11 +7,11 @@ sync_to_async fallback and the blocking client out of reach."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import decimal
 import inspect
 import pickle
-import re
 import threading
 import time
 import zlib
@@ -75,29 +75,21 @@ def custom_key_func(key: str, key_prefix: str, version: int) -> str:
     return "CUSTOM-" + "-".join([key_prefix, str(version), key])
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
+@contextlib.contextmanager
+def cache_of_a_killed_server(memcached_factory, **options: object) -> Iterator[BaseCache]:
+    """The default cache on the address of a memcached just killed
+    (socket_timeout 1 s, dead_retry 0, and ``options``)."""
+    server = memcached_factory()
+    server.kill()
+    options = {"socket_timeout": 1, "dead_retry": 0, **options}
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS=options)):
+        yield caches["default"]
 
 
 @pytest.fixture
 def cache(server) -> Iterator[BaseCache]:
     with override_settings(CACHES=cache_settings(server.address)):
         yield caches["default"]
-
-
-def server_exptime(server, key: str) -> int | None:
-    """Seconds left before the item expires, as the server reports it
-    (-1: never), or None when there is no such item."""
-    reply = server.command(b"mg " + key.encode() + b" t\r\n")
-    if reply == b"EN\r\n":
-        return None
-    m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
-    assert m, reply
-    return int(m[1])
 
 
 # -- configuration -----------------------------------------------------------------------
@@ -276,11 +268,11 @@ def test_failed_set_deletes_the_old_value(cache):
 def test_touch(cache, server):
     cache.set("t", "v", timeout=10)
     assert cache.touch("t", timeout=1000) is True
-    assert 990 <= server_exptime(server, ":1:t") <= 1000
+    assert 990 <= server.raw_ttl(":1:t") <= 1000
     assert cache.touch("t", timeout=None) is True
-    assert server_exptime(server, ":1:t") == -1
+    assert server.raw_ttl(":1:t") == -1
     assert cache.touch("t") is True  # the default timeout, 300
-    assert 290 <= server_exptime(server, ":1:t") <= 300
+    assert 290 <= server.raw_ttl(":1:t") <= 300
     assert cache.touch("t", timeout=0) is True
     assert cache.get("t") is None
     assert cache.touch("nonexistent") is False
@@ -312,14 +304,14 @@ def test_get_or_set(cache):
 
 def test_timeouts_as_the_server_sees_them(cache, server):
     cache.set("forever", "x", None)
-    assert server_exptime(server, ":1:forever") == -1
+    assert server.raw_ttl(":1:forever") == -1
     cache.set("default", "x")  # TIMEOUT defaults to 300 s
-    assert 295 <= server_exptime(server, ":1:default") <= 300
+    assert 295 <= server.raw_ttl(":1:default") <= 300
     cache.set("float", "x", 100.2)
-    assert 95 <= server_exptime(server, ":1:float") <= 100
+    assert 95 <= server.raw_ttl(":1:float") <= 100
     cache.set("year", "x", 60 * 60 * 24 * 365)  # sent as a Unix time
     # a Unix time: memcached's one-second clock may add a second
-    assert 60 * 60 * 24 * 365 - 10 <= server_exptime(server, ":1:year") <= 60 * 60 * 24 * 365 + 1
+    assert 60 * 60 * 24 * 365 - 10 <= server.raw_ttl(":1:year") <= 60 * 60 * 24 * 365 + 1
     assert cache.get("year") == "x"
 
 
@@ -354,11 +346,11 @@ def test_default_timeout_none_and_far_future(server):
     with override_settings(CACHES=cache_settings(server.address, TIMEOUT=None)):
         caches["default"].set("infinite_foo", "bar")
         assert caches["default"].get("infinite_foo") == "bar"
-        assert server_exptime(server, ":1:infinite_foo") == -1
+        assert server.raw_ttl(":1:infinite_foo") == -1
     with override_settings(CACHES=cache_settings(server.address, TIMEOUT=31536000)):
         caches["default"].set("future_foo", "bar")
         assert caches["default"].get("future_foo") == "bar"
-        assert server_exptime(server, ":1:future_foo") > THIRTY_DAYS
+        assert server.raw_ttl(":1:future_foo") > THIRTY_DAYS
 
 
 @pytest.mark.hang_timeout(30)
@@ -578,12 +570,7 @@ def test_close_keeps_pooled_connections(cache, server):
 
 
 def test_server_down_fails_quietly(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory) as cache:
         cache.set("k", "v")  # no exception, as with Django's memcached backends
         assert cache.get("k") is None
         assert cache.add("k", "v") is False  # a bool, as Django documents
@@ -596,12 +583,7 @@ def test_server_down_fails_quietly(memcached_factory):
 
 
 def test_strict_option_raises_when_the_server_is_down(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory, strict=True) as cache:
         with pytest.raises(cmemcache.ConnectionError):
             cache.get("k")
         with pytest.raises(cmemcache.ConnectionError):
@@ -710,30 +692,30 @@ def test_async_timeouts_as_the_server_sees_them(acache, server):
                 await acache.aget("long1")]
 
     assert run(scenario()) == [True, [], None, None, {}, "x", 1]
-    assert server_exptime(server, ":1:forever") == -1
-    assert 295 <= server_exptime(server, ":1:default") <= 300
-    assert 95 <= server_exptime(server, ":1:float") <= 100
+    assert server.raw_ttl(":1:forever") == -1
+    assert 295 <= server.raw_ttl(":1:default") <= 300
+    assert 95 <= server.raw_ttl(":1:float") <= 100
     year = 60 * 60 * 24 * 365
-    assert year - 10 <= server_exptime(server, ":1:year") <= year + 1
-    assert THIRTY_DAYS - 10 <= server_exptime(server, ":1:long1") <= THIRTY_DAYS + 2
+    assert year - 10 <= server.raw_ttl(":1:year") <= year + 1
+    assert THIRTY_DAYS - 10 <= server.raw_ttl(":1:long1") <= THIRTY_DAYS + 2
 
 
 def test_async_default_timeout_from_settings(server):
     with override_settings(CACHES=cache_settings(server.address, TIMEOUT=None)):
         run(caches["default"].aset("infinite", "bar"))
-        assert server_exptime(server, ":1:infinite") == -1
+        assert server.raw_ttl(":1:infinite") == -1
     with override_settings(CACHES=cache_settings(server.address, TIMEOUT=31536000)):
         run(caches["default"].aset("future", "bar"))
-        assert server_exptime(server, ":1:future") > THIRTY_DAYS
+        assert server.raw_ttl(":1:future") > THIRTY_DAYS
 
 
 def test_atouch(acache, server):
     async def scenario() -> list[Any]:
         await acache.aset("t", "v", timeout=10)
         out = [await acache.atouch("t", timeout=1000)]
-        out.append(server_exptime(server, ":1:t"))
-        out += [await acache.atouch("t", timeout=None), server_exptime(server, ":1:t")]
-        out += [await acache.atouch("t"), server_exptime(server, ":1:t")]
+        out.append(server.raw_ttl(":1:t"))
+        out += [await acache.atouch("t", timeout=None), server.raw_ttl(":1:t")]
+        out += [await acache.atouch("t"), server.raw_ttl(":1:t")]
         out += [await acache.atouch("t", timeout=0), await acache.aget("t"),
                 await acache.atouch("nonexistent")]
         return out
@@ -1057,12 +1039,7 @@ def _outcome(call: Any) -> Any:
 
 
 def test_async_server_down_answers_as_the_blocking_methods(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory) as cache:
         blocking = [_outcome(lambda: getattr(cache, name)(*args)) for name, args in DOWN_OPERATIONS]
 
         async def scenario() -> list[Any]:
@@ -1100,12 +1077,7 @@ def test_async_server_down_answers_as_the_blocking_methods(memcached_factory):
 
 
 def test_async_strict_option_raises_when_the_server_is_down(memcached_factory):
-    server = memcached_factory()
-    address = server.address
-    server.kill()
-    options = {"socket_timeout": 1, "dead_retry": 0, "strict": True}
-    with override_settings(CACHES=cache_settings(address, OPTIONS=options)):
-        cache = caches["default"]
+    with cache_of_a_killed_server(memcached_factory, strict=True) as cache:
 
         async def scenario() -> list[str]:
             raised = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import pickle
-import re
 import threading
 import time
 from typing import Any
@@ -25,14 +24,6 @@ from cmemcache.dogpile import CMemcacheBackend  # noqa: E402
 register_backend("cmemcache", "cmemcache.dogpile", "CMemcacheBackend")
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
 def make(server, expiration_time: float | None = None, **arguments: Any) -> CacheRegion:
     """A region on ``server`` with the cmemcache backend."""
     return make_region().configure(
@@ -40,16 +31,6 @@ def make(server, expiration_time: float | None = None, **arguments: Any) -> Cach
         expiration_time=expiration_time,
         arguments={"url": server.address, **arguments},
     )
-
-
-def ttl(server, key: str) -> int | None:
-    """The item's seconds left (-1: never), or None when it is absent."""
-    reply = server.command(b"mg " + key.encode() + b" t\r\n")
-    if reply == b"EN\r\n":
-        return None
-    m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
-    assert m, reply
-    return int(m[1])
 
 
 def test_entry_point_names_the_backend():
@@ -228,7 +209,7 @@ def test_memcached_expire_time_and_min_compress_len(server):
     region.set("small", "x")
     region.set_multi({"big": "y" * 5000})
     for key in ("small", "big"):
-        assert 115 <= ttl(server, key) <= 120
+        assert 115 <= server.raw_ttl(key) <= 120
     assert server.raw_get(b"small")[1] == 1  # a pickle
     data, flags = server.raw_get(b"big")
     assert flags == 1 | 8 and len(data) < 1000  # a compressed pickle
@@ -240,12 +221,12 @@ def test_distributed_lock(server):
     mutex = region.backend.get_mutex("key")
     assert isinstance(mutex, MemcachedLock)
     assert mutex.acquire() is True
-    assert 5 <= ttl(server, "_lockkey") <= 7
+    assert 5 <= server.raw_ttl("_lockkey") <= 7
     assert mutex.locked()
     other = region.backend.get_mutex("key")
     assert other.acquire(wait=False) is False
     mutex.release()
-    assert ttl(server, "_lockkey") is None
+    assert server.raw_ttl("_lockkey") is None
     assert other.acquire(wait=False) is True
     other.release()
     assert make(server).backend.get_mutex("key") is None  # no distributed_lock
@@ -270,7 +251,7 @@ def test_distributed_lock_serializes_creators(server):
     first = threading.Thread(target=worker)
     first.start()
     assert started.wait(10)
-    assert ttl(server, "_lockshared") is not None  # the lock is held in memcached
+    assert server.raw_ttl("_lockshared") is not None  # the lock is held in memcached
     others = [threading.Thread(target=worker) for _ in range(3)]
     for t in others:
         t.start()
@@ -278,4 +259,4 @@ def test_distributed_lock_serializes_creators(server):
         t.join(20)
     assert results == ["value"] * 4
     assert calls == [1]
-    assert ttl(server, "_lockshared") is None
+    assert server.raw_ttl("_lockshared") is None

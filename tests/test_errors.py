@@ -6,9 +6,7 @@ client object go out on a new connection and each gets its own reply."""
 from __future__ import annotations
 
 import builtins
-import json
 import os
-import socket
 import time
 import uuid
 
@@ -16,7 +14,7 @@ import pytest
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import free_port, wait_until
+from conftest import free_port, restart_rounds, wait_until
 from fakeserver import (
     FakeConnection,
     close,
@@ -148,37 +146,17 @@ def test_name_resolution_failure():
         c.set(b"k", b"v")
 
 
-def test_connect_timeout():
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    fillers = []
-    try:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        # fill the accept queue so that further SYNs are dropped
-        for _ in range(4):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
-            fillers.append(s)
-        time.sleep(0.1)
-        c = StringClient([f"127.0.0.1:{port}"], timeout=5, connect_timeout=0.3)
-        started = time.monotonic()
-        with pytest.raises(cmemcache.TimeoutError) as info:
-            c.get(b"k")
-        # a hang detector, not a speed measurement
-        assert time.monotonic() - started < 4.5
-        assert isinstance(info.value, builtins.TimeoutError)
-        # a failed connect holds the server down: the next call fails at once
-        with pytest.raises(cmemcache.ConnectionError):
-            c.get(b"k")
-    finally:
-        for s in fillers:
-            s.close()
-        listener.close()
+def test_connect_timeout(black_hole):
+    c = StringClient([f"127.0.0.1:{black_hole.port}"], timeout=5, connect_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(cmemcache.TimeoutError) as info:
+        c.get(b"k")
+    # a hang detector, not a speed measurement
+    assert time.monotonic() - started < 4.5
+    assert isinstance(info.value, builtins.TimeoutError)
+    # a failed connect holds the server down: the next call fails at once
+    with pytest.raises(cmemcache.ConnectionError):
+        c.get(b"k")
 
 
 # -- several servers, one of them down ----------------------------------------------------------------
@@ -287,24 +265,11 @@ print("done", flush=True)
 def test_server_restart_between_calls_sigpipe_default(memcached_factory, child_process):
     server = memcached_factory()
     child = child_process(RESTART_CHILD, server.address)
-    assert child.read_line() == "ready"
     restarts = [server.restart, lambda: (server.kill(), server.start()), server.restart,
                 lambda: (server.kill(), server.start()), server.restart, server.restart]
-    for r, restart in enumerate(restarts):
-        restart()
-        child.send("go")
-        line = child.read_line()
-        try:
-            result = json.loads(line)
-        except ValueError:
-            raise AssertionError(f"unexpected child output {line!r}; stderr: {child.stderr}")
-        assert result["round"] == r
+    for result in restart_rounds(child, restarts):
         # at most one call fails, and only the first one after the restart
         assert result["failures"] in ([], ["first"]), result
-    child.send("stop")
-    assert child.read_line() == "done"
-    rc = child.finish()
-    assert rc == 0, f"child exited with {rc}; stderr: {child.stderr}"
 
 
 def test_server_killed_between_calls_in_process(memcached_factory):
@@ -501,6 +466,17 @@ def test_close_before_a_store_reply(fake_server):
 
 # -- malformed replies ---------------------------------------------------------------------------------------
 
+
+def assert_reply_refused(fake_server, request, reply, call=lambda c: c.get(b"k"), **client_kwargs):
+    """``call``, its ``request`` answered with ``reply``, raises
+    ProtocolError, and the client stays in sync."""
+    fake = fake_server([expect(request), send(reply)])
+    c = fake_client(fake, **client_kwargs)
+    with pytest.raises(cmemcache.ProtocolError):
+        call(c)
+    assert_in_sync(c, fake)
+
+
 GARBAGE_TO_GET = [
     b"HELLO\r\n",
     b"\r\n",
@@ -517,22 +493,14 @@ GARBAGE_TO_GET = [
 
 @pytest.mark.parametrize("reply", GARBAGE_TO_GET)
 def test_garbage_reply_to_get(fake_server, reply):
-    fake = fake_server([expect(GET_K), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get(b"k")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, GET_K, reply)
 
 
 @pytest.mark.parametrize(
     "reply", [b"HELLO\r\n", b"END\r\n", b"DELETED\r\n", b"VALUE k 0 1\r\nk\r\nEND\r\n", b"1\r\n"]
 )
 def test_garbage_reply_to_set(fake_server, reply):
-    fake = fake_server([expect(rb"set k 0 0 1\r\nv\r\n"), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.set(b"k", b"v")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, rb"set k 0 0 1\r\nv\r\n", reply, lambda c: c.set(b"k", b"v"))
 
 
 @pytest.mark.parametrize(
@@ -567,11 +535,7 @@ def test_garbage_reply_to_other_commands(fake_server, command, reply):
         "version": lambda c: c.version(),
         "cas": lambda c: c.cas(b"k", b"v", 7),
     }[command]
-    fake = fake_server([expect(pattern), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        call(c)
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, pattern, reply, call)
 
 
 def test_largest_incr_reply_is_accepted(fake_server):
@@ -597,22 +561,13 @@ BAD_COUNTS = [
 
 @pytest.mark.parametrize("count", BAD_COUNTS)
 def test_bad_byte_count(fake_server, count):
-    reply = b"VALUE k 0 " + count + b"\r\nkkkkk\r\nEND\r\n"
-    fake = fake_server([expect(GET_K), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get(b"k")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, GET_K, b"VALUE k 0 " + count + b"\r\nkkkkk\r\nEND\r\n")
 
 
 def test_byte_count_over_max_value_size(fake_server):
     value = b"x" * 1001
     reply = b"VALUE k 0 1001\r\n" + value + b"\r\nEND\r\n"
-    fake = fake_server([expect(GET_K), send(reply)])
-    c = fake_client(fake, max_value_size=1000)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get(b"k")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, GET_K, reply, max_value_size=1000)
 
 
 def test_byte_count_at_max_value_size(fake_server):
@@ -624,22 +579,16 @@ def test_byte_count_at_max_value_size(fake_server):
 
 @pytest.mark.parametrize("flags", [b"-1", b"4294967296", b"abc", b"1.5", b""])
 def test_bad_flags_field(fake_server, flags):
-    fake = fake_server([expect(GET_K), send(b"VALUE k " + flags + b" 1\r\nk\r\nEND\r\n")])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get(b"k", with_flags=True)
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, GET_K, b"VALUE k " + flags + b" 1\r\nk\r\nEND\r\n",
+                         lambda c: c.get(b"k", with_flags=True))
 
 
 @pytest.mark.parametrize(
     "header", [b"VALUE k 0 1 -1", b"VALUE k 0 1 18446744073709551616", b"VALUE k 0 1", b"VALUE k 0 1 12x"]
 )
 def test_bad_cas_field(fake_server, header):
-    fake = fake_server([expect(rb"gets k\r\n"), send(header + b"\r\nk\r\nEND\r\n")])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.gets(b"k")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, rb"gets k\r\n", header + b"\r\nk\r\nEND\r\n",
+                         lambda c: c.gets(b"k"))
 
 
 def test_largest_flags_and_cas_accepted(fake_server):
@@ -664,11 +613,7 @@ def test_largest_flags_and_cas_accepted(fake_server):
     ids=["XX", "extra-byte", "short", "lf-cr", "cr-only", "large-XY", "large-extra"],
 )
 def test_data_terminator_mismatch(fake_server, reply):
-    fake = fake_server([expect(GET_K), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get(b"k")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, GET_K, reply)
 
 
 @pytest.mark.parametrize(
@@ -682,22 +627,15 @@ def test_data_terminator_mismatch(fake_server, reply):
     ],
 )
 def test_value_for_a_key_not_requested(fake_server, request_keys, pattern, reply):
-    fake = fake_server([expect(pattern), send(reply)])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        if len(request_keys) == 1:
-            c.get(request_keys[0])
-        else:
-            c.get_multi(request_keys)
-    assert_in_sync(c, fake)
+    if len(request_keys) == 1:
+        assert_reply_refused(fake_server, pattern, reply, lambda c: c.get(request_keys[0]))
+    else:
+        assert_reply_refused(fake_server, pattern, reply, lambda c: c.get_multi(request_keys))
 
 
 def test_value_without_the_key_prefix_is_not_requested(fake_server):
-    fake = fake_server([expect(rb"get p:a\r\n"), send(b"VALUE a 0 1\r\nx\r\nEND\r\n")])
-    c = fake_client(fake)
-    with pytest.raises(cmemcache.ProtocolError):
-        c.get_multi([b"a"], key_prefix=b"p:")
-    assert_in_sync(c, fake)
+    assert_reply_refused(fake_server, rb"get p:a\r\n", b"VALUE a 0 1\r\nx\r\nEND\r\n",
+                         lambda c: c.get_multi([b"a"], key_prefix=b"p:"))
 
 
 def test_unusual_but_legal_replies(fake_server):

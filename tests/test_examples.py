@@ -34,15 +34,6 @@ def load_example() -> Any:
     return module
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.resume()
-    memcached.flush()
-    return memcached
-
-
 def connections(server: Any) -> int:
     """Connections open on the server, the one asking not counted."""
     return int(server.stats()["curr_connections"]) - 1

@@ -42,7 +42,7 @@ import uuid
 import cmemcache
 import pytest
 from cmemcache import Client, StringClient
-from conftest import run_python
+from conftest import restart_rounds, run_python
 from fakeserver import FakeConnection, echo_reply
 
 MiB = 1024 * 1024
@@ -580,22 +580,9 @@ def test_restart_between_calls_compat_client_sigpipe_default(memcached_factory, 
     restart may return its neutral value, every later one is correct."""
     server = memcached_factory(["-I", "2m"])
     child = child_process(RESTART_COMPAT_CHILD, server.address)
-    assert child.read_line() == "ready"
     restarts = [server.restart, lambda: (server.kill(), server.start())] * 4
-    for r, restart in enumerate(restarts):
-        restart()
-        child.send("go")
-        line = child.read_line()
-        try:
-            result = json.loads(line)
-        except ValueError:
-            raise AssertionError(f"unexpected child output {line!r}; stderr: {child.stderr}")
-        assert result["round"] == r
+    for result in restart_rounds(child, restarts):
         assert result["wrong"] == [], result
-    child.send("stop")
-    assert child.read_line() == "done"
-    rc = child.finish()
-    assert rc == 0, f"child exited with {rc}; stderr: {child.stderr}"
 
 
 WRITER_CHILD = r"""
@@ -680,13 +667,9 @@ def test_server_killed_while_writing_large_values_sigpipe_default(memcached_fact
         server.start()
     time.sleep(0.3)
     child.send("stop")
-    line = child.read_line(timeout=60)
-    try:
-        result = json.loads(line)
-    except ValueError:
-        raise AssertionError(f"unexpected child output {line!r}; stderr: {child.stderr}")
+    result = child.read_json(timeout=60)
     child.send("final")
-    final = json.loads(child.read_line(timeout=60))
+    final = child.read_json(timeout=60)
     rc = child.finish()
     assert rc == 0, f"child exited with {rc} (SIGPIPE is {-signal.SIGPIPE}); stderr: {child.stderr}"
     assert result["wrong"] == [], result

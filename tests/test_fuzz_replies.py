@@ -95,18 +95,20 @@ def parse_u(token: bytes, maximum: int):
     return value if value <= maximum else None
 
 
-def error_line(line: bytes) -> Outcome | None:
-    """The outcome of an error line, or None when ``line`` is not one."""
+def error_line(line: bytes, consumed: int) -> Outcome | None:
+    """The outcome of an error line (the reply's first ``consumed`` bytes of
+    the stream), or None when ``line`` is not one."""
     if b"\r" not in line:
         if line == b"ERROR" or (line.startswith(b"ERROR ") and len(line) > 6):
-            return Outcome("error", exc=cmemcache.ClientError)
+            return Outcome("error", exc=cmemcache.ClientError, consumed=consumed)
         if line.startswith(b"CLIENT_ERROR ") and len(line) > 13:
-            return Outcome("error", exc=cmemcache.ClientError)
+            return Outcome("error", exc=cmemcache.ClientError, consumed=consumed)
         for head in (b"SERVER_ERROR ", b"SERVER_ERROR: "):
             if line.startswith(head) and len(line) > len(head):
-                return Outcome("error", exc=cmemcache.ServerError)
+                return Outcome("error", exc=cmemcache.ServerError, consumed=consumed)
     if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-        return BAD  # a malformed error line: still an error of some kind
+        # a malformed error line: still an error of some kind
+        return Outcome("bad", consumed=consumed)
     return None
 
 
@@ -162,9 +164,9 @@ def ref_retrieval(stream: bytes, keys: list[bytes]) -> Outcome:
             if line == b"END":
                 kind = "lenient" if lenient else "value"
                 return Outcome(kind, value=found, consumed=r.pos)
-            err = error_line(line)
+            err = error_line(line, r.pos)
             if err is not None:
-                return Outcome(err.kind, exc=err.exc, consumed=r.pos)
+                return err
             if not line.startswith(b"VALUE "):
                 return BAD
             fields = _tokens(line[6:])
@@ -186,39 +188,40 @@ def ref_retrieval(stream: bytes, keys: list[bytes]) -> Outcome:
         return stop.outcome
 
 
-def ref_set(stream: bytes) -> Outcome:
+def ref_one_line(stream: bytes, meaning) -> Outcome:
+    """A reply of one line: ``meaning(line)`` is its (kind, value), or None
+    when the line is an error line or bad."""
     r = Reader(stream)
     try:
         line = r.line()
     except _Stop as stop:
         return stop.outcome
-    if line == b"STORED":
-        return Outcome("value", True, consumed=r.pos)
-    if line == b"NOT_STORED":
-        return Outcome("value", False, consumed=r.pos)
-    if line == b"EXISTS":
-        return Outcome("lenient", False, consumed=r.pos)  # a cas reply, to set
-    err = error_line(line)
-    if err is not None:
-        return Outcome(err.kind, exc=err.exc, consumed=r.pos)
-    return BAD
+    known = meaning(line)
+    if known is not None:
+        kind, value = known
+        return Outcome(kind, value, consumed=r.pos)
+    return error_line(line, r.pos) or BAD
+
+
+SET_REPLIES = {
+    b"STORED": ("value", True),
+    b"NOT_STORED": ("value", False),
+    b"EXISTS": ("lenient", False),  # a cas reply, to set
+}
+
+
+def ref_set(stream: bytes) -> Outcome:
+    return ref_one_line(stream, SET_REPLIES.get)
 
 
 def ref_incr(stream: bytes) -> Outcome:
-    r = Reader(stream)
-    try:
-        line = r.line()
-    except _Stop as stop:
-        return stop.outcome
-    if line == b"NOT_FOUND":
-        return Outcome("value", None, consumed=r.pos)
-    number = parse_u(line, U64)
-    if number is not None:
-        return Outcome("value", number, consumed=r.pos)
-    err = error_line(line)
-    if err is not None:
-        return Outcome(err.kind, exc=err.exc, consumed=r.pos)
-    return BAD
+    def meaning(line):
+        if line == b"NOT_FOUND":
+            return "value", None
+        number = parse_u(line, U64)
+        return None if number is None else ("value", number)
+
+    return ref_one_line(stream, meaning)
 
 
 def ref_stats(stream: bytes) -> Outcome:
@@ -229,9 +232,9 @@ def ref_stats(stream: bytes) -> Outcome:
             line = r.line()
             if line == b"END":
                 return Outcome("value", stats, consumed=r.pos)
-            err = error_line(line)
+            err = error_line(line, r.pos)
             if err is not None:
-                return Outcome(err.kind, exc=err.exc, consumed=r.pos)
+                return err
             if not line.startswith(b"STAT ") or b"\r" in line:
                 return BAD
             rest = line[5:]

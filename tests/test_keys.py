@@ -84,6 +84,17 @@ def assert_nothing_sent(client, fake):
     assert fake.received() == b"get probe\r\n"
 
 
+def assert_refused_before_sending(fake_server, call, error, **client_kwargs) -> BaseException:
+    """``call`` on a client of a fresh fake server raises ``error`` (returned)
+    and sends nothing."""
+    fake = fake_server()
+    c = StringClient([fake.address], timeout=1, connect_timeout=1, **client_kwargs)
+    with pytest.raises(error) as info:
+        call(c)
+    assert_nothing_sent(c, fake)
+    return info.value
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_bad_keys_rejected_before_sending(fake_server, method):
     fake = fake_server()
@@ -103,44 +114,27 @@ def test_bad_keys_rejected_before_sending(fake_server, method):
     assert_nothing_sent(c, fake)
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda c: c.get_multi([b"a"], key_prefix=b"bad prefix"),
-        lambda c: c.get_multi([b"a"], key_prefix=b"p\r\n"),
-        lambda c: c.get_multi([b"a"], key_prefix=b"\x00"),
-        lambda c: c.gets_multi([b"a"], key_prefix=b"bad prefix"),
-        lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"bad prefix"),
-        lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"p\nflush_all\r\n"),
-        lambda c: c.delete_multi([b"a"], key_prefix=b"bad prefix"),
-        lambda c: c.delete_multi([b"a"], key_prefix=b"\x7f"),
-        lambda c: c.get_multi([b"a" * 200], key_prefix=b"p" * 51),
-        lambda c: c.set_multi({b"a" * 200: b"v"}, key_prefix=b"p" * 51),
-        lambda c: c.delete_multi([b"a" * 250], key_prefix=b"p"),
-        lambda c: c.get_multi([b""], key_prefix=b""),
-    ],
-    ids=[
-        "get_multi-space",
-        "get_multi-crlf",
-        "get_multi-nul",
-        "gets_multi-space",
-        "set_multi-space",
-        "set_multi-injection",
-        "delete_multi-space",
-        "delete_multi-del",
-        "get_multi-too-long",
-        "set_multi-too-long",
-        "delete_multi-too-long",
-        "get_multi-empty-key",
-    ],
-)
-def test_bad_key_prefix_rejected_before_sending(fake_server, call):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(cmemcache.InvalidKeyError) as info:
-        call(c)
-    assert isinstance(info.value, ValueError)
-    assert_nothing_sent(c, fake)
+BAD_PREFIXES = {
+    "get_multi-space": lambda c: c.get_multi([b"a"], key_prefix=b"bad prefix"),
+    "get_multi-crlf": lambda c: c.get_multi([b"a"], key_prefix=b"p\r\n"),
+    "get_multi-nul": lambda c: c.get_multi([b"a"], key_prefix=b"\x00"),
+    "gets_multi-space": lambda c: c.gets_multi([b"a"], key_prefix=b"bad prefix"),
+    "gets_multi-nul": lambda c: c.gets_multi([b"a"], key_prefix=b"\x00"),
+    "set_multi-space": lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"bad prefix"),
+    "set_multi-injection": lambda c: c.set_multi({b"a": b"v"}, key_prefix=b"p\nflush_all\r\n"),
+    "delete_multi-space": lambda c: c.delete_multi([b"a"], key_prefix=b"bad prefix"),
+    "delete_multi-del": lambda c: c.delete_multi([b"a"], key_prefix=b"\x7f"),
+    "get_multi-too-long": lambda c: c.get_multi([b"a" * 200], key_prefix=b"p" * 51),
+    "set_multi-too-long": lambda c: c.set_multi({b"a" * 200: b"v"}, key_prefix=b"p" * 51),
+    "delete_multi-too-long": lambda c: c.delete_multi([b"a" * 250], key_prefix=b"p"),
+    "get_multi-empty-key": lambda c: c.get_multi([b""], key_prefix=b""),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_PREFIXES))
+def test_bad_key_prefix_rejected_before_sending(fake_server, name):
+    error = assert_refused_before_sending(fake_server, BAD_PREFIXES[name], cmemcache.InvalidKeyError)
+    assert isinstance(error, ValueError)
 
 
 def test_good_edge_keys_are_sent(fake_server):
@@ -155,46 +149,29 @@ def test_good_edge_keys_are_sent(fake_server):
 # -- values ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda c: c.set(b"k", b"x" * 101),
-        lambda c: c.set(b"k", b"x" * 101, noreply=True),
-        lambda c: c.add(b"k", b"x" * 101),
-        lambda c: c.replace(b"k", b"x" * 101),
-        lambda c: c.append(b"k", b"x" * 101),
-        lambda c: c.prepend(b"k", b"x" * 101),
-        lambda c: c.cas(b"k", b"x" * 101, 5),
-        lambda c: c.set(b"k", bytearray(101)),
-        lambda c: c.set(b"k", memoryview(b"x" * 101)),
-        lambda c: c.set_multi({b"a": b"ok", b"k": b"x" * 101}),
-        lambda c: c.set_multi({b"k": b"x" * 101, b"a": b"ok"}),
-        lambda c: c.set_multi({b"a": b"ok", b"k": (b"x" * 101, 3)}),
-        lambda c: c.set_multi({b"k": b"x" * 101}, noreply=True),
-    ],
-    ids=[
-        "set",
-        "set-noreply",
-        "add",
-        "replace",
-        "append",
-        "prepend",
-        "cas",
-        "bytearray",
-        "memoryview",
-        "set_multi-last",
-        "set_multi-first",
-        "set_multi-tuple",
-        "set_multi-noreply",
-    ],
-)
-def test_value_too_large_rejected_before_sending(fake_server, call):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1, max_value_size=100)
-    with pytest.raises(cmemcache.ValueTooLargeError) as info:
-        call(c)
-    assert isinstance(info.value, ValueError)
-    assert_nothing_sent(c, fake)
+#: calls with a value over a max_value_size of 100
+TOO_LARGE = {
+    "set": lambda c: c.set(b"k", b"x" * 101),
+    "set-noreply": lambda c: c.set(b"k", b"x" * 101, noreply=True),
+    "add": lambda c: c.add(b"k", b"x" * 101),
+    "replace": lambda c: c.replace(b"k", b"x" * 101),
+    "append": lambda c: c.append(b"k", b"x" * 101),
+    "prepend": lambda c: c.prepend(b"k", b"x" * 101),
+    "cas": lambda c: c.cas(b"k", b"x" * 101, 5),
+    "bytearray": lambda c: c.set(b"k", bytearray(101)),
+    "memoryview": lambda c: c.set(b"k", memoryview(b"x" * 101)),
+    "set_multi-last": lambda c: c.set_multi({b"a": b"ok", b"k": b"x" * 101}),
+    "set_multi-first": lambda c: c.set_multi({b"k": b"x" * 101, b"a": b"ok"}),
+    "set_multi-tuple": lambda c: c.set_multi({b"a": b"ok", b"k": (b"x" * 101, 3)}),
+    "set_multi-noreply": lambda c: c.set_multi({b"k": b"x" * 101}, noreply=True),
+}
+
+
+@pytest.mark.parametrize("name", list(TOO_LARGE))
+def test_value_too_large_rejected_before_sending(fake_server, name):
+    error = assert_refused_before_sending(fake_server, TOO_LARGE[name], cmemcache.ValueTooLargeError,
+                                          max_value_size=100)
+    assert isinstance(error, ValueError)
 
 
 # -- types and ranges ------------------------------------------------------------------------------
@@ -240,11 +217,7 @@ TYPE_ERRORS = {
 
 @pytest.mark.parametrize("name", list(TYPE_ERRORS))
 def test_wrong_types_raise_type_error_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(TypeError):
-        TYPE_ERRORS[name](c)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, TYPE_ERRORS[name], TypeError)
 
 
 RANGE_ERRORS = {
@@ -275,21 +248,17 @@ RANGE_ERRORS = {
 
 @pytest.mark.parametrize("name", list(RANGE_ERRORS))
 def test_out_of_range_numbers_raise_value_error_before_sending(fake_server, name):
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(ValueError):
-        RANGE_ERRORS[name](c)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, RANGE_ERRORS[name], ValueError)
 
 
-@pytest.mark.parametrize("exptime", [2**31, -(2**31) - 1])
+#: exptimes just outside memcached's 32-bit signed range
+EXPTIMES_OUTSIDE_INT32 = [2**31, -(2**31) - 1]
+
+
+@pytest.mark.parametrize("exptime", EXPTIMES_OUTSIDE_INT32)
 def test_exptime_outside_int32_is_rejected(fake_server, exptime):
     """memcached parses exptime as a 32-bit signed number."""
-    fake = fake_server()
-    c = StringClient([fake.address], timeout=1, connect_timeout=1)
-    with pytest.raises(ValueError):
-        c.set(b"k", b"v", exptime=exptime)
-    assert_nothing_sent(c, fake)
+    assert_refused_before_sending(fake_server, lambda c: c.set(b"k", b"v", exptime=exptime), ValueError)
 
 
 def test_numbers_at_the_edges_are_accepted(fake_server):

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import socket
-import threading
 import time
 import zlib
 
@@ -22,7 +20,7 @@ from pymemcache.client.hash import HashClient
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port
+from conftest import TcpRelay, made_by, memcached_servers
 
 N_SERVERS = 4
 
@@ -32,15 +30,8 @@ N_SERVERS = 4
 
 @pytest.fixture(scope="module")
 def cluster_servers():
-    servers: list[MemcachedServer] = []
-    try:
-        for _ in range(N_SERVERS):
-            servers.append(MemcachedServer())
+    with memcached_servers(N_SERVERS) as servers:
         yield servers
-    finally:
-        for s in servers:
-            s.resume()
-            s.stop()
 
 
 @pytest.fixture
@@ -48,10 +39,7 @@ def cluster(cluster_servers):
     """The module's 4 servers, all running (a killed one comes back on its own
     port, so the server list keeps its meaning) and flushed."""
     for s in cluster_servers:
-        if not s.running():
-            s.restart()
-        s.resume()
-        s.flush()
+        s.fresh()
     try:
         yield cluster_servers
     finally:
@@ -63,26 +51,6 @@ def addresses(servers):
     return [s.address for s in servers]
 
 
-def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
-    """The (key, value) pairs of a complete ``get`` reply."""
-    out = []
-    pos = 0
-    for _ in range(len(reply) + 1):
-        eol = reply.index(b"\r\n", pos)
-        line = reply[pos:eol]
-        if line == b"END":
-            assert eol + 2 == len(reply), reply[-200:]
-            return out
-        parts = line.split(b" ")
-        assert parts[0] == b"VALUE" and len(parts) == 4, line
-        n = int(parts[3])
-        start = eol + 2
-        assert reply[start + n : start + n + 2] == b"\r\n", reply[start : start + n + 10]
-        out.append((parts[1], reply[start : start + n]))
-        pos = start + n + 2
-    raise AssertionError("unterminated reply")
-
-
 def scan(servers, keys, skip=()):
     """{key: {server index: value}} for every key one of the servers holds,
     asking each server directly.  ``keys`` are bytes (str is UTF-8 encoded)."""
@@ -91,11 +59,9 @@ def scan(servers, keys, skip=()):
     for i, s in enumerate(servers):
         if i in skip:
             continue
-        for start in range(0, len(bkeys), 100):
-            chunk = bkeys[start : start + 100]
-            for key, value in parse_values(s.command(b"get " + b" ".join(chunk) + b"\r\n")):
-                assert key not in found or i not in found[key], key
-                found.setdefault(key, {})[i] = value
+        for key, value in s.raw_get_many(bkeys):
+            assert key not in found or i not in found[key], key
+            found.setdefault(key, {})[i] = value
     return found
 
 
@@ -679,114 +645,11 @@ def test_a_timeout_does_not_hold_a_server_down(cluster):
 # -- flush_on_reconnect --------------------------------------------------------------------------
 
 
-class TcpRelay:
-    """A loopback TCP relay in front of a memcached.  Taking it down makes the
-    server unreachable (new connections refused, open ones closed) while the
-    memcached process keeps its data, as in a network partition."""
-
-    def __init__(self, target_port: int):
-        self.target = ("127.0.0.1", target_port)
-        self.port = free_port()
-        self._lock = threading.Lock()
-        self._socks: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind(("127.0.0.1", self.port))
-        ls.listen(64)
-        ls.settimeout(0.05)
-        self._stop = threading.Event()
-        self._listener = ls
-        t = threading.Thread(target=self._accept_loop, args=(ls, self._stop), daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept_loop(self, ls: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                client, _ = ls.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            client.settimeout(None)
-            upstream.settimeout(None)
-            with self._lock:
-                self._socks += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                t = threading.Thread(target=self._pump, args=(src, dst), daemon=True)
-                t.start()
-                self._threads.append(t)
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                dst.sendall(data)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        """Refuse new connections and close the open ones."""
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        for t in self._threads:
-            t.join(5)
-        self._threads = [t for t in self._threads if t.is_alive()]
-
-    def refuses(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except ConnectionRefusedError:
-            return True
-        return False
-
-
 @pytest.fixture
 def relay_factory():
-    relays: list[TcpRelay] = []
-
-    def make(target_port: int) -> TcpRelay:
-        r = TcpRelay(target_port)
-        relays.append(r)
-        return r
-
-    try:
+    """``make(target_port) -> TcpRelay``; all are stopped after the test."""
+    with made_by(TcpRelay, TcpRelay.stop) as make:
         yield make
-    finally:
-        for r in relays:
-            r.stop()
 
 
 def _flushes(server) -> int:

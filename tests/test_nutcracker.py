@@ -8,13 +8,12 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 
 import pytest
 
 import cmemcache
 from cmemcache import StringClient
-from conftest import MemcachedServer, free_port, wait_until
+from conftest import TcpRelay, free_port, memcached_servers, wait_until
 
 NUTCRACKER = shutil.which("nutcracker") or "/usr/sbin/nutcracker"
 
@@ -84,15 +83,8 @@ class Nutcracker:
 
 @pytest.fixture(scope="module")
 def backends():
-    servers: list[MemcachedServer] = []
-    try:
-        for _ in range(3):
-            servers.append(MemcachedServer())
+    with memcached_servers(3) as servers:
         yield servers
-    finally:
-        for s in servers:
-            s.resume()
-            s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -109,133 +101,28 @@ def nut(nutcracker_proc, backends):
     """The running nutcracker, its 3 servers flushed."""
     assert nutcracker_proc.running(), nutcracker_proc.log.read_text(errors="replace")[-2000:]
     for b in backends:
-        if not b.running():
-            b.restart()
-        b.resume()
-        b.flush()
+        b.fresh()
     return nutcracker_proc
-
-
-class CountingRelay:
-    """A loopback TCP relay that counts the connections it accepts and the
-    bytes the client sends through it."""
-
-    def __init__(self, target_port: int):
-        self.target = ("127.0.0.1", target_port)
-        self._lock = threading.Lock()
-        self.connections = 0
-        self.bytes_sent = 0
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(16)
-        self._listener.settimeout(0.05)
-        self.port = self._listener.getsockname()[1]
-        self._spawn(self._accept_loop)
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _spawn(self, fn, *args) -> None:
-        t = threading.Thread(target=fn, args=args, daemon=True)
-        t.start()
-        self._threads.append(t)
-
-    def _accept_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target, timeout=5)
-            client.settimeout(None)
-            upstream.settimeout(None)
-            with self._lock:
-                self.connections += 1
-                self._socks += [client, upstream]
-            self._spawn(self._pump, client, upstream, True)
-            self._spawn(self._pump, upstream, client, False)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if count:
-                    with self._lock:
-                        self.bytes_sent += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def counters(self) -> tuple[int, int]:
-        with self._lock:
-            return self.connections, self.bytes_sent
-
-    def close(self) -> None:
-        self._stop.set()
-        self._listener.close()
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-        for t in self._threads:
-            t.join(5)
 
 
 @pytest.fixture
 def relay(nut):
-    r = CountingRelay(nut.port)
+    r = TcpRelay(nut.port)
     try:
         yield r
     finally:
-        r.close()
+        r.stop()
 
 
 # -- reading the servers ---------------------------------------------------------------------
-
-
-def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
-    out = []
-    pos = 0
-    for _ in range(len(reply) + 1):
-        eol = reply.index(b"\r\n", pos)
-        line = reply[pos:eol]
-        if line == b"END":
-            assert eol + 2 == len(reply), reply[-200:]
-            return out
-        parts = line.split(b" ")
-        assert parts[0] == b"VALUE" and len(parts) == 4, line
-        n = int(parts[3])
-        start = eol + 2
-        assert reply[start + n : start + n + 2] == b"\r\n"
-        out.append((parts[1], reply[start : start + n]))
-        pos = start + n + 2
-    raise AssertionError("unterminated reply")
 
 
 def placement(servers, keys):
     """{key: [indexes of the servers holding it]}, asking each server directly."""
     where = {k: [] for k in keys}
     for i, s in enumerate(servers):
-        for start in range(0, len(keys), 100):
-            chunk = keys[start : start + 100]
-            for key, _value in parse_values(s.command(b"get " + b" ".join(chunk) + b"\r\n")):
-                where[key].append(i)
+        for key, _value in s.raw_get_many(keys):
+            where[key].append(i)
     return where
 
 

@@ -9,7 +9,6 @@ up to dead_retry.  A connect that succeeds ends it.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
@@ -111,51 +110,6 @@ def _quiet(fn):
         return fn()
     except cmemcache.ConnectionError:
         return False
-
-
-class BlackHole:
-    """A listening socket whose accept queue is full: connects to it hang
-    (their SYNs are dropped) until the client's connect timeout."""
-
-    def __init__(self):
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(0)
-        self.port = self.listener.getsockname()[1]
-        self.fillers = []
-        for _ in range(4):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.setblocking(False)
-            try:
-                s.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(s)
-        # a connect that completes within 0.2 s means the queue is not full
-        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        probe.settimeout(0.2)
-        try:
-            probe.connect(("127.0.0.1", self.port))
-            self.full = False
-        except (socket.timeout, OSError):
-            self.full = True
-        finally:
-            probe.close()
-
-    def close(self):
-        for s in self.fillers:
-            s.close()
-        self.listener.close()
-
-
-@pytest.fixture
-def black_hole():
-    hole = BlackHole()
-    if not hole.full:
-        hole.close()
-        pytest.fail("could not fill the accept queue of a loopback listener")
-    yield hole
-    hole.close()
 
 
 def test_black_holed_server_costs_one_connect_timeout_per_hold_down(black_hole):

@@ -43,14 +43,6 @@ ASYNC_METHODS = {"aadd", "aget", "aset", "atouch", "adelete", "aget_many", "aget
                  "aincr_version", "adecr_version", "aclose"}
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
 @pytest.mark.hang_timeout(harness.CHILD_TIMEOUT + 60)
 def test_django_memcached_cache_tests(server):
     source = sdist.fetch("Django", ("tests/cache", "LICENSE"))

@@ -24,14 +24,6 @@ FILE = "tests/upstream/dogpile_suites.py"
 FULL = os.environ.get("CMEMCACHE_UPSTREAM_FULL") == "1"
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
 @pytest.mark.hang_timeout(harness.CHILD_TIMEOUT + 60)
 def test_dogpile_memcached_backend_suites(server):
     source = sdist.fetch("dogpile.cache", ("tests", "pyproject.toml", "LICENSE"))

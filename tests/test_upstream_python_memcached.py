@@ -36,14 +36,6 @@ EXCLUDED = {
 }
 
 
-@pytest.fixture
-def server(memcached):
-    if not memcached.running():
-        memcached.start()
-    memcached.flush()
-    return memcached
-
-
 @pytest.mark.hang_timeout(harness.CHILD_TIMEOUT + 60)
 def test_python_memcached_suite(server):
     source = sdist.fetch("python-memcached", ("tests/test_memcache.py", "PSF.LICENSE"))

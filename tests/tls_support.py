@@ -20,15 +20,15 @@ session) and ``tls_memcached_factory`` (servers stopped after the test).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import ssl
-import time
 
 import pytest
 import trustme
 
-from conftest import MemcachedServer
+from conftest import MemcachedServer, made_by
 
 #: the password of ``TLSCertificates.client_key_encrypted``
 CLIENT_KEY_PASSWORD = b"cmemcache-test-password"
@@ -133,25 +133,13 @@ class TLSMemcachedServer(MemcachedServer):
             raw.close()
             raise
 
-    def command(self, data: bytes, timeout: float = 5.0) -> bytes:
-        """As ``MemcachedServer.command``, with the trailing ``mn`` in a TLS
-        record of its own: memcached before 1.6.39 reads the tail of a
-        value straight from OpenSSL and leaves whatever shares its record
-        unseen until more bytes arrive (so ``data + mn`` in one write can
-        stall)."""
-        with self._connect(timeout) as s:
-            s.sendall(data)
-            s.sendall(b"mn\r\n")
-            out = bytearray()
-            deadline = time.monotonic() + timeout
-            while not (out == b"MN\r\n" or out.endswith(b"\r\nMN\r\n")):
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"no complete reply to {data[:80]!r}: {bytes(out[-200:])!r}")
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    raise ConnectionError(f"server closed: {bytes(out[-200:])!r}")
-                out += chunk
-            return bytes(out[:-4])
+    def _send_with_mn(self, s: socket.socket, data: bytes) -> None:
+        """The trailing ``mn`` of ``command`` goes in a TLS record of its
+        own: memcached before 1.6.39 reads the tail of a value straight
+        from OpenSSL and leaves whatever shares its record unseen until
+        more bytes arrive (so ``data + mn`` in one write can stall)."""
+        s.sendall(data)
+        s.sendall(b"mn\r\n")
 
     def tls_connect(
         self,
@@ -179,15 +167,6 @@ def tls_certs(tmp_path_factory) -> TLSCertificates:
 @pytest.fixture
 def tls_memcached_factory(tls_certs):
     """``make(**kwargs) -> TLSMemcachedServer``; all are stopped after the test."""
-    servers: list[TLSMemcachedServer] = []
-
-    def make(**kwargs) -> TLSMemcachedServer:
-        server = TLSMemcachedServer(tls_certs, **kwargs)
-        servers.append(server)
-        return server
-
-    try:
+    new = functools.partial(TLSMemcachedServer, tls_certs)
+    with made_by(new, TLSMemcachedServer.dispose) as make:
         yield make
-    finally:
-        for server in servers:
-            server.dispose()
