@@ -122,100 +122,114 @@ take(int fd, char *out, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+static const char req[] = "set alice 0 0 12\r\nalice s3cret\r\n";
+#define REQ_LEN (sizeof req - 1)
+
+/* One exchange: a fresh pair whose server end already sent reply. */
+struct exchange {
+    int sv[2];
+    struct mc_auth_io io;
+    char why[256];
+};
+
+static void
+ex_open(struct exchange *x, const char *reply, size_t n)
+{
+    pair(x->sv);
+    if (n > 0) {
+        put(x->sv[1], reply, n);
+    }
+    memset(&x->io, 0, sizeof x->io);
+    x->why[0] = '\0';
+}
+
+/* mc_auth_run with a deadline ms from now and why_size bytes of why. */
+static int
+ex_run(struct exchange *x, int64_t ms, size_t why_size)
+{
+    return mc_auth_run(x->sv[0], req, REQ_LEN, &x->io, mc_now() + ms * MS,
+                       x->why, why_size);
+}
+
+/* The request arrived whole, once. */
+static void
+ex_check_sent(struct exchange *x)
+{
+    char got[256];
+    size_t n = take(x->sv[1], got, sizeof got);
+    CHECK_BYTES(got, n, req);
+}
+
+static void
+ex_close(struct exchange *x)
+{
+    for (int i = 0; i < 2; i++) {
+        if (x->sv[i] >= 0) {
+            close(x->sv[i]);
+        }
+    }
+}
+
+#define REFUSAL "CLIENT_ERROR unauthenticated\r\n"
+
 static void
 test_run(void)
 {
-    static const char req[] = "set alice 0 0 12\r\nalice s3cret\r\n";
-    size_t len = sizeof req - 1;
-    char got[256], why[256];
-    int sv[2];
+    struct exchange x;
 
     set_ctx("mc_auth_run: STORED");
-    pair(sv);
-    put(sv[1], "STORED\r\n", 8);
-    struct mc_auth_io io = {0};
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why,
-                         sizeof why),
-             0);
-    size_t n = take(sv[1], got, sizeof got);
-    CHECK_BYTES(got, n, req);
-    close(sv[0]);
-    close(sv[1]);
+    ex_open(&x, "STORED\r\n", 8);
+    CHECK_EQ(ex_run(&x, 1000, sizeof x.why), 0);
+    ex_check_sent(&x);
+    ex_close(&x);
 
     set_ctx("mc_auth_run: refused");
-    pair(sv);
-    put(sv[1], "CLIENT_ERROR unauthenticated\r\n", 30);
-    memset(&io, 0, sizeof io);
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why,
-                         sizeof why),
-             MC_EAUTH);
-    CHECK_BYTES(why, strlen(why), "CLIENT_ERROR unauthenticated");
-    close(sv[0]);
-    close(sv[1]);
+    ex_open(&x, REFUSAL, strlen(REFUSAL));
+    CHECK_EQ(ex_run(&x, 1000, sizeof x.why), MC_EAUTH);
+    CHECK_BYTES(x.why, strlen(x.why), "CLIENT_ERROR unauthenticated");
+    ex_close(&x);
 
     set_ctx("mc_auth_run: a short why buffer is cut, still terminated");
-    pair(sv);
-    put(sv[1], "CLIENT_ERROR unauthenticated\r\n", 30);
-    memset(&io, 0, sizeof io);
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why, 7),
-             MC_EAUTH);
-    CHECK_BYTES(why, strlen(why), "CLIENT");
-    close(sv[0]);
-    close(sv[1]);
+    ex_open(&x, REFUSAL, strlen(REFUSAL));
+    CHECK_EQ(ex_run(&x, 1000, 7), MC_EAUTH);
+    CHECK_BYTES(x.why, strlen(x.why), "CLIENT");
+    ex_close(&x);
 
     set_ctx("mc_auth_run: the reply in two parts, a timeout between");
-    pair(sv);
-    put(sv[1], "STO", 3);
-    memset(&io, 0, sizeof io);
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 30 * MS, why,
-                         sizeof why),
-             -ETIMEDOUT);
-    CHECK_EQ(io.sent, len);
-    CHECK_EQ(io.got, 3);
-    put(sv[1], "RED\r\n", 5);
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why,
-                         sizeof why),
-             0);
-    n = take(sv[1], got, sizeof got);
-    CHECK_BYTES(got, n, req);  /* sent once, not again on resuming */
-    close(sv[0]);
-    close(sv[1]);
+    ex_open(&x, "STO", 3);
+    CHECK_EQ(ex_run(&x, 30, sizeof x.why), -ETIMEDOUT);
+    CHECK_EQ(x.io.sent, REQ_LEN);
+    CHECK_EQ(x.io.got, 3);
+    put(x.sv[1], "RED\r\n", 5);
+    CHECK_EQ(ex_run(&x, 1000, sizeof x.why), 0);
+    ex_check_sent(&x);          /* not sent again on resuming */
+    ex_close(&x);
 
     set_ctx("mc_auth_run: the server says nothing");
-    pair(sv);
-    memset(&io, 0, sizeof io);
+    ex_open(&x, NULL, 0);
     int64_t t0 = mc_now();
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, t0 + 50 * MS, why,
-                         sizeof why),
-             -ETIMEDOUT);
+    CHECK_EQ(ex_run(&x, 50, sizeof x.why), -ETIMEDOUT);
     CHECK(mc_now() - t0 >= 40 * MS);
-    close(sv[0]);
-    close(sv[1]);
+    ex_close(&x);
 
     set_ctx("mc_auth_run: the server closes");
-    pair(sv);
-    close(sv[1]);
-    memset(&io, 0, sizeof io);
-    int rc = mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why,
-                         sizeof why);
+    ex_open(&x, NULL, 0);
+    close(x.sv[1]);
+    x.sv[1] = -1;
+    int rc = ex_run(&x, 1000, sizeof x.why);
     CHECK(rc == MC_EEOF || rc == -EPIPE || rc == -ECONNRESET);
-    close(sv[0]);
+    ex_close(&x);
 
     set_ctx("mc_auth_run: a line that never ends is read 1 KiB at most");
-    pair(sv);
     char junk[3000];
     memset(junk, 'x', sizeof junk);
-    put(sv[1], junk, sizeof junk);
-    memset(&io, 0, sizeof io);
-    CHECK_EQ(mc_auth_run(sv[0], req, len, &io, mc_now() + 1000 * MS, why,
-                         sizeof why),
-             MC_EAUTH);
-    CHECK_EQ(io.got, MC_AUTH_REPLY_MAX);
+    ex_open(&x, junk, sizeof junk);
+    CHECK_EQ(ex_run(&x, 1000, sizeof x.why), MC_EAUTH);
+    CHECK_EQ(x.io.got, MC_AUTH_REPLY_MAX);
     int left = 0;
-    CHECK(ioctl(sv[0], FIONREAD, &left) == 0);
+    CHECK(ioctl(x.sv[0], FIONREAD, &left) == 0);
     CHECK_EQ(left, (int)sizeof junk - MC_AUTH_REPLY_MAX);
-    close(sv[0]);
-    close(sv[1]);
+    ex_close(&x);
 }
 
 /* A refusal is no failure of the server; a refused connect is. */
