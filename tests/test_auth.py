@@ -301,6 +301,15 @@ def test_client_non_strict_answers_by_value(server, caplog):
     assert c._sc.dead_servers() == []
 
 
+def test_client_debug_line_marks_nothing_dead(server, capsys):
+    c = cmemcache.Client([server.address], socket_timeout=2, username=USER, password=WRONG,
+                         debug=1)
+    assert c.get("k") is None
+    assert capsys.readouterr().err == (
+        f"MemCached: MemCache: inet:{server.address}: authentication failed: "
+        "CLIENT_ERROR authentication failure.\n")
+
+
 def test_aio_client_non_strict_answers_by_value(server):
     async def main():
         async with cmemcache.aio.Client([server.address], socket_timeout=2, username=USER,

@@ -438,6 +438,10 @@ class _Policy:
         if found is None:
             return
         host, text = found
+        if isinstance(exc, _cmemcache.AuthenticationError):
+            # refused credentials hold nothing down: no "Marking dead"
+            self.debuglog(f"MemCache: {host._name()}: {text}.")
+            return
         if isinstance(exc, _cmemcache.TimeoutError):
             reason = "timed out"
         elif isinstance(exc, _cmemcache.ConnectionError) and exc.errno is not None:
