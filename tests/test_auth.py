@@ -120,6 +120,11 @@ def make_client(kind: str, address: str, **kwargs):
     raise AssertionError(kind)
 
 
+def strict(kind: str) -> dict[str, bool]:
+    """strict=True for the python-memcached clients: failures raise."""
+    return {} if "StringClient" in kind else {"strict": True}
+
+
 def run_ops(client, *ops):
     """Runs ops, each (method name, arg, ...), on either kind of client, in
     one event loop for the asyncio ones (a client binds to its first loop):
@@ -236,8 +241,7 @@ def test_str_and_bytes_credentials(server, user, password):
 
 
 def _wrong_password_blocking(kind, address):
-    c = make_client(kind, address, username=USER, password=WRONG,
-                    **({"strict": True} if kind == "Client" else {}))
+    c = make_client(kind, address, username=USER, password=WRONG, **strict(kind))
     for _ in range(2):  # refused again: not held down, no "marked dead"
         with pytest.raises(cmemcache.AuthenticationError) as info:
             c.set("k", b"v")
@@ -252,8 +256,7 @@ def _wrong_password_blocking(kind, address):
 
 def _wrong_password_aio(kind, address):
     async def main():
-        c = make_client(kind, address, username=USER, password=WRONG,
-                        **({"strict": True} if kind == "aio.Client" else {}))
+        c = make_client(kind, address, username=USER, password=WRONG, **strict(kind))
         try:
             for _ in range(2):
                 with pytest.raises(cmemcache.AuthenticationError) as info:
@@ -348,6 +351,16 @@ def test_no_credentials_client(server):
     strict = cmemcache.Client([server.address], socket_timeout=2, strict=True)
     with pytest.raises(cmemcache.ClientError, match="unauthenticated"):
         strict.get("k")
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+def test_unix_socket(own_server, tmp_socket_dir, kind):
+    server = own_server(unix_path=f"{tmp_socket_dir}/mc.sock")
+    c = make_client(kind, server.address, username=USER, password=PASSWORD, **strict(kind))
+    assert run_ops(c, ("set", "u", b"1"), ("get", "u")) == [True, b"1"]
+    bad = make_client(kind, server.address, username=USER, password=WRONG, **strict(kind))
+    (result,) = run_ops(bad, ("get", "u"))
+    assert isinstance(result, cmemcache.AuthenticationError), result
 
 
 # -- new connections: restarts, flush_on_reconnect, a stopped server ---------------------
@@ -608,6 +621,30 @@ def test_cachelib_backend(server):
     assert cache.set("cl", [1, 2])
     assert cache.get("cl") == [1, 2]
     assert server.raw_get(b"cl") is not None
+
+
+def test_aiocache_backend(server):
+    pytest.importorskip("aiocache")
+    from cmemcache.aiocache import CMemcacheCache
+
+    host, port = server.address.rsplit(":", 1)
+
+    async def main():
+        cache = CMemcacheCache(endpoint=host, port=int(port),
+                               client_options={"username": USER, "password": PASSWORD})
+        await cache.set("ac", {"c": 3})
+        value = await cache.get("ac")
+        await cache.close()
+        bad = CMemcacheCache(endpoint=host, port=int(port),
+                             client_options={"username": USER, "password": WRONG})
+        with pytest.raises(cmemcache.AuthenticationError):
+            await bad.get("ac")
+        await bad.close()
+        return value
+
+    assert run_aio(main) == {"c": 3}
+    assert PASSWORD not in repr(CMemcacheCache(endpoint=host, port=int(port), client_options={
+        "username": USER, "password": PASSWORD}))
 
 
 def test_dogpile_backend(server):
