@@ -853,8 +853,9 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* _connect_failed(server, errno, text): the connector could not (errno
- * 0: the name did not resolve, text says why; < 0: the connect was given
- * up, which is no failure of the server). */
+ * 0: the name did not resolve, text says why; _EAUTH: the server refused
+ * the credentials, text is its answer; other < 0: the connect was given
+ * up; neither of the last two is a failure of the server). */
 static PyObject *
 AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -873,9 +874,13 @@ AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "no such server");
         return NULL;
     }
-    int code = err > 0 ? (int)-err : err < 0 ? MC_EOWNER : MC_ERESOLVE;
+    int code = err == MC_EAUTH ? MC_EAUTH
+               : err > 0          ? (int)-err
+               : err < 0          ? MC_EOWNER
+                                  : MC_ERESOLVE;
     mc_adrive_connect_failed(self, (size_t)s, code,
-                             code == MC_ERESOLVE ? text : "");
+                             code == MC_ERESOLVE || code == MC_EAUTH ? text
+                                                                     : "");
     Py_RETURN_NONE;
 }
 
@@ -899,6 +904,42 @@ AClient_server(AClient *self, PyObject *arg)
     }
     return Py_BuildValue("(ss#i)", sp->family == MC_TCP6 ? "tcp6" : "tcp",
                          sp->host, (Py_ssize_t)sp->host_len, (int)sp->port);
+}
+
+/* _auth_request() -> bytes | None: what the connector sends first on a
+ * new connection (mc_fmt_auth's request), None without credentials. */
+static PyObject *
+AClient_auth_request(AClient *self, PyObject *Py_UNUSED(ignored))
+{
+    const struct mc_config *cfg = &self->core.eng.cfg;
+    if (cfg->auth == NULL) {
+        Py_RETURN_NONE;
+    }
+    return PyBytes_FromStringAndSize(cfg->auth, (Py_ssize_t)cfg->auth_len);
+}
+
+/* _auth_reply(data) -> None | True | str: the answer read so far to the
+ * authentication request: None while incomplete, True for STORED, else
+ * why it failed (mc_auth_reply: at most MC_AUTH_REPLY_MAX bytes are
+ * read). */
+static PyObject *
+AClient_auth_reply(AClient *Py_UNUSED(self), PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_auth_reply(bytes)");
+        return NULL;
+    }
+    const char *why;
+    size_t why_len;
+    int rc = mc_auth_reply(PyBytes_AS_STRING(arg),
+                           (size_t)PyBytes_GET_SIZE(arg), &why, &why_len);
+    if (rc == 0) {
+        Py_RETURN_NONE;
+    }
+    if (rc > 0) {
+        Py_RETURN_TRUE;
+    }
+    return PyUnicode_DecodeUTF8(why, (Py_ssize_t)why_len, "replace");
 }
 
 /* _close(): every connection closed, what is in flight fails. */
@@ -1026,7 +1067,7 @@ AClient_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     AClient *self = (AClient *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        Py_DECREF(a.servers);
+        mc_client_args_release(&a);
         return NULL;
     }
     self->module = Py_NewRef(module);
@@ -1176,6 +1217,8 @@ static PyMethodDef AClient_methods[] = {
     {"_connect_failed", (PyCFunction)(void (*)(void))AClient_connect_failed,
      METH_FASTCALL, NULL},
     {"_server", (PyCFunction)AClient_server, METH_O, NULL},
+    {"_auth_request", (PyCFunction)AClient_auth_request, METH_NOARGS, NULL},
+    {"_auth_reply", (PyCFunction)AClient_auth_reply, METH_O, NULL},
     {"_close_now", (PyCFunction)AClient_close_now, METH_NOARGS, NULL},
     {"_reopen", (PyCFunction)AClient_reopen, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

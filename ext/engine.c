@@ -234,6 +234,11 @@ mc_engine_free(struct mc_engine *e)
     e->servers = NULL;
     e->nservers = 0;
     mc_dist_free(&e->dist);
+    if (e->cfg.auth != NULL) {
+        mc_wipe(e->cfg.auth, e->cfg.auth_len);
+        free(e->cfg.auth);
+        e->cfg.auth = NULL;
+    }
 }
 
 /* ---- hold-downs --------------------------------------------------------- */
@@ -427,7 +432,7 @@ mc_engine_connected(struct mc_engine *e, struct mc_server *srv, int fd,
     engine_lock(e);
     srv->probing = false;
     if (fd < 0) {
-        if (fd != MC_EOWNER && fd != -ENOMEM) {
+        if (fd != MC_EOWNER && fd != MC_EAUTH && fd != -ENOMEM) {
             hold_down(e, srv);
         }
         engine_unlock(e);

@@ -137,6 +137,10 @@ struct mc_config {
     bool flush_on_reconnect;
     bool proxy;                /* twemproxy in front: no meta, no gat */
     enum mc_failover failover;
+    char *auth;                /* the authentication request sent first on
+                                * every new connection (mc_fmt_auth), owned
+                                * by the engine once set up; NULL: none */
+    size_t auth_len;
 };
 
 struct mc_engine {
@@ -164,7 +168,8 @@ int mc_engine_set_server(struct mc_engine *e, size_t i, const char *spec,
 int mc_engine_build(struct mc_engine *e, enum mc_distribution kind,
                     enum mc_hash_fn hash, const uint32_t *weights);
 
-/* Closes every connection and frees everything (no request may run). */
+/* Closes every connection and frees everything, the authentication
+ * request wiped first (no request may run). */
 void mc_engine_free(struct mc_engine *e);
 
 /* ---- choosing a server -------------------------------------------------- */
@@ -251,8 +256,11 @@ mc_engine_take(struct mc_engine *e, struct mc_server *srv,
  * connection (a flush_all is queued ahead of its first request when the
  * server comes back with flush_on_reconnect); a failure (-errno, MC_EEOF,
  * MC_ERESOLVE) holds the server down.  With MC_EOWNER (the caller gave up,
- * e.g. on a signal) nothing is held against the server.  Returns the
- * connection, or NULL with f set (the fd is closed). */
+ * e.g. on a signal) or MC_EAUTH (the server refused the credentials: it is
+ * alive, the configuration is wrong) nothing is held against the server.
+ * A driver reports fd only once the authentication request (cfg.auth), if
+ * any, was answered STORED on it.  Returns the connection, or NULL with f
+ * set (the fd is closed). */
 struct mc_conn *mc_engine_connected(struct mc_engine *e,
                                     struct mc_server *srv, int fd,
                                     int gai, struct mc_fail *f);

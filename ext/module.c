@@ -1,6 +1,7 @@
 /* The _cmemcache module: state, exceptions, multi-phase initialisation. */
 #include "module.h"
 
+#include "conn.h"
 #include "engine.h"
 
 /* Creates cmemcache.<name> with the given bases and adds it to the module. */
@@ -71,9 +72,14 @@ mc_exec(PyObject *module)
     st->InvalidServerError = add_exception2(
         module, "InvalidServerError", st->Error, PyExc_ValueError,
         "A server string is malformed.");
+    st->AuthenticationError = add_exception2(
+        module, "AuthenticationError", st->Error, PyExc_Exception,
+        "The server refused the username and password (memcached -Y); it "
+        "is not held down as a dead server.");
     if (!st->ConnectionError || !st->TimeoutError || !st->ProtocolError
         || !st->ServerError || !st->ClientError || !st->InvalidKeyError
-        || !st->ValueTooLargeError || !st->InvalidServerError) {
+        || !st->ValueTooLargeError || !st->InvalidServerError
+        || !st->AuthenticationError) {
         return -1;
     }
 
@@ -113,7 +119,8 @@ mc_exec(PyObject *module)
     if (st->get_running_loop == NULL || st->str_set_result == NULL) {
         return -1;
     }
-    if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0) {
+    if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0
+        || PyModule_AddIntConstant(module, "_EAUTH", MC_EAUTH) < 0) {
         return -1;
     }
     return 0;
@@ -139,6 +146,7 @@ mc_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->InvalidKeyError);
     Py_VISIT(st->ValueTooLargeError);
     Py_VISIT(st->InvalidServerError);
+    Py_VISIT(st->AuthenticationError);
     return 0;
 }
 
@@ -162,6 +170,7 @@ mc_clear(PyObject *module)
     Py_CLEAR(st->InvalidKeyError);
     Py_CLEAR(st->ValueTooLargeError);
     Py_CLEAR(st->InvalidServerError);
+    Py_CLEAR(st->AuthenticationError);
     return 0;
 }
 

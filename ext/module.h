@@ -23,6 +23,7 @@ typedef struct {
     PyObject *InvalidKeyError;
     PyObject *ValueTooLargeError;
     PyObject *InvalidServerError;
+    PyObject *AuthenticationError;
 } mc_state;
 
 /* A function for a PyType_Slot or PyModuleDef_Slot, whose pfunc is a void

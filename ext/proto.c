@@ -460,6 +460,81 @@ mc_fmt_arith(char *out, bool decr, const char *key, size_t key_len,
     return n + put_end(out + n, noreply);
 }
 
+enum mc_auth_status
+mc_auth_check(const char *user, size_t user_len, const char *pass,
+              size_t pass_len)
+{
+    switch (mc_key_check(user, user_len)) {
+    case MC_KEY_OK:
+        break;
+    case MC_KEY_EMPTY:
+        return MC_AUTH_USER_EMPTY;
+    case MC_KEY_TOO_LONG:
+        return MC_AUTH_USER_TOO_LONG;
+    case MC_KEY_BAD_CHAR:
+        return MC_AUTH_USER_BAD_CHAR;
+    }
+    if (pass_len == 0) {
+        return MC_AUTH_PASS_EMPTY;
+    }
+    if (pass_len > MC_MAX_PASSWORD) {
+        return MC_AUTH_PASS_TOO_LONG;
+    }
+    for (size_t i = 0; i < pass_len; i++) {
+        if (pass[i] == '\r' || pass[i] == '\n' || pass[i] == '\0') {
+            return MC_AUTH_PASS_BAD_CHAR;
+        }
+    }
+    return MC_AUTH_OK;
+}
+
+size_t
+mc_fmt_auth(char *out, const char *user, size_t user_len, const char *pass,
+            size_t pass_len)
+{
+    size_t n = PUT(out, "set ");
+    n += put(out + n, user, user_len);
+    n += PUT(out + n, " 0 0 ");
+    n += mc_fmt_u64(out + n, user_len + 1 + pass_len);
+    n += PUT(out + n, "\r\n");
+    n += put(out + n, user, user_len);
+    out[n++] = ' ';
+    n += put(out + n, pass, pass_len);
+    return n + PUT(out + n, "\r\n");
+}
+
+int
+mc_auth_reply(const char *buf, size_t len, const char **why, size_t *why_len)
+{
+    static const char stored[] = "STORED\r\n";
+    const char *nl = memchr(buf, '\n', len);
+    if (nl == NULL) {
+        if (len < MC_AUTH_REPLY_MAX) {
+            return 0;
+        }
+        *why = "no reply line in the first 1024 bytes";
+        *why_len = strlen(*why);
+        return -1;
+    }
+    size_t line = (size_t)(nl - buf) + 1;
+    if (line == sizeof(stored) - 1 && memcmp(buf, stored, line) == 0) {
+        if (line == len) {
+            return 1;
+        }
+        *why = "bytes after STORED";
+        *why_len = strlen(*why);
+        return -1;
+    }
+    /* the server's line, without its line end, for the message */
+    size_t n = line - 1;
+    if (n > 0 && buf[n - 1] == '\r') {
+        n--;
+    }
+    *why = buf;
+    *why_len = n;
+    return -1;
+}
+
 size_t
 mc_fmt_touch(char *out, const char *key, size_t key_len, int64_t exptime,
              bool noreply)

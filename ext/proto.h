@@ -196,6 +196,57 @@ size_t mc_fmt_arith(char *out, bool decr, const char *key, size_t key_len,
 size_t mc_fmt_touch(char *out, const char *key, size_t key_len,
                     int64_t exptime, bool noreply);
 
+/* memcached's ASCII authentication (memcached -Y authfile): the first
+ * command on a connection is "set <user> 0 0 <n>\r\n<user> <pass>\r\n",
+ * answered STORED when the pair is in the server's authfile.  A user is a
+ * key (1..250 bytes, no blank or control byte); a password is 1..250 bytes
+ * (memcached 1.6.18 refuses a longer one) without CR, LF or NUL. */
+#define MC_MAX_PASSWORD 250
+
+/* Room for the longest authentication request mc_fmt_auth writes. */
+#define MC_AUTH_REQ_MAX (MC_MAX_KEY * 2 + MC_MAX_PASSWORD + 32)
+
+/* The longest reply to it read before giving up. */
+#define MC_AUTH_REPLY_MAX 1024
+
+enum mc_auth_status {
+    MC_AUTH_OK = 0,
+    MC_AUTH_USER_EMPTY,
+    MC_AUTH_USER_TOO_LONG,
+    MC_AUTH_USER_BAD_CHAR,
+    MC_AUTH_PASS_EMPTY,
+    MC_AUTH_PASS_TOO_LONG,
+    MC_AUTH_PASS_BAD_CHAR,
+};
+
+/* Zeroes n bytes at p in a way the compiler does not drop (for the copies
+ * of a password). */
+static inline void
+mc_wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = (volatile unsigned char *)p;
+    while (n-- > 0) {
+        *v++ = 0;
+    }
+}
+
+/* Checks a user and password for mc_fmt_auth. */
+enum mc_auth_status mc_auth_check(const char *user, size_t user_len,
+                                  const char *pass, size_t pass_len);
+
+/* Writes the authentication request of a pair that passed mc_auth_check
+ * into out (MC_AUTH_REQ_MAX bytes) and returns its length. */
+size_t mc_fmt_auth(char *out, const char *user, size_t user_len,
+                   const char *pass, size_t pass_len);
+
+/* Reads the reply to the authentication request in buf[0, len): 1 when it
+ * is exactly "STORED\r\n", 0 when no whole line is there yet and len is
+ * below MC_AUTH_REPLY_MAX, -1 otherwise (a refusal, any other reply, or
+ * bytes after the line); then *why points to a reason in buf, or to a
+ * static text, and *why_len is its length. */
+int mc_auth_reply(const char *buf, size_t len, const char **why,
+                  size_t *why_len);
+
 /* Writes the decimal digits of v (a leading '-' when negative) and returns
  * their count (at most 20). */
 size_t mc_fmt_i64(char *out, int64_t v);

@@ -3,6 +3,7 @@
 #include "pyargs.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MC_NS 1000000000.0
@@ -517,6 +518,99 @@ hashes_allowed(enum mc_distribution kind)
     return 0;
 }
 
+/* The bytes of a username or password argument (str as UTF-8, or
+ * bytes).  No message ever shows the value. */
+static int
+auth_bytes(PyObject *obj, const char *what, const char **p, Py_ssize_t *n)
+{
+    if (PyBytes_Check(obj)) {
+        *p = PyBytes_AS_STRING(obj);
+        *n = PyBytes_GET_SIZE(obj);
+        return 0;
+    }
+    if (!PyUnicode_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s must be str or bytes, not %.200s",
+                     what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    *p = PyUnicode_AsUTF8AndSize(obj, n);
+    if (*p == NULL) {
+        /* the UnicodeEncodeError would carry the whole text */
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s is not encodable as UTF-8", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* username= and password= (both or neither; None is not given) to the
+ * authentication request in cfg, checked before anything connects. */
+static int
+parse_auth(PyObject *username, PyObject *password, struct mc_config *cfg)
+{
+    cfg->auth = NULL;
+    cfg->auth_len = 0;
+    if (username == Py_None) {
+        username = NULL;
+    }
+    if (password == Py_None) {
+        password = NULL;
+    }
+    if (username == NULL && password == NULL) {
+        return 0;
+    }
+    if (username == NULL || password == NULL) {
+        PyErr_SetString(PyExc_TypeError, "username and password go "
+                        "together: give both or neither");
+        return -1;
+    }
+    const char *u, *pw;
+    Py_ssize_t ulen, plen;
+    if (auth_bytes(username, "username", &u, &ulen) < 0
+        || auth_bytes(password, "password", &pw, &plen) < 0) {
+        return -1;
+    }
+    const char *why = NULL;
+    switch (mc_auth_check(u, (size_t)ulen, pw, (size_t)plen)) {
+    case MC_AUTH_OK:
+        break;
+    case MC_AUTH_USER_EMPTY:
+        why = "username must not be empty";
+        break;
+    case MC_AUTH_USER_TOO_LONG:
+        why = "username must be at most 250 bytes";
+        break;
+    case MC_AUTH_USER_BAD_CHAR:
+        why = "username must not hold a blank or control byte";
+        break;
+    case MC_AUTH_PASS_EMPTY:
+        why = "password must not be empty";
+        break;
+    case MC_AUTH_PASS_TOO_LONG:
+        why = "password must be at most 250 bytes";
+        break;
+    case MC_AUTH_PASS_BAD_CHAR:
+        why = "password must not hold CR, LF or NUL";
+        break;
+    }
+    if (why != NULL) {
+        PyErr_SetString(PyExc_ValueError, why);
+        return -1;
+    }
+    char req[MC_AUTH_REQ_MAX];
+    size_t n = mc_fmt_auth(req, u, (size_t)ulen, pw, (size_t)plen);
+    cfg->auth = malloc(n);
+    if (cfg->auth == NULL) {
+        mc_wipe(req, sizeof(req));
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(cfg->auth, req, n);
+    mc_wipe(req, sizeof(req));
+    cfg->auth_len = n;
+    return 0;
+}
+
 int
 mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                      const char *type_name, struct mc_client_args *a)
@@ -525,22 +619,22 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                              "dead_retry", "max_value_size", "pool_size",
                              "noreply_fence", "distribution", "key_hash",
                              "failover", "flush_on_reconnect", "proxy",
-                             "timeout_limit", NULL};
+                             "timeout_limit", "username", "password", NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
-    PyObject *dead_retry = NULL;
+    PyObject *dead_retry = NULL, *username = NULL, *password = NULL;
     Py_ssize_t max_value = 1024 * 1024;
     int pool_size = 8, fence = 1, flush_on_reconnect = 0, timeout_limit = 3;
     const char *failover = "none", *hash = NULL, *proxy = NULL;
     const char *distribution = "python-memcached";
     char format[64];
-    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspzi:%s", type_name);
+    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspziOO:%s", type_name);
     memset(a, 0, sizeof(*a));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &servers,
                                      &timeout, &connect_timeout, &dead_retry,
                                      &max_value, &pool_size, &fence,
                                      &distribution, &hash, &failover,
                                      &flush_on_reconnect, &proxy,
-                                     &timeout_limit)) {
+                                     &timeout_limit, &username, &password)) {
         return -1;
     }
     struct mc_config *cfg = &a->cfg;
@@ -636,7 +730,24 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
         PyErr_SetString(st->InvalidServerError, "no servers given");
         return -1;
     }
+    /* Last: nothing after it can fail, so the request is either owned by
+     * a->cfg or was never made. */
+    if (parse_auth(username, password, &a->cfg) < 0) {
+        Py_CLEAR(a->servers);
+        return -1;
+    }
     return 0;
+}
+
+void
+mc_client_args_release(struct mc_client_args *a)
+{
+    Py_CLEAR(a->servers);
+    if (a->cfg.auth != NULL) {
+        mc_wipe(a->cfg.auth, a->cfg.auth_len);
+        free(a->cfg.auth);
+        a->cfg.auth = NULL;
+    }
 }
 
 /* Parses one server argument (str, or (str, weight)) into server i. */

@@ -87,12 +87,18 @@ struct mc_client_args {
     PyObject *servers;         /* a tuple of the server arguments */
 };
 
-/* Parses StringClient(servers, *, timeout=..., ...) into a. */
+/* Parses StringClient(servers, *, timeout=..., ..., username=None,
+ * password=None) into a (a->cfg.auth: the authentication request, or
+ * NULL).  mc_engine_from_args takes a->cfg.auth over; before that,
+ * mc_client_args_release frees what a holds. */
 int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                          const char *type_name, struct mc_client_args *a);
 
-/* Sets up e from parsed arguments; fills *names with a tuple of the
- * server strings.  On failure e can be freed. */
+void mc_client_args_release(struct mc_client_args *a);
+
+/* Sets up e from parsed arguments (e owns a->cfg.auth from then on,
+ * whatever happens); fills *names with a tuple of the server strings.  On
+ * failure e can be freed. */
 int mc_engine_from_args(mc_state *st, struct mc_engine *e,
                         const struct mc_client_args *a, PyObject **names);
 

@@ -634,6 +634,11 @@ mc_raise_fail(struct mc_core *core, const struct mc_server *srv,
         PyErr_Format(st->ConnectionError, "%s: connection closed by the "
                      "server", name);
         return;
+    case MC_EAUTH:
+        /* the server's answer only: the request is never shown */
+        PyErr_Format(st->AuthenticationError, "%s: authentication failed%s%s",
+                     name, f->text[0] ? ": " : "", f->text);
+        return;
     case MC_ENOSERVER:
         PyErr_SetString(st->ConnectionError,
                         "no live server for this key: every server it may "

@@ -339,7 +339,7 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     Client *self = (Client *)type->tp_alloc(type, 0);
     if (self == NULL) {
-        Py_DECREF(a.servers);
+        mc_client_args_release(&a);
         return NULL;
     }
     self->module = Py_NewRef(module);

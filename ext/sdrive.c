@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "engine.h"
 #include "multi.h"
@@ -24,7 +25,33 @@
 
 typedef mc_sclient Client;
 
-/* Connects a new connection to srv (the engine asked for one). */
+/* Sends the authentication request on a new connection and reads the
+ * answer with the GIL released, by the connect deadline: 0, MC_EAUTH (why
+ * says what the server answered), MC_EOWNER (a signal handler raised), or
+ * another failure code. */
+static int
+authenticate(struct mc_engine *e, int fd, int64_t deadline, char *why,
+             size_t why_size)
+{
+    struct mc_auth_io io;
+    io.sent = io.got = 0;
+    for (;;) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = mc_auth_run(fd, e->cfg.auth, e->cfg.auth_len, &io, deadline,
+                         why, why_size);
+        Py_END_ALLOW_THREADS
+        if (rc != -EINTR) {
+            return rc;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return MC_EOWNER;
+        }
+    }
+}
+
+/* Connects a new connection to srv (the engine asked for one),
+ * authenticated first when the client has credentials. */
 static struct mc_conn *
 connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
 {
@@ -43,6 +70,14 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
             break;
         }
     }
+    char why[sizeof(f->text)];
+    if (fd >= 0 && e->cfg.auth != NULL) {
+        int rc = authenticate(e, fd, deadline, why, sizeof(why));
+        if (rc < 0) {
+            close(fd);
+            fd = rc;
+        }
+    }
     if (fd >= 0) {
         int rc = mc_conn_set_blocking(fd, e->cfg.timeout);
         if (rc < 0) {
@@ -50,7 +85,11 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
             fd = rc;
         }
     }
-    return mc_engine_connected(e, srv, fd, gai, f);
+    struct mc_conn *c = mc_engine_connected(e, srv, fd, gai, f);
+    if (fd == MC_EAUTH) {
+        memcpy(f->text, why, sizeof(why));
+    }
+    return c;
 }
 
 /* A connection to srv: an idle one without input waiting, or a new one.

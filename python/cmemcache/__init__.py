@@ -9,6 +9,7 @@ from importlib.metadata import version as _version
 
 from ._cmemcache import (
     MAX_KEY_LENGTH,
+    AuthenticationError,
     ClientError,
     ConnectionError,
     Error,
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "SERVER_MAX_KEY_LENGTH",
     "SERVER_MAX_VALUE_LENGTH",
+    "AuthenticationError",
     "Client",
     "ClientError",
     "ConnectionError",

@@ -63,6 +63,7 @@ class StringClient(_cmemcache.AsyncStringClient):
         loop = asyncio.get_running_loop()
         spec = self._server(index)
         sock: socket.socket | None = None
+        refused: str | None = None
         try:
             async with asyncio.timeout(timeout):
                 if spec[0] == "unix":
@@ -71,6 +72,7 @@ class StringClient(_cmemcache.AsyncStringClient):
                     await loop.sock_connect(sock, spec[1])
                 else:
                     sock = await _tcp(loop, spec[1], spec[2], spec[0] == "tcp6")
+                refused = await self._authenticate(loop, sock)
         except TimeoutError:
             if sock is not None:
                 sock.close()
@@ -88,7 +90,30 @@ class StringClient(_cmemcache.AsyncStringClient):
             if sock is not None:
                 sock.close()
             raise  # reported by _connect_done
+        if refused is not None:
+            sock.close()
+            self._connect_failed(index, _cmemcache._EAUTH, refused)
+            return
         self._attach(index, sock.detach())
+
+    async def _authenticate(self, loop: asyncio.AbstractEventLoop,
+                            sock: socket.socket) -> str | None:
+        """Sends the credentials (memcached -Y) on a new connection, before
+        anything else, and reads the one-line answer: None when the server
+        answered STORED (or there are no credentials), else why it refused.
+        The request and the verdict come from the engine, as for the
+        blocking driver."""
+        request = self._auth_request()
+        if request is None:
+            return None
+        await loop.sock_sendall(sock, request)
+        reply = b""
+        while (verdict := self._auth_reply(reply)) is None:
+            chunk = await loop.sock_recv(sock, 1024 - len(reply))
+            if not chunk:
+                raise ConnectionResetError(errno.ECONNRESET, "connection closed by the server")
+            reply += chunk
+        return None if verdict is True else str(verdict)
 
     async def close(self) -> None:
         """Closes every connection (what is in flight fails, connects under

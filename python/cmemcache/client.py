@@ -236,6 +236,8 @@ class _Policy:
         key_hash: str | None = None,
         proxy: str | None = None,
         timeout_limit: int = 3,
+        username: str | bytes | None = None,
+        password: str | bytes | None = None,
     ) -> None:
         self.debug = debug
         self.dead_retry = dead_retry
@@ -247,6 +249,10 @@ class _Policy:
         self.distribution = distribution
         self.proxy = proxy
         self.timeout_limit = timeout_limit
+        # memcached -Y: checked by the engine (set_servers), kept for the
+        # engines set_servers makes later; never shown
+        self._username = username
+        self._password = password
         if failover is None:
             failover = "rehash" if distribution == "python-memcached" else "next"
         self.failover = failover
@@ -312,6 +318,8 @@ class _Policy:
             flush_on_reconnect=bool(self.flush_on_reconnect),
             proxy=self.proxy,
             timeout_limit=self.timeout_limit,
+            username=self._username,
+            password=self._password,
         )
         self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
         self.buckets = [h for h in self.servers for _ in range(h.weight)]
@@ -430,6 +438,10 @@ class _Policy:
         if found is None:
             return
         host, text = found
+        if isinstance(exc, _cmemcache.AuthenticationError):
+            # refused credentials hold nothing down: no "Marking dead"
+            self.debuglog(f"MemCache: {host._name()}: {text}.")
+            return
         if isinstance(exc, _cmemcache.TimeoutError):
             reason = "timed out"
         elif isinstance(exc, _cmemcache.ConnectionError) and exc.errno is not None:
@@ -465,7 +477,10 @@ class _Policy:
     @staticmethod
     def _unreachable(exc: Error) -> bool:
         """True when a call failed before anything was sent: no server could
-        be connected (python-memcached skips such keys)."""
+        be connected, or it refused the credentials (python-memcached skips
+        such keys)."""
+        if isinstance(exc, _cmemcache.AuthenticationError):
+            return True
         return isinstance(exc, _cmemcache.ConnectionError) and (
             exc.errno in _CONNECT_ERRNOS or exc.errno is None
         )

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Builds and runs the plain C tests of ext/proto.c and ext/buf.c
 # (test_proto), of ext/meta.c (test_meta), of the engine: ext/engine.c and
-# ext/multi.c (test_engine) and ext/pipe.c (test_pipe), and, when OpenSSL's
+# ext/multi.c (test_engine) and ext/pipe.c (test_pipe), of the
+# authentication exchange, ext/auth.c (test_auth), and, when OpenSSL's
 # headers are there, of ext/tls.c (test_tls, which starts memcached -Z
 # servers on loopback; MEMCACHED names the binary).
 #
@@ -39,7 +40,8 @@ engine_srcs=ext/engine.c,ext/pipe.c,ext/proto.c,ext/buf.c,ext/dist.c,ext/hash.c
 tests="test_proto:ext/proto.c,ext/buf.c,tests/c/test_proto.c:
 test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c:
 test_engine:$engine_srcs,ext/multi.c,tests/c/test_engine.c:-pthread
-test_pipe:$engine_srcs,ext/conn.c,tests/c/test_pipe.c:-pthread"
+test_pipe:$engine_srcs,ext/conn.c,tests/c/test_pipe.c:-pthread
+test_auth:$engine_srcs,ext/conn.c,ext/auth.c,tests/c/test_auth.c:-pthread"
 if ! ssl_flags=$(pkg-config --cflags --libs openssl 2>/dev/null); then
     ssl_flags=""
     if printf '#include <openssl/ssl.h>\n' | $cc -E - >/dev/null 2>&1; then
