@@ -62,6 +62,8 @@ def test_django_memcached_cache_tests(server):
         assert report["tests"][test]["detail"] == "Culling isn't implemented."
     passed = {t for t, e in report["tests"].items() if e["outcome"] == "passed"}
     assert len(passed) == len(expected) - len(skips) - len(not_applicable) > 100
+    print(f"Django {django.__version__}'s cache tests: {len(passed)} passed, {len(skips)} "
+          f"skipped by Django, {len(not_applicable)} not applicable, of {len(expected)}")
     assert {f"{CLASS}.test_incr", f"{CLASS}.test_decr", f"{DRIVEN}.test_incr"} <= passed
 
     # Every async method of BaseCache is the backend's own ...

@@ -50,6 +50,8 @@ def test_python_memcached_suite(server):
     assert not problems, harness.explain(report, problems)
     assert set(report["tests"]) == loaded - EXCLUDED
     assert len(report["tests"]) == LOADED - len(EXCLUDED) == 23
+    print(f"python-memcached's suite: {len(report['tests'])} of {len(report['tests'])} passed "
+          f"({len(EXCLUDED)} left out: {', '.join(sorted(EXCLUDED))})")
 
 
 # -- debug output, call by call against python-memcached ---------------------------------
