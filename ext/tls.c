@@ -607,6 +607,12 @@ mc_tls_strerror(const struct mc_tls *t, char *buf, size_t len)
 }
 
 bool
+mc_tls_cert_refused(const struct mc_tls *t)
+{
+    return t->failed && t->cert_requested && !t->got_data;
+}
+
+bool
 mc_tls_stale(struct mc_tls *t)
 {
     if (t->failed || SSL_pending(t->ssl) > 0) {
@@ -652,6 +658,15 @@ mc_tls_free(struct mc_tls *t)
     }
     mc_tls_slot_unref(t->slot);
     free(t);
+}
+
+void
+mc_tls_drop(struct mc_tls *t)
+{
+    if (t != NULL) {
+        t->failed = true;       /* mc_tls_free then sends nothing */
+        mc_tls_free(t);
+    }
 }
 
 /* ------------------------------------------------------------------------ */
