@@ -1065,6 +1065,13 @@ AClient_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (prc < 0) {
         return NULL;
     }
+    if (a.cfg.tls != NULL) {
+        mc_client_args_release(&a);
+        PyErr_SetString(PyExc_NotImplementedError,
+                        "cmemcache.aio does not speak TLS yet: use "
+                        "cmemcache.StringClient or cmemcache.Client");
+        return NULL;
+    }
     AClient *self = (AClient *)type->tp_alloc(type, 0);
     if (self == NULL) {
         mc_client_args_release(&a);
