@@ -1,4 +1,6 @@
 import builtins
+import os
+import ssl
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -51,6 +53,15 @@ class StringClient:
         timeout_limit: int = 3,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
+        tls: bool = False,
+        tls_ca_file: str | bytes | os.PathLike[str] | None = None,
+        tls_certfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile_password: str | bytes | None = None,
+        tls_server_hostname: str | bytes | None = None,
+        tls_verify: bool | None = None,
+        tls_min_version: ssl.TLSVersion | str | None = None,
+        tls_max_version: ssl.TLSVersion | str | None = None,
     ) -> Self: ...
     @property
     def servers(self) -> tuple[str, ...]: ...
@@ -135,6 +146,17 @@ class AsyncStringClient:
         timeout_limit: int = 3,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
+        # accepted for cmemcache.Client's sake; tls=True raises
+        # NotImplementedError (no TLS in the asyncio driver yet)
+        tls: bool = False,
+        tls_ca_file: str | bytes | os.PathLike[str] | None = None,
+        tls_certfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile_password: str | bytes | None = None,
+        tls_server_hostname: str | bytes | None = None,
+        tls_verify: bool | None = None,
+        tls_min_version: ssl.TLSVersion | str | None = None,
+        tls_max_version: ssl.TLSVersion | str | None = None,
         max_connections: int = 2,
         max_inflight: int = 64,
     ) -> Self: ...
