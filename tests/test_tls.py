@@ -439,3 +439,68 @@ def test_authentication_stopped_server_times_out(auth_server, tls_certs):
     c = make("StringClient", auth_server, tls_certs, username=USER, password=PASSWORD,
              connect_timeout=0.5, timeout=5)
     assert_stopped_times_out(auth_server, c, 0.5)
+
+
+# -- set_servers and the backends ---------------------------------------------------------
+
+
+def test_set_servers_keeps_the_tls_options(tls_memcached_factory, tls_certs):
+    a = tls_memcached_factory()
+    b = tls_memcached_factory()
+    c = make("Client", a, tls_certs)
+    assert c.set("k", 1) is True
+    c.set_servers([b.address])
+    assert c.set("k", 2) is True
+    assert b.raw_get(b"k") is not None
+    assert a.raw_get(b"k") is not None
+    c.set_servers([b.address])
+    assert c.get("k") == 2
+
+
+def test_django_backend(server, tls_certs):
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            USE_TZ=True,
+        )
+        django.setup()
+    from cmemcache.django import CMemcacheCache
+
+    options = {"tls": True, "tls_ca_file": tls_certs.ca_file, "tls_server_hostname": "localhost"}
+    cache = CMemcacheCache(server.address, {"OPTIONS": options})
+    cache.set("dj", {"a": 1})
+    assert cache.get("dj") == {"a": 1}
+    assert server.raw_get(b":1:dj") is not None
+    cache.close()
+    bad = CMemcacheCache(server.address, {"OPTIONS": {**options, "tls_ca_file": tls_certs.wrong_ca_file,
+                                                      "strict": True}})
+    with pytest.raises(cmemcache.ConnectionError, match="certificate verify failed"):
+        bad.get("dj")
+
+
+def test_cachelib_backend(server, tls_certs):
+    cachelib = pytest.importorskip("cachelib")
+    client = make("Client", server, tls_certs, strict=False)
+    cache = cachelib.MemcachedCache(servers=client)
+    assert cache.set("cl", [1, 2])
+    assert cache.get("cl") == [1, 2]
+    assert server.raw_get(b"cl") is not None
+
+
+def test_dogpile_backend(server, tls_certs):
+    pytest.importorskip("dogpile.cache")
+    from dogpile.cache import make_region
+
+    region = make_region().configure(
+        "cmemcache",
+        arguments={"url": [server.address], "tls": True, "tls_ca_file": tls_certs.ca_file,
+                   "tls_server_hostname": "localhost"},
+    )
+    region.set("dp", {"d": 4})
+    assert region.get("dp") == {"d": 4}
+    with pytest.raises(ValueError, match="tls_ca_file needs tls=True"):
+        make_region().configure("cmemcache", arguments={"url": [server.address],
+                                                        "tls_ca_file": tls_certs.ca_file})
