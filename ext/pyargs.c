@@ -619,6 +619,7 @@ struct tls_args {
     PyObject *verify, *min_version, *max_version;
 };
 
+#ifdef MC_HAVE_TLS
 /* ssl.TLSVersion.TLSv1_2/TLSv1_3 (or MINIMUM_SUPPORTED/MAXIMUM_SUPPORTED:
  * no bound), "1.2" or "1.3", or None into *out (0: no bound). */
 static int
@@ -710,6 +711,7 @@ bytes_or_null(PyObject *b)
 {
     return b == NULL ? NULL : PyBytes_AS_STRING(b);
 }
+#endif
 
 /* The TLS arguments into cfg->tls (a context built now, so that a bad
  * file or password fails here, before anything connects; NULL without
