@@ -6,7 +6,9 @@ TLS, and the framework backends' options.  Loopback only."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import ssl
 import threading
 import time
@@ -29,6 +31,7 @@ MIB = 1024 * 1024
 USER = "tlsuser"
 PASSWORD = "tls-secret-pw"
 KINDS = ["StringClient", "Client"]
+AIO_KINDS = ["aio.StringClient", "aio.Client"]
 
 
 def _no_tls_build() -> bool:
@@ -50,12 +53,14 @@ def make(kind: str, server: TLSMemcachedServer, certs: TLSCertificates, **kwargs
     kwargs.setdefault("tls_ca_file", certs.ca_file)
     kwargs.setdefault("tls_server_hostname", "localhost")
     kwargs.setdefault("connect_timeout", 2)
-    if kind == "StringClient":
+    if kind in ("StringClient", "aio.StringClient"):
         kwargs.setdefault("timeout", 2)
-        return cmemcache.StringClient([server.address], **kwargs)
+        cls = cmemcache.StringClient if kind == "StringClient" else cmemcache.aio.StringClient
+        return cls([server.address], **kwargs)
     kwargs.setdefault("socket_timeout", kwargs.pop("timeout", 2))
     kwargs.setdefault("strict", True)
-    return cmemcache.Client([server.address], **kwargs)
+    cls = cmemcache.Client if kind == "Client" else cmemcache.aio.Client
+    return cls([server.address], **kwargs)
 
 
 @pytest.fixture
@@ -254,8 +259,10 @@ def test_bad_arguments(tls_certs):
         cmemcache.StringClient(addr, tls=True, tls_keyfile=tls_certs.client_key)
     with pytest.raises(TypeError):
         cmemcache.StringClient(addr, tls=True, tls_server_hostname=5)
-    with pytest.raises(NotImplementedError):
-        cmemcache.aio.StringClient(addr, tls=True)
+    with pytest.raises(ValueError, match="tls_ca_file needs tls=True"):
+        cmemcache.aio.StringClient(addr, tls_ca_file=tls_certs.ca_file)
+    with pytest.raises(ValueError, match="no-such"):
+        cmemcache.aio.Client([addr], tls=True, tls_ca_file="/no-such/ca.pem")
     # the ssl module's names for "no bound"
     cmemcache.StringClient(addr, tls=True, tls_min_version=ssl.TLSVersion.MINIMUM_SUPPORTED,
                            tls_max_version=ssl.TLSVersion.MAXIMUM_SUPPORTED)
@@ -474,6 +481,12 @@ def test_django_backend(server, tls_certs):
     cache.set("dj", {"a": 1})
     assert cache.get("dj") == {"a": 1}
     assert server.raw_get(b":1:dj") is not None
+
+    async def main():  # the async methods: cmemcache.aio over TLS
+        await cache.aset("dj2", 5)
+        return await cache.aget("dj2")
+
+    assert asyncio.run(main()) == 5
     cache.close()
     bad = CMemcacheCache(server.address, {"OPTIONS": {**options, "tls_ca_file": tls_certs.wrong_ca_file,
                                                       "strict": True}})
@@ -490,6 +503,24 @@ def test_cachelib_backend(server, tls_certs):
     assert server.raw_get(b"cl") is not None
 
 
+def test_aiocache_backend(server, tls_certs):
+    pytest.importorskip("aiocache")
+    from cmemcache.aiocache import CMemcacheCache
+
+    host, port = server.address.rsplit(":", 1)
+    options = {"tls": True, "tls_ca_file": tls_certs.ca_file, "tls_server_hostname": "localhost"}
+
+    async def main():
+        cache = CMemcacheCache(endpoint=host, port=int(port), client_options=options)
+        await cache.set("ac", {"c": 3})
+        value = await cache.get("ac")
+        await cache.close()
+        return value
+
+    assert asyncio.run(main()) == {"c": 3}
+    assert server.raw_get(b"ac") is not None
+
+
 def test_dogpile_backend(server, tls_certs):
     pytest.importorskip("dogpile.cache")
     from dogpile.cache import make_region
@@ -504,3 +535,226 @@ def test_dogpile_backend(server, tls_certs):
     with pytest.raises(ValueError, match="tls_ca_file needs tls=True"):
         make_region().configure("cmemcache", arguments={"url": [server.address],
                                                         "tls_ca_file": tls_certs.ca_file})
+
+
+# -- cmemcache.aio ------------------------------------------------------------------------
+
+
+def value_for(kind: str, text: str):
+    """text as the kind's value: bytes for the StringClients."""
+    return text.encode() if "StringClient" in kind else text
+
+
+async def outcome(coro):
+    """The result of coro, or the exception it raised."""
+    try:
+        return await coro
+    except Exception as e:  # noqa: BLE001  (the callers assert on it)
+        return e
+
+
+def test_aio_string_client_round_trips(server, tls_certs):
+    async def main():
+        c = make("aio.StringClient", server, tls_certs, max_value_size=2 * MIB)
+        assert await c.set("k", b"hello", flags=3) is True
+        assert await c.get("k", with_flags=True) == (b"hello", 3)
+        assert await c.set_multi({"a": b"1", "b": b"22"}) == []
+        assert await c.get_multi(["a", "b", "missing"]) == {"a": b"1", "b": b"22"}
+        assert await c.delete("a") is True
+        assert await c.get("a") is None
+        assert await c.set("n", b"41") is True
+        assert await c.incr("n") == 42
+        assert await c.touch("n", 100) is True
+        value, token = await c.gets("n")
+        assert value == b"42"
+        assert await c.cas("n", b"50", token) is True
+        assert await c.cas("n", b"60", token) is False
+        big = os.urandom(MIB)
+        assert await c.set("big", big) is True
+        assert await c.get("big") == big
+        many = {f"m{i}": os.urandom(100_000 + i) for i in range(12)}
+        assert await c.set_multi(many) == []
+        assert await c.get_multi(list(many)) == many
+        assert await c.set("nr", b"x" * 300_000, noreply=True) is True
+        assert await c.get("nr") == b"x" * 300_000
+        # 64 tasks at once, each checking its own value: no crossed reply
+        async def task(t: int):
+            value = (b"%d:" % t) * (1 + t * 97)
+            assert await c.set(f"t{t}", value) is True
+            return await c.get(f"t{t}") == value
+
+        assert await asyncio.gather(*[task(t) for t in range(64)]) == [True] * 64
+        await c.close()
+        assert server.raw_get(b"big") == (big, 0)
+
+    asyncio.run(main())
+
+
+def test_aio_client_round_trips(server, tls_certs):
+    async def main():
+        c = make("aio.Client", server, tls_certs, server_max_value_length=2 * MIB)
+        assert await c.set("k", {"a": 1}) is True
+        assert await c.get("k") == {"a": 1}
+        assert await c.set_multi({"a": 1, "b": "two"}) == []
+        assert await c.get_multi(["a", "b", "missing"]) == {"a": 1, "b": "two"}
+        assert await c.delete("a") == 1
+        assert await c.incr("n") is None
+        assert await c.set("n", 41) is True
+        assert await c.incr("n") == 42
+        assert await c.touch("n", 100) == 1
+        big = os.urandom(MIB)
+        assert await c.set("big", big) is True
+        assert await c.get("big") == big
+        await c.disconnect_all()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_verification_failures(tls_memcached_factory, tls_certs, kind):
+    server = tls_memcached_factory()
+    other = tls_memcached_factory(cert=tls_certs.other_cert, key=tls_certs.other_key)
+
+    async def main():
+        wrong_ca = make(kind, server, tls_certs, tls_ca_file=tls_certs.wrong_ca_file)
+        e = await outcome(wrong_ca.get("k"))
+        assert isinstance(e, cmemcache.ConnectionError), e
+        assert "TLS failed: certificate verify failed: unable to get local issuer" in str(e)
+        # nothing held down: the next call says why again
+        e = await outcome(wrong_ca.get("k"))
+        assert "certificate verify failed" in str(e)
+        wrong_name = make(kind, other, tls_certs)
+        e = await outcome(wrong_name.get("k"))
+        assert isinstance(e, cmemcache.ConnectionError), e
+        assert "TLS failed: " in str(e) and "not valid for 'localhost'" in str(e), e
+        unverified = make(kind, other, tls_certs, tls_verify=False)
+        assert await unverified.set("k", value_for(kind, "v")) is True
+        named = make(kind, other, tls_certs, tls_server_hostname="other.example")
+        assert await named.get("k") == value_for(kind, "v")
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_mutual_tls(tls_memcached_factory, tls_certs, kind):
+    server = tls_memcached_factory(verify_mode=2)
+
+    async def main():
+        encrypted = make(kind, server, tls_certs, tls_certfile=tls_certs.client_cert,
+                         tls_keyfile=tls_certs.client_key_encrypted,
+                         tls_keyfile_password=CLIENT_KEY_PASSWORD)
+        assert await encrypted.set("m", value_for(kind, "m")) is True
+        assert await encrypted.get("m") == value_for(kind, "m")
+        without = make(kind, server, tls_certs)
+        e = await outcome(without.get("m"))
+        assert isinstance(e, cmemcache.ConnectionError), e
+        assert re.search("TLS failed: .*(certificate required|asked for a client certificate"
+                         " and none is configured)", str(e)), e
+        without12 = make(kind, server, tls_certs, tls_max_version="1.2")
+        e = await outcome(without12.get("m"))
+        assert isinstance(e, cmemcache.ConnectionError), e
+        assert "handshake failure" in str(e), e
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_server_stopped_before_the_handshake(server, tls_certs, kind):
+    async def main():
+        c = make(kind, server, tls_certs, connect_timeout=0.5, timeout=5)
+        server.pause()
+        try:
+            start = time.monotonic()
+            e = await outcome(c.get("k"))
+            took = time.monotonic() - start
+        finally:
+            server.resume()
+        assert isinstance(e, cmemcache.TimeoutError), e
+        assert took < 0.5 + SLACK
+        c2 = make(kind, server, tls_certs)
+        assert await c2.set("k", value_for(kind, "1")) is True
+
+    asyncio.run(main())
+
+
+def test_aio_server_stopped_mid_value(tls_memcached_factory, tls_certs):
+    server = tls_memcached_factory(extra_args=["-I", "64m"], memory_mb=512)
+    big = os.urandom(48 * MIB)
+    timeout = 1.0
+
+    async def main():
+        setter = make("aio.StringClient", server, tls_certs, max_value_size=64 * MIB, timeout=10)
+        assert await setter.set("big", big) is True
+        loop = asyncio.get_running_loop()
+        outcomes = []
+        for delay in (0.02, 0.005, 0.001, 0.0):
+            c = make("aio.StringClient", server, tls_certs, max_value_size=64 * MIB,
+                     timeout=timeout)
+            assert await c.set("warm", b"1") is True
+            start = time.monotonic()
+            task = asyncio.ensure_future(outcome(c.get("big")))
+            await asyncio.sleep(0)  # the request goes out
+            # the pause runs in a thread: the loop keeps reading meanwhile
+            await loop.run_in_executor(None, lambda: (time.sleep(delay), server.pause()))
+            try:
+                value = await asyncio.wait_for(task, timeout + 5)
+            finally:
+                server.resume()
+            took = time.monotonic() - start
+            await c.close()
+            if isinstance(value, bytes):
+                assert value == big
+                outcomes.append("read")
+                continue
+            assert isinstance(value, cmemcache.TimeoutError), value
+            assert took < timeout + SLACK + delay + 0.5
+            outcomes.append("timed out")
+            break
+        assert "timed out" in outcomes, outcomes
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_reconnect_after_restart(server, tls_certs, kind):
+    async def main():
+        c = make(kind, server, tls_certs, dead_retry=0)
+        val = value_for(kind, "1")
+        assert await c.set("before", val) is True
+        server.kill()
+        server.start()
+        # the first call may find the old connection closed; then it works
+        for _ in range(20):
+            if await outcome(c.set("after", val)) is True:
+                break
+            await asyncio.sleep(0.05)
+        assert await c.get("after") == val
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_authentication_over_tls(auth_server, tls_certs, kind):
+    async def main():
+        val = value_for(kind, "secret")
+        c = make(kind, auth_server, tls_certs, username=USER, password=PASSWORD)
+        assert await c.set("a", val) is True
+        assert await c.get("a") == val
+        assert await c.get_multi(["a", "b"]) == {"a": val}
+        wrong = make(kind, auth_server, tls_certs, username=USER, password="not-it")
+        e = await outcome(wrong.get("a"))
+        assert isinstance(e, cmemcache.AuthenticationError), e
+        stopped = make(kind, auth_server, tls_certs, username=USER, password=PASSWORD,
+                       connect_timeout=0.5, timeout=5)
+        auth_server.pause()
+        try:
+            start = time.monotonic()
+            e = await outcome(stopped.get("a"))
+            took = time.monotonic() - start
+        finally:
+            auth_server.resume()
+        assert isinstance(e, cmemcache.TimeoutError), e
+        assert took < 0.5 + SLACK
+        return auth_server.raw_get(b"a")[0]
+
+    assert asyncio.run(main()) == b"secret"
