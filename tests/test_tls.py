@@ -758,3 +758,37 @@ def test_aio_authentication_over_tls(auth_server, tls_certs, kind):
         return auth_server.raw_get(b"a")[0]
 
     assert asyncio.run(main()) == b"secret"
+
+
+# -- fork ---------------------------------------------------------------------------------
+
+
+def test_fork_child_leaves_the_parents_tls_connections_alone(server, tls_certs):
+    """The child drops the parent's pooled TLS connections without a
+    close_notify (it would end the parent's session on the shared socket)
+    and opens its own; the parent's connection still works afterwards."""
+    c = make("StringClient", server, tls_certs)
+    assert c.set("k", b"parent") is True
+    pid = os.fork()
+    if pid == 0:  # the child
+        ok = False
+        try:
+            ok = c.get("k") == b"parent" and c.set("child", b"1") is True
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    before = int(server.stats()["total_connections"])
+    assert c.get("child") == b"1"
+    assert c.get("k") == b"parent"
+    # the parent's pooled connection served both: the only connection
+    # opened since is the harness's own stats connection
+    assert int(server.stats()["total_connections"]) == before + 1
+    assert server.stats()["ssl_handshake_errors"] == "0"
+
+
+def test_no_password_in_repr(tls_certs):
+    c = cmemcache.Client(["127.0.0.1:1"], tls=True, tls_certfile=tls_certs.client_cert,
+                         tls_keyfile=tls_certs.client_key_encrypted,
+                         tls_keyfile_password=CLIENT_KEY_PASSWORD)
+    assert CLIENT_KEY_PASSWORD.decode() not in repr(c) + str(c) + repr(c._sc)
