@@ -22,6 +22,7 @@
 #include "conn.h"
 #include "multi.h"
 #include "tls.h"
+#include "xport.h"
 
 #define MC_NS 1000000000.0
 
@@ -223,63 +224,6 @@ conn_fail_code(mc_aconn *ac, struct mc_fail *f, int code)
 #else
     (void)ac;
     mc_fail_set(f, code);
-#endif
-}
-
-/* One write attempt of what ac has queued: the bytes taken (>= 0),
- * -EAGAIN (wait until writable), MC_TLS_WANT_READ (a TLS connection
- * waits until readable), or a failure code. */
-static ssize_t
-conn_send_once(struct mc_conn *c)
-{
-    struct mc_out out = mc_conn_out(c);
-    ssize_t n;
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        n = mc_tls_send(c->tls, out.iov, out.iovcnt);
-        if (n >= 0) {
-            mc_tls_out_advance(&out, (size_t)n);
-        }
-        else if (n == MC_TLS_WANT_WRITE) {
-            n = -EAGAIN;
-        }
-        mc_conn_wrote(c, &out);
-        return n;
-    }
-#endif
-    n = mc_conn_send(c->fd, &out);
-    mc_conn_wrote(c, &out);
-    return n;
-}
-
-/* One receive into c's buffer: the bytes, -EAGAIN (nothing yet),
- * MC_TLS_WANT_WRITE (a TLS connection waits until writable), MC_EEOF or
- * a failure code. */
-static ssize_t
-conn_recv_once(struct mc_conn *c)
-{
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        struct mc_buf *b = &c->rbuf;
-        ssize_t n = mc_tls_recv(c->tls, b->data + b->end, b->cap - b->end);
-        if (n > 0) {
-            b->end += (size_t)n;
-        }
-        return n == MC_TLS_WANT_READ ? -EAGAIN : n;
-    }
-#endif
-    return mc_conn_recv(c->fd, &c->rbuf);
-}
-
-/* True when c holds decrypted input no loop event will announce. */
-static bool
-conn_pending(struct mc_conn *c)
-{
-#ifdef MC_HAVE_TLS
-    return c->tls != NULL && mc_tls_pending(c->tls) > 0;
-#else
-    (void)c;
-    return false;
 #endif
 }
 
@@ -762,7 +706,7 @@ conn_write(mc_aconn *ac)
     struct mc_conn *c = ac->conn;
     ac->write_wants_read = false;
     while (!mc_conn_written(c)) {
-        ssize_t n = conn_send_once(c);
+        ssize_t n = mc_xport_send(c);
         if (n == MC_TLS_WANT_READ) {
             /* TLS: the write goes on once the socket is readable (the
              * reader calls it) */
@@ -862,7 +806,7 @@ mc_aconn_on_read(mc_aconn *ac)
     ac->read_wants_write = false;
     /* (a TLS connection reads on while decrypted bytes are pending: no
      * loop event would announce them) */
-    for (int rounds = 0; !ac->closed && (rounds < 16 || conn_pending(c));
+    for (int rounds = 0; !ac->closed && (rounds < 16 || mc_xport_pending(c));
          rounds++) {
         if (mc_buf_reserve(&c->rbuf, mc_buf_room(need, mc_buf_len(&c->rbuf)))
             < 0) {
@@ -871,7 +815,7 @@ mc_aconn_on_read(mc_aconn *ac)
             conn_fail(ac, &f);
             break;
         }
-        ssize_t n = conn_recv_once(c);
+        ssize_t n = mc_xport_recv(c);
         if (n == -EAGAIN) {
             break;
         }

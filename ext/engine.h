@@ -273,11 +273,10 @@ mc_engine_take(struct mc_engine *e, struct mc_server *srv,
  * e.g. on a signal), MC_EAUTH (the server refused the credentials: it is
  * alive, the configuration is wrong) or MC_ETLS (the TLS handshake failed:
  * verification, an alert; the configuration again) nothing is held against
- * the server.
- * A driver reports fd only once the authentication request (cfg.auth), if
- * any, was answered STORED on it (over TLS: after the handshake; the
- * caller sets the new connection's tls).  Returns the connection, or NULL with f
- * set (the fd is closed). */
+ * the server.  A driver reports fd only once the authentication request
+ * (cfg.auth), if any, was answered STORED on it (over TLS: after the
+ * handshake; the caller sets the new connection's tls).  Returns the
+ * connection, or NULL with f set (the fd is closed). */
 struct mc_conn *mc_engine_connected(struct mc_engine *e,
                                     struct mc_server *srv, int fd,
                                     int gai, struct mc_fail *f);

@@ -22,36 +22,10 @@
 #include "pipe.h"
 #include "pycall.h"
 #include "pymulti.h"
-#ifdef MC_HAVE_TLS
 #include "tls.h"
-#endif
+#include "xport.h"
 
 typedef mc_sclient Client;
-
-/* The connection's transport: TLS when it has one, else its socket. */
-static Py_ALWAYS_INLINE inline ssize_t
-conn_step(struct mc_conn *c, struct mc_out *out, bool want_reply, bool block,
-          int64_t deadline)
-{
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        return mc_tls_step(c->tls, out, &c->rbuf, want_reply, block,
-                           deadline);
-    }
-#endif
-    return mc_conn_step(c->fd, out, &c->rbuf, want_reply, block, deadline);
-}
-
-static Py_ALWAYS_INLINE inline bool
-conn_stale(struct mc_conn *c)
-{
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        return mc_tls_stale(c->tls);
-    }
-#endif
-    return mc_conn_stale(c->fd);
-}
 
 /* Why a TLS connection failed (MC_ETLS), into why. */
 static void
@@ -257,7 +231,7 @@ take_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
         struct mc_conn *c;
         switch (mc_engine_take(&self->core.eng, srv, &c)) {
         case MC_TAKE_IDLE:
-            if (c->fences == 0 && c->flush_oks == 0 && conn_stale(c)) {
+            if (c->fences == 0 && c->flush_oks == 0 && mc_xport_stale(c)) {
                 /* Input on an idle connection: closed by the server (a
                  * restart) or bytes nobody asked for (out of sync).
                  * Nothing was sent on it yet, so another connection, or a
@@ -376,7 +350,7 @@ again:
         }
         ssize_t n;
         Py_BEGIN_ALLOW_THREADS
-        n = conn_step(conn, &out, !c->noreply, first_wait, deadline);
+        n = mc_xport_step(conn, &out, !c->noreply, first_wait, deadline);
         Py_END_ALLOW_THREADS
         first_wait = false;
         if (queued) {
@@ -484,45 +458,18 @@ part_done(struct mc_engine *e, struct mc_part *p, int code)
 static ssize_t
 part_send(struct mc_conn *c, short *wev)
 {
-    struct mc_out out = mc_conn_out(c);
-    ssize_t n = 0;
     *wev = POLLOUT;
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        while (out.iovcnt > 0) {
-            ssize_t r = mc_tls_send(c->tls, out.iov, out.iovcnt);
-            if (r >= 0) {
-                mc_tls_out_advance(&out, (size_t)r);
-                continue;
-            }
-            if (r == MC_TLS_WANT_READ) {
-                *wev = POLLIN;
-            }
-            else if (r != MC_TLS_WANT_WRITE) {
-                n = r;
-            }
-            break;
+    while (!mc_conn_written(c)) {
+        ssize_t n = mc_xport_send(c);
+        if (n == MC_TLS_WANT_READ) {
+            *wev = POLLIN;
+            return 0;
         }
-        mc_conn_wrote(c, &out);
-        return n;
+        if (n < 0) {
+            return n == -EAGAIN ? 0 : n;
+        }
     }
-#endif
-    n = mc_conn_send(c->fd, &out);
-    mc_conn_wrote(c, &out);
-    return n == -EAGAIN || n > 0 ? 0 : n;
-}
-
-/* True when c's transport holds input poll() cannot see (TLS records read
- * and not decrypted yet). */
-static bool
-part_pending(struct mc_conn *c)
-{
-#ifdef MC_HAVE_TLS
-    return c->tls != NULL && mc_tls_pending(c->tls) > 0;
-#else
-    (void)c;
-    return false;
-#endif
+    return 0;
 }
 
 /* Receives once into c's buffer: the bytes, 0 when none came (yet), MC_EEOF
@@ -530,19 +477,8 @@ part_pending(struct mc_conn *c)
 static ssize_t
 part_recv(struct mc_conn *c)
 {
-    ssize_t n;
-#ifdef MC_HAVE_TLS
-    if (c->tls != NULL) {
-        struct mc_buf *b = &c->rbuf;
-        n = mc_tls_recv(c->tls, b->data + b->end, b->cap - b->end);
-        if (n > 0) {
-            b->end += (size_t)n;
-        }
-        return n == MC_TLS_WANT_READ || n == MC_TLS_WANT_WRITE ? 0 : n;
-    }
-#endif
-    n = mc_conn_recv(c->fd, &c->rbuf);
-    return n == -EAGAIN ? 0 : n;
+    ssize_t n = mc_xport_recv(c);
+    return n == -EAGAIN || n == MC_TLS_WANT_WRITE ? 0 : n;
 }
 
 /* Writes every part's request, then reads all the replies as they come,
@@ -619,7 +555,7 @@ drive_multi(Client *self, struct mc_multi *m)
                     pfd[k].events = (short)(POLLIN | (written ? 0 : wev));
                 }
             }
-            if (pfd[k].fd >= 0 && !m->noreply && part_pending(c)) {
+            if (pfd[k].fd >= 0 && !m->noreply && mc_xport_pending(c)) {
                 pending = true;
             }
         }
@@ -637,7 +573,7 @@ drive_multi(Client *self, struct mc_multi *m)
             if (pfd[k].fd >= 0
                 && ((prc > 0
                      && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)))
-                    || (!m->noreply && part_pending(c)))) {
+                    || (!m->noreply && mc_xport_pending(c)))) {
                 io[k] = part_recv(c);
             }
         }
@@ -794,7 +730,8 @@ mc_sync_drain_owed(struct mc_conn *c, int64_t deadline)
 {
     while (mc_conn_drain_owed(c) == 0) {
         if (mc_now() >= deadline || mc_buf_reserve(&c->rbuf, 4096) < 0
-            || (!part_pending(c) && mc_conn_wait(c->fd, POLLIN, deadline) < 0)) {
+            || (!mc_xport_pending(c)
+                && mc_conn_wait(c->fd, POLLIN, deadline) < 0)) {
             return;
         }
         if (part_recv(c) < 0) {

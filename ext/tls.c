@@ -694,9 +694,8 @@ mc_tls_handshake_by(struct mc_tls *t, int64_t deadline)
     }
 }
 
-/* Receives once into b's free tail. */
-static ssize_t
-recv_into(struct mc_tls *t, struct mc_buf *b)
+ssize_t
+mc_tls_recv_into(struct mc_tls *t, struct mc_buf *b)
 {
     ssize_t n = mc_tls_recv(t, b->data + b->end, b->cap - b->end);
     if (n > 0) {
@@ -744,7 +743,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
         return rev < 0 ? rev : 0;
     }
     if (mc_tls_pending(t) > 0) {
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         if (!is_want(n)) {
             return n;
         }
@@ -755,7 +754,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
     }
     if (block && out->iovcnt == 0 && rev_want == POLLIN) {
         t->block_once = true;
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         t->block_once = false;
         if (!is_want(n)) {
             return n;
@@ -767,7 +766,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
         return rev;
     }
     if (rev & (POLLERR | POLLHUP | rev_want)) {
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         if (!is_want(n)) {
             return n;
         }

@@ -138,6 +138,10 @@ void mc_tls_out_advance(struct mc_out *out, size_t n);
  * -errno. */
 ssize_t mc_tls_recv(struct mc_tls *t, char *buf, size_t cap);
 
+/* mc_tls_recv into b's free tail (which must have room), b's end advanced
+ * past what came. */
+ssize_t mc_tls_recv_into(struct mc_tls *t, struct mc_buf *b);
+
 /* > 0 when mc_tls_recv can return data without the socket becoming
  * readable (which poll() cannot see): the decrypted bytes buffered, or 1 for
  * records read from the socket but not decrypted yet.  Check it before
