@@ -435,6 +435,24 @@ def authenticate_socket(s: socket.socket, user: str, password: str) -> socket.so
     return s
 
 
+def django_cache_class():
+    """cmemcache.django.CMemcacheCache, Django's settings configured first
+    (a local-memory default cache) when nothing configured them; skips
+    without Django."""
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            USE_TZ=True,
+        )
+        django.setup()
+    from cmemcache.django import CMemcacheCache
+
+    return CMemcacheCache
+
+
 def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
     """The (key, value) pairs of a complete ``get`` reply."""
     out = []

@@ -21,7 +21,7 @@ import pytest
 
 import cmemcache
 import cmemcache.aio
-from conftest import MemcachedServer, authenticate_socket
+from conftest import MemcachedServer, authenticate_socket, django_cache_class
 
 USER = "cm-user"
 PASSWORD = "pw-7GhQ2-n0t-in-any-message"
@@ -566,16 +566,7 @@ def test_refusal_text_is_the_servers(server):
 
 
 def test_django_backend(server):
-    django = pytest.importorskip("django")
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-            USE_TZ=True,
-        )
-        django.setup()
-    from cmemcache.django import CMemcacheCache
+    CMemcacheCache = django_cache_class()
 
     cache = CMemcacheCache(server.address, {"OPTIONS": {"username": USER, "password": PASSWORD}})
     cache.set("dj", {"a": 1})

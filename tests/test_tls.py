@@ -17,7 +17,7 @@ import pytest
 
 import cmemcache
 import cmemcache.aio
-from conftest import authenticate_socket
+from conftest import authenticate_socket, django_cache_class
 from tls_support import (  # noqa: F401  (fixtures)
     CLIENT_KEY_PASSWORD,
     TLSCertificates,
@@ -465,16 +465,7 @@ def test_set_servers_keeps_the_tls_options(tls_memcached_factory, tls_certs):
 
 
 def test_django_backend(server, tls_certs):
-    django = pytest.importorskip("django")
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-            USE_TZ=True,
-        )
-        django.setup()
-    from cmemcache.django import CMemcacheCache
+    CMemcacheCache = django_cache_class()
 
     options = {"tls": True, "tls_ca_file": tls_certs.ca_file, "tls_server_hostname": "localhost"}
     cache = CMemcacheCache(server.address, {"OPTIONS": options})
@@ -551,6 +542,19 @@ async def outcome(coro):
         return await coro
     except Exception as e:  # noqa: BLE001  (the callers assert on it)
         return e
+
+
+async def assert_stopped_times_out_async(server, client, connect_timeout: float) -> None:
+    """assert_stopped_times_out for an asyncio client."""
+    server.pause()
+    try:
+        start = time.monotonic()
+        e = await outcome(client.get("k"))
+        took = time.monotonic() - start
+    finally:
+        server.resume()
+    assert isinstance(e, cmemcache.TimeoutError), e
+    assert took < connect_timeout + SLACK
 
 
 def test_aio_string_client_round_trips(server, tls_certs):
@@ -662,15 +666,7 @@ def test_aio_mutual_tls(tls_memcached_factory, tls_certs, kind):
 def test_aio_server_stopped_before_the_handshake(server, tls_certs, kind):
     async def main():
         c = make(kind, server, tls_certs, connect_timeout=0.5, timeout=5)
-        server.pause()
-        try:
-            start = time.monotonic()
-            e = await outcome(c.get("k"))
-            took = time.monotonic() - start
-        finally:
-            server.resume()
-        assert isinstance(e, cmemcache.TimeoutError), e
-        assert took < 0.5 + SLACK
+        await assert_stopped_times_out_async(server, c, 0.5)
         c2 = make(kind, server, tls_certs)
         assert await c2.set("k", value_for(kind, "1")) is True
 
@@ -746,15 +742,7 @@ def test_aio_authentication_over_tls(auth_server, tls_certs, kind):
         assert isinstance(e, cmemcache.AuthenticationError), e
         stopped = make(kind, auth_server, tls_certs, username=USER, password=PASSWORD,
                        connect_timeout=0.5, timeout=5)
-        auth_server.pause()
-        try:
-            start = time.monotonic()
-            e = await outcome(stopped.get("a"))
-            took = time.monotonic() - start
-        finally:
-            auth_server.resume()
-        assert isinstance(e, cmemcache.TimeoutError), e
-        assert took < 0.5 + SLACK
+        await assert_stopped_times_out_async(auth_server, stopped, 0.5)
         return auth_server.raw_get(b"a")[0]
 
     assert asyncio.run(main()) == b"secret"
