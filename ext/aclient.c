@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "pyargs.h"
+#include "tls.h"
 #include "pycore.h"
 
 PyObject *mc_aconn_on_read(mc_aconn *ac);
@@ -825,12 +826,43 @@ AClient_on_wait_timer(AClient *self, PyObject *arg)
     return mc_adrive_on_wait_timer(self, (size_t)s);
 }
 
-/* _attach(server, fd): the connector opened a connection. */
+#define TLS_CAPSULE "cmemcache.aio TLS connection"
+
+/* A capsule's TLS connection, or NULL with an exception set (also once
+ * _attach took it). */
+static struct mc_tls *
+capsule_tls(PyObject *cap)
+{
+    if (!PyCapsule_IsValid(cap, TLS_CAPSULE)) {
+        PyErr_SetString(PyExc_TypeError, "not a TLS connection of _tls_new");
+        return NULL;
+    }
+    if (PyCapsule_GetContext(cap) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "TLS connection already attached");
+        return NULL;
+    }
+    return PyCapsule_GetPointer(cap, TLS_CAPSULE);
+}
+
+#ifdef MC_HAVE_TLS
+static void
+tls_capsule_free(PyObject *cap)
+{
+    if (PyCapsule_GetContext(cap) == NULL) {
+        /* never attached: its socket is the connector's, and may be
+         * closed already, so nothing is sent */
+        mc_tls_drop(PyCapsule_GetPointer(cap, TLS_CAPSULE));
+    }
+}
+#endif
+
+/* _tls_new(server, fd) -> capsule | None: a TLS client on the connector's
+ * new socket fd (None when the client has no TLS). */
 static PyObject *
-AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
+AClient_tls_new(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_attach(server, fd)");
+        PyErr_SetString(PyExc_TypeError, "_tls_new(server, fd)");
         return NULL;
     }
     Py_ssize_t s = PyLong_AsSsize_t(args[0]);
@@ -842,11 +874,190 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "no such server, or a bad fd");
         return NULL;
     }
+#ifdef MC_HAVE_TLS
+    struct mc_engine *e = &self->core.eng;
+    if (e->cfg.tls == NULL) {
+        Py_RETURN_NONE;
+    }
+    struct mc_server *srv = &e->servers[s];
+    struct mc_tls *t = mc_tls_new(e->cfg.tls, (int)fd, srv->spec.host,
+                                  srv->spec.host_len, srv->tls_slot);
+    if (t == NULL) {
+        if (errno == ENOMEM) {
+            return PyErr_NoMemory();
+        }
+        PyErr_Format(PyExc_ValueError, "cannot verify the host name '%s'",
+                     srv->name);
+        return NULL;
+    }
+    PyObject *cap = PyCapsule_New(t, TLS_CAPSULE, tls_capsule_free);
+    if (cap == NULL) {
+        mc_tls_drop(t);
+    }
+    return cap;
+#else
+    Py_RETURN_NONE;
+#endif
+}
+
+/* _tls_handshake(tls) -> int: one non-blocking step of the handshake: 0
+ * (done), _TLS_WANT_READ / _TLS_WANT_WRITE, or a failure code (_ETLS:
+ * _tls_why says why; -errno; _EEOF). */
+static PyObject *
+AClient_tls_handshake(AClient *Py_UNUSED(self), PyObject *cap)
+{
+    struct mc_tls *t = capsule_tls(cap);
+    if (t == NULL) {
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    return PyLong_FromLong(mc_tls_handshake(t));
+#else
+    return PyLong_FromLong(-ENOSYS);
+#endif
+}
+
+/* _tls_send(tls, data) -> int: encrypts and writes from data: the bytes
+ * taken (> 0), or _TLS_WANT_*, or a failure code. */
+static PyObject *
+AClient_tls_send(AClient *Py_UNUSED(self), PyObject *const *args,
+                 Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "_tls_send(tls, bytes)");
+        return NULL;
+    }
+    struct mc_tls *t = capsule_tls(args[0]);
+    if (t == NULL) {
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    struct iovec v = {PyBytes_AS_STRING(args[1]),
+                      (size_t)PyBytes_GET_SIZE(args[1])};
+    ssize_t n = mc_tls_send(t, &v, 1);
+    if (n == 0 && v.iov_len > 0) {
+        n = MC_TLS_WANT_WRITE;
+    }
+    return PyLong_FromSsize_t(n);
+#else
+    return PyLong_FromLong(-ENOSYS);
+#endif
+}
+
+/* _tls_recv(tls, n) -> bytes | int: at most n decrypted bytes (not
+ * empty), or _TLS_WANT_*, or a failure code (_EEOF: closed). */
+static PyObject *
+AClient_tls_recv(AClient *Py_UNUSED(self), PyObject *const *args,
+                 Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_tls_recv(tls, n)");
+        return NULL;
+    }
+    struct mc_tls *t = capsule_tls(args[0]);
+    Py_ssize_t cap = PyLong_AsSsize_t(args[1]);
+    if (t == NULL || (cap == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    if (cap < 1 || cap > MC_TLS_RECORD) {
+        PyErr_SetString(PyExc_ValueError, "_tls_recv: n must be 1 ... 16384");
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    char buf[MC_TLS_RECORD];
+    ssize_t n = mc_tls_recv(t, buf, (size_t)cap);
+    if (n > 0) {
+        return PyBytes_FromStringAndSize(buf, n);
+    }
+    return PyLong_FromSsize_t(n);
+#else
+    return PyLong_FromLong(-ENOSYS);
+#endif
+}
+
+/* _tls_why(tls) -> str: the reason of its last failure; the connector's
+ * _connect_failed(server, _ETLS, why). */
+static PyObject *
+AClient_tls_why(AClient *Py_UNUSED(self), PyObject *cap)
+{
+    struct mc_tls *t = capsule_tls(cap);
+    if (t == NULL) {
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    char why[256];
+    mc_tls_strerror(t, why, sizeof(why));
+    if (mc_tls_cert_refused(t) || why[0] != '\0') {
+        return PyUnicode_DecodeUTF8(why, (Py_ssize_t)strlen(why), "replace");
+    }
+#endif
+    return PyUnicode_FromString("TLS failed");
+}
+
+/* _tls_code(tls, code) -> int: code as the driver reports it (_ETLS also
+ * for a reset the TLS layer explains: a refused client certificate). */
+static PyObject *
+AClient_tls_code(AClient *Py_UNUSED(self), PyObject *const *args,
+                 Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "_tls_code(tls, code)");
+        return NULL;
+    }
+    struct mc_tls *t = capsule_tls(args[0]);
+    long code = PyLong_AsLong(args[1]);
+    if (t == NULL || (code == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    if (code != MC_ETLS && code != -ETIMEDOUT && mc_tls_cert_refused(t)) {
+        code = MC_ETLS;
+    }
+#endif
+    return PyLong_FromLong(code);
+}
+
+/* _attach(server, fd, tls=None): the connector opened a connection (and
+ * completed its TLS handshake: the driver takes the TLS connection). */
+static PyObject *
+AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 && nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_attach(server, fd, tls=None)");
+        return NULL;
+    }
+    Py_ssize_t s = PyLong_AsSsize_t(args[0]);
+    long fd = PyLong_AsLong(args[1]);
+    if ((s == -1 || fd == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (s < 0 || (size_t)s >= self->core.eng.nservers || fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "no such server, or a bad fd");
+        return NULL;
+    }
+    struct mc_tls *t = NULL;
+    if (nargs == 3 && args[2] != Py_None) {
+        t = capsule_tls(args[2]);
+        if (t == NULL) {
+            return NULL;
+        }
+        /* taken: the capsule no longer frees it */
+        if (PyCapsule_SetContext(args[2], (void *)args[2]) < 0) {
+            return NULL;
+        }
+    }
+    else if (self->core.eng.cfg.tls != NULL) {
+        PyErr_SetString(PyExc_ValueError, "_attach: a TLS client needs tls");
+        return NULL;
+    }
     if (self->closed) {
+#ifdef MC_HAVE_TLS
+        mc_tls_free(t);
+#endif
         close((int)fd);
         Py_RETURN_NONE;
     }
-    if (mc_adrive_attach(self, (size_t)s, (int)fd) < 0) {
+    if (mc_adrive_attach(self, (size_t)s, (int)fd, t) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -854,7 +1065,8 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* _connect_failed(server, errno, text): the connector could not (errno
  * 0: the name did not resolve, text says why; _EAUTH: the server refused
- * the credentials, text is its answer; other < 0: the connect was given
+ * the credentials, text is its answer; _ETLS: the TLS handshake failed,
+ * text says why; other < 0: the connect was given
  * up; neither of the last two is a failure of the server). */
 static PyObject *
 AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
@@ -874,13 +1086,16 @@ AClient_connect_failed(AClient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "no such server");
         return NULL;
     }
-    int code = err == MC_EAUTH ? MC_EAUTH
-               : err > 0          ? (int)-err
-               : err < 0          ? MC_EOWNER
-                                  : MC_ERESOLVE;
+    int code = err == MC_EAUTH   ? MC_EAUTH
+               : err == MC_ETLS ? MC_ETLS
+               : err > 0        ? (int)-err
+               : err < 0        ? MC_EOWNER
+                                : MC_ERESOLVE;
     mc_adrive_connect_failed(self, (size_t)s, code,
-                             code == MC_ERESOLVE || code == MC_EAUTH ? text
-                                                                     : "");
+                             code == MC_ERESOLVE || code == MC_EAUTH
+                                     || code == MC_ETLS
+                                 ? text
+                                 : "");
     Py_RETURN_NONE;
 }
 
@@ -1212,6 +1427,16 @@ static PyMethodDef AClient_methods[] = {
      PyDoc_STR("connections() -> open connections per server")},
     {"_flush", (PyCFunction)AClient_flush, METH_NOARGS, NULL},
     {"_on_wait_timer", (PyCFunction)AClient_on_wait_timer, METH_O, NULL},
+    {"_tls_new", (PyCFunction)(void (*)(void))AClient_tls_new, METH_FASTCALL,
+     NULL},
+    {"_tls_handshake", (PyCFunction)AClient_tls_handshake, METH_O, NULL},
+    {"_tls_send", (PyCFunction)(void (*)(void))AClient_tls_send,
+     METH_FASTCALL, NULL},
+    {"_tls_recv", (PyCFunction)(void (*)(void))AClient_tls_recv,
+     METH_FASTCALL, NULL},
+    {"_tls_why", (PyCFunction)AClient_tls_why, METH_O, NULL},
+    {"_tls_code", (PyCFunction)(void (*)(void))AClient_tls_code,
+     METH_FASTCALL, NULL},
     {"_attach", (PyCFunction)(void (*)(void))AClient_attach, METH_FASTCALL,
      NULL},
     {"_connect_failed", (PyCFunction)(void (*)(void))AClient_connect_failed,

@@ -51,6 +51,8 @@ struct mc_aconn {
     bool writing;              /* add_writer done (the socket was full) */
     bool dirty;                /* bytes queued, not yet flushed */
     bool closed;
+    bool write_wants_read;     /* TLS: the write goes on once readable */
+    bool read_wants_write;     /* TLS: the read goes on once writable */
     PyObject *on_read;         /* the bound methods given to the loop */
     PyObject *on_write;
     PyObject *timer;           /* the deadline check, or NULL */
@@ -165,9 +167,13 @@ void mc_adrive_abandon(mc_acall *call);
  * per iteration when something was queued). */
 PyObject *mc_adrive_flush(mc_aclient *client);
 
-/* A connection the connector opened (fd), or its failure (errno or
- * MC_ERESOLVE / MC_EOWNER with text). */
-int mc_adrive_attach(mc_aclient *client, size_t server, int fd);
+/* A connection the connector opened (fd, with its TLS layer, handshake
+ * done, when the client has TLS: both owned by the driver from then on),
+ * or its failure (errno or MC_ERESOLVE / MC_EOWNER / MC_EAUTH / MC_ETLS
+ * with text). */
+struct mc_tls;
+int mc_adrive_attach(mc_aclient *client, size_t server, int fd,
+                     struct mc_tls *tls);
 void mc_adrive_connect_failed(mc_aclient *client, size_t server, int code,
                               const char *text);
 

@@ -21,6 +21,8 @@
 
 #include "conn.h"
 #include "multi.h"
+#include "tls.h"
+#include "xport.h"
 
 #define MC_NS 1000000000.0
 
@@ -202,6 +204,27 @@ static void
 fail_code(struct mc_fail *f, int code)
 {
     mc_fail_set(f, code);
+}
+
+/* A failure of ac's connection: a TLS connection's reason kept (MC_ETLS
+ * also for a reset its TLS layer explains, as in the blocking driver). */
+static void
+conn_fail_code(mc_aconn *ac, struct mc_fail *f, int code)
+{
+#ifdef MC_HAVE_TLS
+    struct mc_tls *t = ac->conn != NULL ? ac->conn->tls : NULL;
+    if (t != NULL && code != MC_ETLS && code != -ETIMEDOUT
+        && mc_tls_cert_refused(t)) {
+        code = MC_ETLS;
+    }
+    mc_fail_set(f, code);
+    if (t != NULL && code == MC_ETLS) {
+        mc_tls_strerror(t, f->text, sizeof(f->text));
+    }
+#else
+    (void)ac;
+    mc_fail_set(f, code);
+#endif
 }
 
 /* Asks the connector for a connection to server s (one at a time per
@@ -657,42 +680,56 @@ mc_adrive_abandon(mc_acall *call)
 
 /* ---- writing -------------------------------------------------------------------- */
 
+/* Has the loop call ac's on_write once its socket is writable. */
+static void
+add_writer(mc_aconn *ac)
+{
+    if (ac->writing) {
+        return;
+    }
+    PyObject *fd = PyLong_FromLong(ac->conn->fd);
+    PyObject *r = fd ? call2(ac->client->add_writer, fd, ac->on_write) : NULL;
+    Py_XDECREF(fd);
+    if (r == NULL) {
+        report_unraisable("cmemcache.aio: add_writer");
+        return;
+    }
+    Py_DECREF(r);
+    ac->writing = true;
+}
+
 /* Writes what ac has queued, as far as the socket takes it.  Returns 0, or
  * -1 when the connection failed (it is closed). */
 static int
 conn_write(mc_aconn *ac)
 {
     struct mc_conn *c = ac->conn;
+    ac->write_wants_read = false;
     while (!mc_conn_written(c)) {
-        struct mc_out out = mc_conn_out(c);
-        ssize_t n = mc_conn_send(c->fd, &out);
-        mc_conn_wrote(c, &out);
-        if (n == -EAGAIN) {
-            if (!ac->writing) {
-                PyObject *fd = PyLong_FromLong(c->fd);
-                PyObject *r = fd ? call2(ac->client->add_writer, fd,
-                                         ac->on_write)
-                                 : NULL;
-                Py_XDECREF(fd);
-                if (r == NULL) {
-                    report_unraisable("cmemcache.aio: add_writer");
-                    return 0;
-                }
-                Py_DECREF(r);
-                ac->writing = true;
+        ssize_t n = mc_xport_send(c);
+        if (n == MC_TLS_WANT_READ) {
+            /* TLS: the write goes on once the socket is readable (the
+             * reader calls it) */
+            ac->write_wants_read = true;
+            if (watch_read(ac) < 0) {
+                report_unraisable("cmemcache.aio: add_reader");
             }
+            return 0;
+        }
+        if (n == -EAGAIN) {
+            add_writer(ac);
             return 0;
         }
         if (n < 0) {
             struct mc_fail f;
-            fail_code(&f, (int)n);
+            conn_fail_code(ac, &f, (int)n);
             conn_fail(ac, &f);
             /* the calls waiting for room on it go elsewhere, or fail */
             serve_waiters(ac->client, ac->server);
             return -1;
         }
     }
-    if (ac->writing) {
+    if (ac->writing && !ac->read_wants_write) {
         PyObject *fd = PyLong_FromLong(c->fd);
         PyObject *r = fd ? call2(ac->client->remove_writer, fd, NULL) : NULL;
         Py_XDECREF(fd);
@@ -758,7 +795,19 @@ mc_aconn_on_read(mc_aconn *ac)
     struct mc_conn *c = ac->conn;
     Py_INCREF(ac);
     size_t need = 0;
-    for (int rounds = 0; rounds < 16 && !ac->closed; rounds++) {
+    if (ac->write_wants_read) {
+        /* a TLS write waited for this */
+        if (conn_write(ac) < 0 || ac->closed) {
+            serve_waiters(cl, ac->server);
+            Py_DECREF(ac);
+            Py_RETURN_NONE;
+        }
+    }
+    ac->read_wants_write = false;
+    /* (a TLS connection reads on while decrypted bytes are pending: no
+     * loop event would announce them) */
+    for (int rounds = 0; !ac->closed && (rounds < 16 || mc_xport_pending(c));
+         rounds++) {
         if (mc_buf_reserve(&c->rbuf, mc_buf_room(need, mc_buf_len(&c->rbuf)))
             < 0) {
             struct mc_fail f;
@@ -766,13 +815,19 @@ mc_aconn_on_read(mc_aconn *ac)
             conn_fail(ac, &f);
             break;
         }
-        ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
+        ssize_t n = mc_xport_recv(c);
         if (n == -EAGAIN) {
+            break;
+        }
+        if (n == MC_TLS_WANT_WRITE) {
+            /* TLS: the read goes on once the socket is writable */
+            ac->read_wants_write = true;
+            add_writer(ac);
             break;
         }
         if (n < 0) {
             struct mc_fail f;
-            fail_code(&f, (int)n);
+            conn_fail_code(ac, &f, (int)n);
             conn_fail(ac, &f);
             break;
         }
@@ -805,7 +860,7 @@ mc_aconn_on_read(mc_aconn *ac)
             conn_fail(ac, &f);
             break;
         }
-        if ((size_t)n < c->rbuf.cap - c->rbuf.end) {
+        if (c->tls == NULL && (size_t)n < c->rbuf.cap - c->rbuf.end) {
             break;              /* the socket had no more */
         }
     }
@@ -822,7 +877,14 @@ mc_aconn_on_write(mc_aconn *ac)
 {
     if (!ac->closed && ac->conn != NULL) {
         Py_INCREF(ac);
-        (void)conn_write(ac);
+        if (ac->read_wants_write) {
+            /* a TLS read waited for this */
+            PyObject *r = mc_aconn_on_read(ac);
+            Py_XDECREF(r);
+        }
+        if (!ac->closed && ac->conn != NULL) {
+            (void)conn_write(ac);
+        }
         Py_DECREF(ac);
     }
     Py_RETURN_NONE;
@@ -858,7 +920,7 @@ mc_aconn_on_timer(mc_aconn *ac)
 /* ---- connections from the connector ------------------------------------------------ */
 
 int
-mc_adrive_attach(mc_aclient *cl, size_t server, int fd)
+mc_adrive_attach(mc_aclient *cl, size_t server, int fd, struct mc_tls *tls)
 {
     struct mc_aserver *as = &cl->servers[server];
     if (as->connecting > 0) {
@@ -869,9 +931,13 @@ mc_adrive_attach(mc_aclient *cl, size_t server, int fd)
                                             &cl->core.eng.servers[server],
                                             fd, 0, &f);
     if (c == NULL) {
+#ifdef MC_HAVE_TLS
+        mc_tls_drop(tls);       /* fd is closed: nothing is sent */
+#endif
         mc_adrive_connect_failed(cl, server, f.code, NULL);
         return 0;
     }
+    c->tls = tls;
     PyTypeObject *tp = cl->core.state->aconn_type;
     mc_aconn *ac = PyObject_GC_New(mc_aconn, tp);
     if (ac == NULL) {
@@ -883,6 +949,7 @@ mc_adrive_attach(mc_aclient *cl, size_t server, int fd)
     ac->server = server;
     ac->inflight = 0;
     ac->reading = ac->writing = ac->dirty = ac->closed = false;
+    ac->write_wants_read = ac->read_wants_write = false;
     ac->timer = NULL;
     ac->writes = NULL;
     ac->replies_queued = ac->replies_done = 0;

@@ -27,6 +27,7 @@
 #define MC_EEOF (-10001)       /* the peer closed the connection */
 #define MC_ERESOLVE (-10002)   /* name resolution failed: see gai_err */
 #define MC_EAUTH (-10009)      /* the server refused the credentials (auth.h) */
+#define MC_ETLS (-10100)       /* TLS failure: see mc_tls_strerror (tls.h) */
 
 /* Monotonic time in nanoseconds. */
 int64_t mc_now(void);

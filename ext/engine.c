@@ -15,6 +15,9 @@
 
 #include "conn.h"
 #include "pipe.h"
+#ifdef MC_HAVE_TLS
+#include "tls.h"
+#endif
 
 /* ns from a failure to the first probe of the server */
 #define MC_FIRST_PROBE 1000000000LL
@@ -229,16 +232,31 @@ mc_engine_free(struct mc_engine *e)
     for (size_t i = 0; i < e->nservers; i++) {
         server_drop_idle(&e->servers[i]);
         free(e->servers[i].name);
+#ifdef MC_HAVE_TLS
+        if (e->servers[i].tls_slot != NULL) {
+            mc_tls_session_free(e->servers[i].tls_slot);
+        }
+#endif
     }
     free(e->servers);
     e->servers = NULL;
     e->nservers = 0;
     mc_dist_free(&e->dist);
-    if (e->cfg.auth != NULL) {
-        mc_wipe(e->cfg.auth, e->cfg.auth_len);
-        free(e->cfg.auth);
-        e->cfg.auth = NULL;
+    mc_config_release(&e->cfg);
+}
+
+void
+mc_config_release(struct mc_config *cfg)
+{
+    if (cfg->auth != NULL) {
+        mc_wipe(cfg->auth, cfg->auth_len);
+        free(cfg->auth);
+        cfg->auth = NULL;
     }
+#ifdef MC_HAVE_TLS
+    mc_tls_ctx_free(cfg->tls);
+#endif
+    cfg->tls = NULL;
 }
 
 /* ---- hold-downs --------------------------------------------------------- */
@@ -432,7 +450,8 @@ mc_engine_connected(struct mc_engine *e, struct mc_server *srv, int fd,
     engine_lock(e);
     srv->probing = false;
     if (fd < 0) {
-        if (fd != MC_EOWNER && fd != MC_EAUTH && fd != -ENOMEM) {
+        if (fd != MC_EOWNER && fd != MC_EAUTH && fd != MC_ETLS
+            && fd != -ENOMEM) {
             hold_down(e, srv);
         }
         engine_unlock(e);
@@ -498,6 +517,17 @@ mc_engine_give_slow(struct mc_engine *e, struct mc_conn *c)
 void
 mc_conn_close(struct mc_conn *c)
 {
+#ifdef MC_HAVE_TLS
+    if (c->tls != NULL) {
+        if (c->generation == atomic_load_explicit(&mc_fork_generation,
+                                                  memory_order_relaxed)) {
+            mc_tls_free(c->tls);
+        }
+        else {
+            mc_tls_drop(c->tls);
+        }
+    }
+#endif
     if (c->fd >= 0) {
         close(c->fd);
     }

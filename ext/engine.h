@@ -89,12 +89,16 @@ void mc_engine_global_init(void);
 
 struct mc_req;
 struct mc_server;
+struct mc_tls;          /* tls.h: a TLS connection */
+struct mc_tls_ctx;      /* tls.h: a client's TLS context */
+struct mc_tls_session;  /* tls.h: a server's saved TLS session */
 
 /* One connection to a server: its socket, its read buffer, the bytes
  * queued to write and the requests in flight, whose replies arrive in the
  * order they were sent. */
 struct mc_conn {
     int fd;
+    struct mc_tls *tls;        /* its TLS layer (freed with it); NULL: plain */
     struct mc_server *srv;
     unsigned long generation;  /* mc_fork_generation when opened */
     bool reused;               /* taken from a pool (may be stale) */
@@ -124,6 +128,8 @@ struct mc_server {
     bool probing;              /* a connect is testing it is back */
     bool flush_pending;        /* flush_on_reconnect: flush once reachable */
     int timeouts;              /* request timeouts in a row */
+    struct mc_tls_session *tls_slot; /* with cfg.tls: the session its next
+                                      * connection offers (owned) */
 };
 
 struct mc_config {
@@ -141,6 +147,8 @@ struct mc_config {
                                 * every new connection (mc_fmt_auth), owned
                                 * by the engine once set up; NULL: none */
     size_t auth_len;
+    struct mc_tls_ctx *tls;    /* TLS on every connection (tls.h), owned by
+                                * the engine once set up; NULL: plain */
 };
 
 struct mc_engine {
@@ -169,8 +177,14 @@ int mc_engine_build(struct mc_engine *e, enum mc_distribution kind,
                     enum mc_hash_fn hash, const uint32_t *weights);
 
 /* Closes every connection and frees everything, the authentication
- * request wiped first (no request may run). */
+ * request wiped first, then the TLS context and session slots (no request
+ * may run). */
 void mc_engine_free(struct mc_engine *e);
+
+/* Frees what a configuration owns: the authentication request (wiped
+ * first) and the TLS context.  For one never given to mc_engine_init;
+ * mc_engine_free releases the engine's own. */
+void mc_config_release(struct mc_config *cfg);
 
 /* ---- choosing a server -------------------------------------------------- */
 
@@ -256,11 +270,13 @@ mc_engine_take(struct mc_engine *e, struct mc_server *srv,
  * connection (a flush_all is queued ahead of its first request when the
  * server comes back with flush_on_reconnect); a failure (-errno, MC_EEOF,
  * MC_ERESOLVE) holds the server down.  With MC_EOWNER (the caller gave up,
- * e.g. on a signal) or MC_EAUTH (the server refused the credentials: it is
- * alive, the configuration is wrong) nothing is held against the server.
- * A driver reports fd only once the authentication request (cfg.auth), if
- * any, was answered STORED on it.  Returns the connection, or NULL with f
- * set (the fd is closed). */
+ * e.g. on a signal), MC_EAUTH (the server refused the credentials: it is
+ * alive, the configuration is wrong) or MC_ETLS (the TLS handshake failed:
+ * verification, an alert; the configuration again) nothing is held against
+ * the server.  A driver reports fd only once the authentication request
+ * (cfg.auth), if any, was answered STORED on it (over TLS: after the
+ * handshake; the caller sets the new connection's tls).  Returns the
+ * connection, or NULL with f set (the fd is closed). */
 struct mc_conn *mc_engine_connected(struct mc_engine *e,
                                     struct mc_server *srv, int fd,
                                     int gai, struct mc_fail *f);
@@ -292,7 +308,9 @@ mc_engine_give(struct mc_engine *e, struct mc_conn *c)
     mc_engine_give_slow(e, c);
 }
 
-/* Closes a connection (its requests must be complete or failed). */
+/* Closes a connection (its requests must be complete or failed); a TLS
+ * one of the parent after a fork is dropped without a close_notify (the
+ * parent still uses the session on the shared socket). */
 void mc_conn_close(struct mc_conn *c);
 
 /* A request on srv timed out: timeout_limit in a row hold it down. */

@@ -3,6 +3,7 @@
 
 #include "conn.h"
 #include "engine.h"
+#include "tls.h"
 
 /* Creates cmemcache.<name> with the given bases and adds it to the module. */
 static PyObject *
@@ -120,7 +121,13 @@ mc_exec(PyObject *module)
         return -1;
     }
     if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0
-        || PyModule_AddIntConstant(module, "_EAUTH", MC_EAUTH) < 0) {
+        || PyModule_AddIntConstant(module, "_EAUTH", MC_EAUTH) < 0
+        || PyModule_AddIntConstant(module, "_ETLS", MC_ETLS) < 0
+        || PyModule_AddIntConstant(module, "_EEOF", MC_EEOF) < 0
+        || PyModule_AddIntConstant(module, "_TLS_WANT_READ",
+                                   MC_TLS_WANT_READ) < 0
+        || PyModule_AddIntConstant(module, "_TLS_WANT_WRITE",
+                                   MC_TLS_WANT_WRITE) < 0) {
         return -1;
     }
     return 0;

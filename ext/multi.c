@@ -201,13 +201,16 @@ build_lines(struct mc_multi *m, struct mc_part *p)
 /* set: header, value, CRLF + next header, value, ..., CRLF.  The header
  * lines are written in place ("set <key> <flags> <exptime> <bytes>
  * [noreply]\r\n", as mc_fmt_store writes them) in room reserved first; the
- * exptime is the same for every key. */
+ * exptime is the same for every key.  On a TLS connection a zero-length
+ * iovec after each CRLF ending a value marks the end of that command (see
+ * mc_conn_queue). */
 static int
 build_sets(struct mc_multi *m, struct mc_part *p)
 {
     struct mc_buf *b = &p->text;
     size_t *offs = malloc(sizeof(size_t) * (p->nitems + 1));
-    p->iov = malloc(sizeof(struct iovec) * (2 * p->nitems + 1));
+    bool marks = p->conn != NULL && p->conn->tls != NULL;
+    p->iov = malloc(sizeof(struct iovec) * ((marks ? 4 : 2) * p->nitems + 1));
     if (offs == NULL || p->iov == NULL) {
         free(offs);
         return -1;
@@ -251,8 +254,17 @@ build_sets(struct mc_multi *m, struct mc_part *p)
     int k = 0;
     for (size_t i = 0; i < p->nitems; i++) {
         struct mc_item *it = &m->items[p->items[i]];
-        p->iov[k].iov_base = b->data + offs[i];
-        p->iov[k].iov_len = offs[i + 1] - offs[i];
+        size_t at = offs[i];
+        if (marks && i > 0) {
+            p->iov[k].iov_base = b->data + at;  /* the CRLF ending a value */
+            p->iov[k].iov_len = 2;
+            p->iov[k + 1].iov_base = NULL;
+            p->iov[k + 1].iov_len = 0;
+            k += 2;
+            at += 2;
+        }
+        p->iov[k].iov_base = b->data + at;
+        p->iov[k].iov_len = offs[i + 1] - at;
         k++;
         if (it->val_len > 0) {
             p->iov[k].iov_base = (void *)it->val;

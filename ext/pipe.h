@@ -147,19 +147,31 @@ mc_conn_push(struct mc_conn *c, struct mc_req *r, bool fence)
 
 /* Queues a request: its bytes, then "mn" when fence, behind what is
  * queued; r as mc_conn_push.  A fence's "MN" is owed after the reply of
- * the request before it.  Returns 0 or -ENOMEM (nothing queued). */
+ * the request before it.  On a TLS connection a zero-length iovec marks
+ * where the request before it, and the request itself, end (mc_tls_send
+ * ends a record there, so no record holds a value's tail and the next
+ * command: memcached before 1.6.39 would not see that command).  Returns
+ * 0 or -ENOMEM (nothing queued). */
 static MC_ALWAYS_INLINE int
 mc_conn_queue(struct mc_conn *c, struct mc_req *r, const struct iovec *iov,
               int iovcnt, bool fence)
 {
-    if (mc_conn_wreserve(c, iovcnt + fence) < 0) {
+    bool marks = c->tls != NULL;
+    if (mc_conn_wreserve(c, iovcnt + fence + 2 * marks) < 0) {
         return -ENOMEM;
+    }
+    static const struct iovec mark = {NULL, 0};
+    if (marks && c->wcnt > c->whead) {
+        c->wiov[c->wcnt++] = mark;
     }
     for (int i = 0; i < iovcnt; i++) {
         c->wiov[c->wcnt++] = iov[i];
         c->wlen += iov[i].iov_len;
     }
     if (fence) {
+        if (marks) {
+            c->wiov[c->wcnt++] = mark;
+        }
         c->wiov[c->wcnt++] = mc_fence_iov;
         c->wlen += mc_fence_iov.iov_len;
     }

@@ -88,15 +88,18 @@ struct mc_client_args {
 };
 
 /* Parses StringClient(servers, *, timeout=..., ..., username=None,
- * password=None) into a (a->cfg.auth: the authentication request, or
- * NULL).  mc_engine_from_args takes a->cfg.auth over; before that,
+ * password=None, tls=False, tls_*=None) into a (a->cfg.auth: the
+ * authentication request, or NULL; a->cfg.tls: the TLS context, built
+ * here so that bad files fail before anything connects, or NULL).
+ * mc_engine_from_args takes a->cfg.auth and a->cfg.tls over; before that,
  * mc_client_args_release frees what a holds. */
 int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                          const char *type_name, struct mc_client_args *a);
 
 void mc_client_args_release(struct mc_client_args *a);
 
-/* Sets up e from parsed arguments (e owns a->cfg.auth from then on,
+/* Sets up e from parsed arguments (e owns a->cfg.auth and a->cfg.tls
+ * from then on, and makes each server's TLS session slot;
  * whatever happens); fills *names with a tuple of the server strings.  On
  * failure e can be freed. */
 int mc_engine_from_args(mc_state *st, struct mc_engine *e,

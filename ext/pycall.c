@@ -639,6 +639,10 @@ mc_raise_fail(struct mc_core *core, const struct mc_server *srv,
         PyErr_Format(st->AuthenticationError, "%s: authentication failed%s%s",
                      name, f->text[0] ? ": " : "", f->text);
         return;
+    case MC_ETLS:
+        PyErr_Format(st->ConnectionError, "%s: TLS failed: %s", name,
+                     f->text[0] ? f->text : "unknown reason");
+        return;
     case MC_ENOSERVER:
         PyErr_SetString(st->ConnectionError,
                         "no live server for this key: every server it may "

@@ -22,24 +22,79 @@
 #include "pipe.h"
 #include "pycall.h"
 #include "pymulti.h"
+#include "tls.h"
+#include "xport.h"
 
 typedef mc_sclient Client;
+
+/* Why a TLS connection failed (MC_ETLS), into why. */
+static void
+tls_why_of(struct mc_tls *t, char *why, size_t why_size)
+{
+#ifdef MC_HAVE_TLS
+    if (t != NULL) {
+        mc_tls_strerror(t, why, why_size);
+    }
+#else
+    (void)t;
+    (void)why;
+    (void)why_size;
+#endif
+}
+
+/* A failure of a TLS connection as reported: MC_ETLS also for a reset or
+ * close that the TLS layer explains (a refused client certificate), so
+ * that its reason is shown. */
+static ssize_t
+tls_code(struct mc_tls *t, ssize_t n)
+{
+#ifdef MC_HAVE_TLS
+    if (t != NULL && n != MC_ETLS && n != -ETIMEDOUT && n != -EINTR
+        && mc_tls_cert_refused(t)) {
+        return MC_ETLS;
+    }
+#else
+    (void)t;
+#endif
+    return n;
+}
+
+static void
+tls_free(struct mc_tls *t)
+{
+#ifdef MC_HAVE_TLS
+    mc_tls_free(t);
+#else
+    (void)t;
+#endif
+}
+
+/* Frees t sending nothing (its fd is closed already). */
+static void
+tls_drop(struct mc_tls *t)
+{
+#ifdef MC_HAVE_TLS
+    mc_tls_drop(t);
+#else
+    (void)t;
+#endif
+}
 
 /* Sends the authentication request on a new connection and reads the
  * answer with the GIL released, by the connect deadline: 0, MC_EAUTH (why
  * says what the server answered), MC_EOWNER (a signal handler raised), or
  * another failure code. */
 static int
-authenticate(struct mc_engine *e, int fd, int64_t deadline, char *why,
-             size_t why_size)
+authenticate(struct mc_engine *e, int fd, struct mc_tls *tls,
+             int64_t deadline, char *why, size_t why_size)
 {
     struct mc_auth_io io;
     io.sent = io.got = 0;
     for (;;) {
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = mc_auth_run(fd, e->cfg.auth, e->cfg.auth_len, &io, deadline,
-                         why, why_size);
+        rc = mc_auth_run(fd, tls, e->cfg.auth, e->cfg.auth_len, &io,
+                         deadline, why, why_size);
         Py_END_ALLOW_THREADS
         if (rc != -EINTR) {
             return rc;
@@ -50,8 +105,51 @@ authenticate(struct mc_engine *e, int fd, int64_t deadline, char *why,
     }
 }
 
-/* Connects a new connection to srv (the engine asked for one),
- * authenticated first when the client has credentials. */
+#ifdef MC_HAVE_TLS
+/* Starts TLS on the new socket fd and completes the handshake with the
+ * GIL released, by the connect deadline.  Returns the connection's TLS,
+ * or NULL with *rc set: MC_ETLS (why names the cause: verification, an
+ * alert, ...), -ETIMEDOUT, MC_EOWNER (a signal handler raised), -ENOMEM,
+ * or how the socket failed; fd is left open. */
+static struct mc_tls *
+start_tls(struct mc_engine *e, struct mc_server *srv, int fd,
+          int64_t deadline, char *why, size_t why_size, int *rc)
+{
+    struct mc_tls *t = mc_tls_new(e->cfg.tls, fd, srv->spec.host,
+                                  srv->spec.host_len, srv->tls_slot);
+    if (t == NULL) {
+        *rc = errno == ENOMEM ? -ENOMEM : MC_ETLS;
+        snprintf(why, why_size, "cannot verify the host name '%s'",
+                 srv->name);
+        return NULL;
+    }
+    for (;;) {
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = mc_tls_handshake_by(t, deadline);
+        Py_END_ALLOW_THREADS
+        if (r == 0) {
+            return t;
+        }
+        if (r == -EINTR) {
+            if (PyErr_CheckSignals() == 0) {
+                continue;
+            }
+            r = MC_EOWNER;
+        }
+        if (r == MC_ETLS) {
+            mc_tls_strerror(t, why, why_size);
+        }
+        mc_tls_free(t);
+        *rc = r;
+        return NULL;
+    }
+}
+#endif
+
+/* Connects a new connection to srv (the engine asked for one): TLS
+ * handshake first when the client has a TLS context, then
+ * authentication (over TLS then) when it has credentials. */
 static struct mc_conn *
 connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
 {
@@ -71,9 +169,27 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
         }
     }
     char why[sizeof(f->text)];
+    why[0] = '\0';
+    struct mc_tls *tls = NULL;
+#ifdef MC_HAVE_TLS
+    if (fd >= 0 && e->cfg.tls != NULL) {
+        int rc = 0;
+        tls = start_tls(e, srv, fd, deadline, why, sizeof(why), &rc);
+        if (tls == NULL) {
+            close(fd);
+            fd = rc;
+        }
+    }
+#endif
     if (fd >= 0 && e->cfg.auth != NULL) {
-        int rc = authenticate(e, fd, deadline, why, sizeof(why));
+        int rc = (int)tls_code(tls, authenticate(e, fd, tls, deadline, why,
+                                                 sizeof(why)));
+        if (rc == MC_ETLS) {
+            tls_why_of(tls, why, sizeof(why));
+        }
         if (rc < 0) {
+            tls_free(tls);
+            tls = NULL;
             close(fd);
             fd = rc;
         }
@@ -81,12 +197,26 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
     if (fd >= 0) {
         int rc = mc_conn_set_blocking(fd, e->cfg.timeout);
         if (rc < 0) {
+            tls_free(tls);
+            tls = NULL;
             close(fd);
             fd = rc;
         }
     }
+    if (tls != NULL) {
+        /* mc_engine_connected closes fd when it fails (no memory): the
+         * TLS layer goes first, sending nothing. */
+        struct mc_conn *c = mc_engine_connected(e, srv, fd, gai, f);
+        if (c == NULL) {
+            tls_drop(tls);
+        }
+        else {
+            c->tls = tls;
+        }
+        return c;
+    }
     struct mc_conn *c = mc_engine_connected(e, srv, fd, gai, f);
-    if (fd == MC_EAUTH) {
+    if (fd == MC_EAUTH || fd == MC_ETLS) {
         memcpy(f->text, why, sizeof(why));
     }
     return c;
@@ -101,7 +231,7 @@ take_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
         struct mc_conn *c;
         switch (mc_engine_take(&self->core.eng, srv, &c)) {
         case MC_TAKE_IDLE:
-            if (c->fences == 0 && c->flush_oks == 0 && mc_conn_stale(c->fd)) {
+            if (c->fences == 0 && c->flush_oks == 0 && mc_xport_stale(c)) {
                 /* Input on an idle connection: closed by the server (a
                  * restart) or bytes nobody asked for (out of sync).
                  * Nothing was sent on it yet, so another connection, or a
@@ -173,7 +303,7 @@ again:
     }
     bool fence = c->noreply && e->cfg.fence;
     bool queued = !mc_conn_written(conn);
-    struct iovec iov[4];
+    struct iovec iov[5];
     struct mc_out out;
     if (!queued) {
         /* Nothing queued ahead (the usual case): written from a copy of
@@ -185,6 +315,11 @@ again:
         out.iovcnt = c->iovcnt;
         out.len = c->len;
         if (fence) {
+            if (conn->tls != NULL) {
+                /* the request ends its TLS record (see mc_conn_queue) */
+                iov[out.iovcnt].iov_base = NULL;
+                iov[out.iovcnt++].iov_len = 0;
+            }
             iov[out.iovcnt++] = mc_fence_iov;
             out.len += mc_fence_iov.iov_len;
         }
@@ -215,8 +350,7 @@ again:
         }
         ssize_t n;
         Py_BEGIN_ALLOW_THREADS
-        n = mc_conn_step(conn->fd, &out, &conn->rbuf, !c->noreply,
-                         first_wait, deadline);
+        n = mc_xport_step(conn, &out, !c->noreply, first_wait, deadline);
         Py_END_ALLOW_THREADS
         first_wait = false;
         if (queued) {
@@ -277,7 +411,11 @@ again:
             retried = true;
             goto again;
         }
+        n = tls_code(conn->tls, n);
         mc_fail_set(&c->fail, (int)n);
+        if (n == MC_ETLS) {
+            tls_why_of(conn->tls, c->fail.text, sizeof(c->fail.text));
+        }
         goto error;
     }
 
@@ -294,7 +432,13 @@ static void
 part_done(struct mc_engine *e, struct mc_part *p, int code)
 {
     if (code != 0) {
+        if (p->conn != NULL) {
+            code = (int)tls_code(p->conn->tls, code);
+        }
         mc_fail_set(&p->fail, code);
+        if (code == MC_ETLS && p->conn != NULL) {
+            tls_why_of(p->conn->tls, p->fail.text, sizeof(p->fail.text));
+        }
     }
     if (p->conn != NULL) {
         if (p->fail.code != 0 || !mc_conn_written(p->conn)) {
@@ -306,6 +450,35 @@ part_done(struct mc_engine *e, struct mc_part *p, int code)
         p->conn = NULL;
     }
     p->done = true;
+}
+
+/* Writes what c's transport takes now of its queued bytes (no Python: the
+ * GIL is released).  Returns 0 (some may be left: then *wev is the event
+ * the rest waits for) or a failure code. */
+static ssize_t
+part_send(struct mc_conn *c, short *wev)
+{
+    *wev = POLLOUT;
+    while (!mc_conn_written(c)) {
+        ssize_t n = mc_xport_send(c);
+        if (n == MC_TLS_WANT_READ) {
+            *wev = POLLIN;
+            return 0;
+        }
+        if (n < 0) {
+            return n == -EAGAIN ? 0 : n;
+        }
+    }
+    return 0;
+}
+
+/* Receives once into c's buffer: the bytes, 0 when none came (yet), MC_EEOF
+ * or a failure code. */
+static ssize_t
+part_recv(struct mc_conn *c)
+{
+    ssize_t n = mc_xport_recv(c);
+    return n == -EAGAIN || n == MC_TLS_WANT_WRITE ? 0 : n;
 }
 
 /* Writes every part's request, then reads all the replies as they come,
@@ -360,36 +533,48 @@ drive_multi(Client *self, struct mc_multi *m)
         }
         int prc, perr = 0;
         Py_BEGIN_ALLOW_THREADS
+        bool pending = false;
         for (nfds_t k = 0; k < np; k++) {
             struct mc_conn *c = m->parts[map[k]].conn;
             io[k] = 0;
             if (!mc_conn_written(c)) {
-                struct mc_out out = mc_conn_out(c);
-                ssize_t n = mc_conn_send(c->fd, &out);
-                mc_conn_wrote(c, &out);
-                if (n < 0 && n != -EAGAIN) {
+                short wev;
+                ssize_t n = part_send(c, &wev);
+                bool written = mc_conn_written(c);
+                if (n < 0) {
                     io[k] = n;
                     pfd[k].fd = -1;  /* poll ignores it */
                 }
-                else if (mc_conn_written(c) && m->noreply) {
+                else if (written && m->noreply) {
                     pfd[k].fd = -1;
                 }
+                else if (m->noreply) {
+                    pfd[k].events = wev;
+                }
+                else {
+                    pfd[k].events = (short)(POLLIN | (written ? 0 : wev));
+                }
+            }
+            if (pfd[k].fd >= 0 && !m->noreply && mc_xport_pending(c)) {
+                pending = true;
             }
         }
         nfds_t active = 0;
         for (nfds_t k = 0; k < np; k++) {
             active += pfd[k].fd >= 0;
         }
-        prc = active ? poll(pfd, np, mc_poll_timeout(deadline)) : 0;
+        prc = active ? poll(pfd, np, pending ? 0 : mc_poll_timeout(deadline))
+                     : 0;
         if (prc < 0) {
             perr = -errno;
         }
-        for (nfds_t k = 0; prc > 0 && k < np; k++) {
+        for (nfds_t k = 0; (prc > 0 || pending) && k < np; k++) {
+            struct mc_conn *c = m->parts[map[k]].conn;
             if (pfd[k].fd >= 0
-                && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP))) {
-                struct mc_conn *c = m->parts[map[k]].conn;
-                ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
-                io[k] = n == -EAGAIN ? 0 : n;
+                && ((prc > 0
+                     && (pfd[k].revents & (POLLIN | POLLERR | POLLHUP)))
+                    || (!m->noreply && mc_xport_pending(c)))) {
+                io[k] = part_recv(c);
             }
         }
         Py_END_ALLOW_THREADS
@@ -545,11 +730,11 @@ mc_sync_drain_owed(struct mc_conn *c, int64_t deadline)
 {
     while (mc_conn_drain_owed(c) == 0) {
         if (mc_now() >= deadline || mc_buf_reserve(&c->rbuf, 4096) < 0
-            || mc_conn_wait(c->fd, POLLIN, deadline) < 0) {
+            || (!mc_xport_pending(c)
+                && mc_conn_wait(c->fd, POLLIN, deadline) < 0)) {
             return;
         }
-        ssize_t n = mc_conn_recv(c->fd, &c->rbuf);
-        if (n <= 0 && n != -EAGAIN) {
+        if (part_recv(c) < 0) {
             return;
         }
     }

@@ -607,6 +607,12 @@ mc_tls_strerror(const struct mc_tls *t, char *buf, size_t len)
 }
 
 bool
+mc_tls_cert_refused(const struct mc_tls *t)
+{
+    return t->failed && t->cert_requested && !t->got_data;
+}
+
+bool
 mc_tls_stale(struct mc_tls *t)
 {
     if (t->failed || SSL_pending(t->ssl) > 0) {
@@ -654,6 +660,15 @@ mc_tls_free(struct mc_tls *t)
     free(t);
 }
 
+void
+mc_tls_drop(struct mc_tls *t)
+{
+    if (t != NULL) {
+        t->failed = true;       /* mc_tls_free then sends nothing */
+        mc_tls_free(t);
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Blocking helpers                                                          */
 
@@ -679,9 +694,8 @@ mc_tls_handshake_by(struct mc_tls *t, int64_t deadline)
     }
 }
 
-/* Receives once into b's free tail. */
-static ssize_t
-recv_into(struct mc_tls *t, struct mc_buf *b)
+ssize_t
+mc_tls_recv_into(struct mc_tls *t, struct mc_buf *b)
 {
     ssize_t n = mc_tls_recv(t, b->data + b->end, b->cap - b->end);
     if (n > 0) {
@@ -729,7 +743,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
         return rev < 0 ? rev : 0;
     }
     if (mc_tls_pending(t) > 0) {
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         if (!is_want(n)) {
             return n;
         }
@@ -740,7 +754,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
     }
     if (block && out->iovcnt == 0 && rev_want == POLLIN) {
         t->block_once = true;
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         t->block_once = false;
         if (!is_want(n)) {
             return n;
@@ -752,7 +766,7 @@ mc_tls_step(struct mc_tls *t, struct mc_out *out, struct mc_buf *b,
         return rev;
     }
     if (rev & (POLLERR | POLLHUP | rev_want)) {
-        ssize_t n = recv_into(t, b);
+        ssize_t n = mc_tls_recv_into(t, b);
         if (!is_want(n)) {
             return n;
         }

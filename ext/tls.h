@@ -27,9 +27,9 @@
 #include "buf.h"
 #include "conn.h"
 
-/* Codes beyond -errno and MC_EEOF (conn.h), negative like -errno and
- * distinct from every other MC_E* code. */
-#define MC_ETLS (-10100)           /* TLS failure: see mc_tls_strerror */
+/* Codes beyond -errno and MC_EEOF (conn.h, which also defines MC_ETLS,
+ * a TLS failure: see mc_tls_strerror), negative like -errno and distinct
+ * from every other MC_E* code. */
 #define MC_TLS_WANT_READ (-10101)  /* call again once fd is readable */
 #define MC_TLS_WANT_WRITE (-10102) /* call again once fd is writable */
 
@@ -138,6 +138,10 @@ void mc_tls_out_advance(struct mc_out *out, size_t n);
  * -errno. */
 ssize_t mc_tls_recv(struct mc_tls *t, char *buf, size_t cap);
 
+/* mc_tls_recv into b's free tail (which must have room), b's end advanced
+ * past what came. */
+ssize_t mc_tls_recv_into(struct mc_tls *t, struct mc_buf *b);
+
 /* > 0 when mc_tls_recv can return data without the socket becoming
  * readable (which poll() cannot see): the decrypted bytes buffered, or 1 for
  * records read from the socket but not decrypted yet.  Check it before
@@ -166,6 +170,12 @@ const char *mc_tls_version(const struct mc_tls *t);
  * certificate says so); "" when there was none.  Returns buf. */
 char *mc_tls_strerror(const struct mc_tls *t, char *buf, size_t len);
 
+/* True when t failed after the server asked for a client certificate and
+ * before any data came: a reset or close then most likely is the server
+ * refusing the certificate (or its absence), whose alert the reset
+ * discarded; mc_tls_strerror says so. */
+bool mc_tls_cert_refused(const struct mc_tls *t);
+
 /* True when an idle connection cannot take a new request: data, a close or
  * an error is waiting.  Records without data (TLS 1.3 session tickets not
  * read yet) are consumed and do not count. */
@@ -174,6 +184,11 @@ bool mc_tls_stale(struct mc_tls *t);
 /* Frees t without blocking: a close_notify is attempted once (without
  * waiting) after a completed handshake and no failure.  Leaves fd open. */
 void mc_tls_free(struct mc_tls *t);
+
+/* Frees t sending nothing at all (no close_notify): for a connection whose
+ * socket another process shares (a child after fork() dropping its
+ * parent's connections), or whose fd is already closed.  Leaves fd open. */
+void mc_tls_drop(struct mc_tls *t);
 
 /* Completes the handshake before deadline (mc_now's clock).  Returns 0, a
  * failure as mc_tls_handshake, -ETIMEDOUT (also when the server keeps

@@ -410,6 +410,49 @@ class MemcachedServer:
         return out
 
 
+def auth_request(user: bytes, password: bytes) -> bytes:
+    """memcached -Y's authentication request: ``set <user> ...``."""
+    value = user + b" " + password
+    return b"set %s 0 0 %d\r\n%s\r\n" % (user, len(value), value)
+
+
+def authenticate_socket(s: socket.socket, user: str, password: str) -> socket.socket:
+    """Authenticates a harness connection to a memcached -Y (plain or TLS)
+    and returns it; closes it and raises ConnectionError when refused."""
+    try:
+        s.sendall(auth_request(user.encode(), password.encode()))
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                raise ConnectionError("closed while authenticating")
+            reply += chunk
+        if reply != b"STORED\r\n":
+            raise ConnectionError(f"harness not authenticated: {reply!r}")
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def django_cache_class():
+    """cmemcache.django.CMemcacheCache, Django's settings configured first
+    (a local-memory default cache) when nothing configured them; skips
+    without Django."""
+    django = pytest.importorskip("django")
+    from django.conf import settings
+
+    if not settings.configured:
+        settings.configure(
+            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+            USE_TZ=True,
+        )
+        django.setup()
+    from cmemcache.django import CMemcacheCache
+
+    return CMemcacheCache
+
+
 def parse_values(reply: bytes) -> list[tuple[bytes, bytes]]:
     """The (key, value) pairs of a complete ``get`` reply."""
     out = []

@@ -21,7 +21,7 @@ import pytest
 
 import cmemcache
 import cmemcache.aio
-from conftest import MemcachedServer
+from conftest import MemcachedServer, authenticate_socket, django_cache_class
 
 USER = "cm-user"
 PASSWORD = "pw-7GhQ2-n0t-in-any-message"
@@ -36,11 +36,6 @@ SLACK = 0.6
 CLIENTS = ["StringClient", "Client", "aio.StringClient", "aio.Client"]
 
 
-def auth_request(user: bytes, password: bytes) -> bytes:
-    value = user + b" " + password
-    return b"set %s 0 0 %d\r\n%s\r\n" % (user, len(value), value)
-
-
 class AuthServer(MemcachedServer):
     """memcached -Y authfile; the harness's own connections (readiness,
     stats, raw commands) authenticate first."""
@@ -49,21 +44,7 @@ class AuthServer(MemcachedServer):
         super().__init__(["-Y", str(authfile)], **kwargs)
 
     def _connect(self, timeout: float):
-        s = super()._connect(timeout)
-        try:
-            s.sendall(auth_request(USER.encode(), PASSWORD.encode()))
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = s.recv(64)
-                if not chunk:
-                    raise ConnectionError("closed while authenticating")
-                reply += chunk
-            if reply != b"STORED\r\n":
-                raise ConnectionError(f"harness not authenticated: {reply!r}")
-        except BaseException:
-            s.close()
-            raise
-        return s
+        return authenticate_socket(super()._connect(timeout), USER, PASSWORD)
 
 
 def write_authfile(path):
@@ -585,16 +566,7 @@ def test_refusal_text_is_the_servers(server):
 
 
 def test_django_backend(server):
-    django = pytest.importorskip("django")
-    from django.conf import settings
-
-    if not settings.configured:
-        settings.configure(
-            CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
-            USE_TZ=True,
-        )
-        django.setup()
-    from cmemcache.django import CMemcacheCache
+    CMemcacheCache = django_cache_class()
 
     cache = CMemcacheCache(server.address, {"OPTIONS": {"username": USER, "password": PASSWORD}})
     cache.set("dj", {"a": 1})

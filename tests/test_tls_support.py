@@ -1,6 +1,6 @@
 """tests/tls_support.py works: certificates made with trustme, memcached -Z
 servers started with them, round trips through Python's own ssl module
-(the client under test has no TLS API yet)."""
+(cmemcache's own TLS clients are tests/test_tls.py's)."""
 
 from __future__ import annotations
 

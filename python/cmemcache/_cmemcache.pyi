@@ -1,4 +1,6 @@
 import builtins
+import os
+import ssl
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -9,6 +11,10 @@ _Server = str | tuple[str, int]
 
 MAX_KEY_LENGTH: int
 _EAUTH: int
+_ETLS: int
+_EEOF: int
+_TLS_WANT_READ: int
+_TLS_WANT_WRITE: int
 
 class Error(Exception): ...
 class ConnectionError(Error, builtins.ConnectionError): ...
@@ -51,6 +57,15 @@ class StringClient:
         timeout_limit: int = 3,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
+        tls: bool = False,
+        tls_ca_file: str | bytes | os.PathLike[str] | None = None,
+        tls_certfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile_password: str | bytes | None = None,
+        tls_server_hostname: str | bytes | None = None,
+        tls_verify: bool | None = None,
+        tls_min_version: ssl.TLSVersion | str | None = None,
+        tls_max_version: ssl.TLSVersion | str | None = None,
     ) -> Self: ...
     @property
     def servers(self) -> tuple[str, ...]: ...
@@ -135,6 +150,15 @@ class AsyncStringClient:
         timeout_limit: int = 3,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
+        tls: bool = False,
+        tls_ca_file: str | bytes | os.PathLike[str] | None = None,
+        tls_certfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile: str | bytes | os.PathLike[str] | None = None,
+        tls_keyfile_password: str | bytes | None = None,
+        tls_server_hostname: str | bytes | None = None,
+        tls_verify: bool | None = None,
+        tls_min_version: ssl.TLSVersion | str | None = None,
+        tls_max_version: ssl.TLSVersion | str | None = None,
         max_connections: int = 2,
         max_inflight: int = 64,
     ) -> Self: ...
@@ -192,7 +216,13 @@ class AsyncStringClient:
     def connections(self) -> tuple[int, ...]: ...
     def _connect(self, index: int, timeout: float) -> None: ...
     def _flush(self) -> None: ...
-    def _attach(self, index: int, fd: int, /) -> None: ...
+    def _attach(self, index: int, fd: int, tls: Any = None, /) -> None: ...
+    def _tls_new(self, index: int, fd: int, /) -> Any: ...
+    def _tls_handshake(self, tls: Any, /) -> int: ...
+    def _tls_send(self, tls: Any, data: bytes, /) -> int: ...
+    def _tls_recv(self, tls: Any, n: int, /) -> bytes | int: ...
+    def _tls_why(self, tls: Any, /) -> str: ...
+    def _tls_code(self, tls: Any, code: int, /) -> int: ...
     def _connect_failed(self, index: int, errno: int, message: str, /) -> None: ...
     def _server(self, index: int, /) -> tuple[Any, ...]: ...
     def _auth_request(self) -> bytes | None: ...

@@ -23,6 +23,7 @@ import asyncio
 import collections.abc
 import errno
 import functools
+import os
 import socket
 from typing import Any
 
@@ -72,11 +73,23 @@ class StringClient(_cmemcache.AsyncStringClient):
                     await loop.sock_connect(sock, spec[1])
                 else:
                     sock = await _tcp(loop, spec[1], spec[2], spec[0] == "tcp6")
-                refused = await self._authenticate(loop, sock)
+                tls = self._tls_new(index, sock.fileno())
+                if tls is not None:
+                    tls_failed = await self._handshake(loop, sock, tls)
+                    if tls_failed is not None:
+                        sock.close()
+                        self._connect_failed(index, *tls_failed)
+                        return
+                refused = await self._authenticate(loop, sock, tls)
         except TimeoutError:
             if sock is not None:
                 sock.close()
             self._connect_failed(index, errno.ETIMEDOUT, "timed out")
+            return
+        except _TLSFailure as e:
+            if sock is not None:
+                sock.close()
+            self._connect_failed(index, e.code, e.why)
             return
         except socket.gaierror as e:
             self._connect_failed(index, 0, str(e.strerror or e))
@@ -94,18 +107,42 @@ class StringClient(_cmemcache.AsyncStringClient):
             sock.close()
             self._connect_failed(index, _cmemcache._EAUTH, refused)
             return
-        self._attach(index, sock.detach())
+        self._attach(index, sock.detach(), tls)
+
+    async def _handshake(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                         tls: Any) -> tuple[int, str] | None:
+        """Completes the TLS handshake on a new connection, each step when
+        the loop says the socket is ready for what the last one wanted:
+        None, or the (code, why) for _connect_failed."""
+        while (rc := self._tls_handshake(tls)) != 0:
+            if rc in (_TLS_WANT_READ, _TLS_WANT_WRITE):
+                await _ready(loop, sock, rc)
+                continue
+            return self._tls_failure(tls, rc)
+        return None
+
+    def _tls_failure(self, tls: Any, rc: int) -> tuple[int, str]:
+        """A TLS connection's failure code as _connect_failed takes it."""
+        rc = self._tls_code(tls, rc)
+        if rc == _cmemcache._ETLS:
+            return rc, self._tls_why(tls)
+        if rc == _cmemcache._EEOF:
+            return errno.ECONNRESET, "connection closed by the server"
+        return -rc if rc < 0 else errno.EIO, os.strerror(-rc) if rc < 0 else "TLS failed"
 
     async def _authenticate(self, loop: asyncio.AbstractEventLoop,
-                            sock: socket.socket) -> str | None:
+                            sock: socket.socket, tls: Any = None) -> str | None:
         """Sends the credentials (memcached -Y) on a new connection, before
-        anything else, and reads the one-line answer: None when the server
-        answered STORED (or there are no credentials), else why it refused.
-        The request and the verdict come from the engine, as for the
-        blocking driver."""
+        anything else (over TLS after the handshake when the client has
+        TLS), and reads the one-line answer: None when the server answered
+        STORED (or there are no credentials), else why it refused.  The
+        request and the verdict come from the engine, as for the blocking
+        driver."""
         request = self._auth_request()
         if request is None:
             return None
+        if tls is not None:
+            return await self._authenticate_tls(loop, sock, tls, request)
         await loop.sock_sendall(sock, request)
         reply = b""
         while (verdict := self._auth_reply(reply)) is None:
@@ -113,6 +150,28 @@ class StringClient(_cmemcache.AsyncStringClient):
             if not chunk:
                 raise ConnectionResetError(errno.ECONNRESET, "connection closed by the server")
             reply += chunk
+        return None if verdict is True else str(verdict)
+
+    async def _authenticate_tls(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                                tls: Any, request: bytes) -> str | None:
+        """_authenticate over the TLS connection tls."""
+        while request:
+            n = self._tls_send(tls, request)
+            if n > 0:
+                request = request[n:]
+            elif n in (_TLS_WANT_READ, _TLS_WANT_WRITE):
+                await _ready(loop, sock, n)
+            else:
+                raise _TLSFailure(*self._tls_failure(tls, n))
+        reply = b""
+        while (verdict := self._auth_reply(reply)) is None:
+            chunk = self._tls_recv(tls, 1024 - len(reply))
+            if isinstance(chunk, bytes):
+                reply += chunk
+            elif chunk in (_TLS_WANT_READ, _TLS_WANT_WRITE):
+                await _ready(loop, sock, chunk)
+            else:
+                raise _TLSFailure(*self._tls_failure(tls, chunk))
         return None if verdict is True else str(verdict)
 
     async def close(self) -> None:
@@ -137,6 +196,43 @@ class StringClient(_cmemcache.AsyncStringClient):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+_TLS_WANT_READ: int = _cmemcache._TLS_WANT_READ
+_TLS_WANT_WRITE: int = _cmemcache._TLS_WANT_WRITE
+
+
+class _TLSFailure(Exception):
+    """A TLS connection failed while the connector used it: (code, why)
+    for _connect_failed."""
+
+    def __init__(self, code: int, why: str) -> None:
+        super().__init__(code, why)
+        self.code = code
+        self.why = why
+
+
+async def _ready(loop: asyncio.AbstractEventLoop, sock: socket.socket, want: int) -> None:
+    """Waits until sock is readable (want _TLS_WANT_READ) or writable."""
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    fd = sock.fileno()
+    if want == _TLS_WANT_READ:
+        loop.add_reader(fd, wake)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(fd)
+    else:
+        loop.add_writer(fd, wake)
+        try:
+            await fut
+        finally:
+            loop.remove_writer(fd)
 
 
 def _numeric(host: str, port: int) -> list[tuple[Any, ...]]:

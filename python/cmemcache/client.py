@@ -12,6 +12,7 @@ import abc
 import binascii
 import errno
 import logging
+import os
 import pickle
 import re
 import sys
@@ -20,7 +21,10 @@ import time as _time
 import zlib
 from collections import Counter
 from datetime import timedelta
-from typing import Any, Callable, Generator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Mapping
+
+if TYPE_CHECKING:
+    import ssl
 
 from . import _cmemcache
 from ._cmemcache import Error, InvalidKeyError, StringClient, ValueTooLargeError
@@ -238,6 +242,15 @@ class _Policy:
         timeout_limit: int = 3,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
+        tls: bool = False,
+        tls_ca_file: str | os.PathLike[str] | None = None,
+        tls_certfile: str | os.PathLike[str] | None = None,
+        tls_keyfile: str | os.PathLike[str] | None = None,
+        tls_keyfile_password: str | bytes | None = None,
+        tls_server_hostname: str | None = None,
+        tls_verify: bool | None = None,
+        tls_min_version: ssl.TLSVersion | str | None = None,
+        tls_max_version: ssl.TLSVersion | str | None = None,
     ) -> None:
         self.debug = debug
         self.dead_retry = dead_retry
@@ -253,6 +266,19 @@ class _Policy:
         # engines set_servers makes later; never shown
         self._username = username
         self._password = password
+        # TLS (memcached -Z): checked, and the context built, by the engine
+        # (set_servers); kept for the engines set_servers makes later
+        self._tls: dict[str, Any] = {
+            "tls": tls,
+            "tls_ca_file": tls_ca_file,
+            "tls_certfile": tls_certfile,
+            "tls_keyfile": tls_keyfile,
+            "tls_keyfile_password": tls_keyfile_password,
+            "tls_server_hostname": tls_server_hostname,
+            "tls_verify": tls_verify,
+            "tls_min_version": tls_min_version,
+            "tls_max_version": tls_max_version,
+        }
         if failover is None:
             failover = "rehash" if distribution == "python-memcached" else "next"
         self.failover = failover
@@ -320,6 +346,7 @@ class _Policy:
             timeout_limit=self.timeout_limit,
             username=self._username,
             password=self._password,
+            **self._tls,
         )
         self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
         self.buckets = [h for h in self.servers for _ in range(h.weight)]

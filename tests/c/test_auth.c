@@ -147,8 +147,8 @@ ex_open(struct exchange *x, const char *reply, size_t n)
 static int
 ex_run(struct exchange *x, int64_t ms, size_t why_size)
 {
-    return mc_auth_run(x->sv[0], req, REQ_LEN, &x->io, mc_now() + ms * MS,
-                       x->why, why_size);
+    return mc_auth_run(x->sv[0], NULL, req, REQ_LEN, &x->io,
+                       mc_now() + ms * MS, x->why, why_size);
 }
 
 /* The request arrived whole, once. */
