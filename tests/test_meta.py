@@ -6,6 +6,7 @@ sent."""
 
 from __future__ import annotations
 
+import pickle
 import threading
 import time
 
@@ -112,11 +113,17 @@ def test_meta_set_flags_ttl_and_text_reads(mc, server):
     assert mc.set("t", b"text", flags=4, exptime=50)
     r = mc.meta_get("t", flags=True, ttl=True)
     assert r.value == b"text" and r.flags == 4 and 49 <= r.ttl <= 50
-    # python-memcached's client reads what meta_set wrote
-    cl = cmemcache.Client([server.address])
-    assert mc.meta_set("s", "text é".encode(), flags=16)
-    assert cl.get("s") == "text é"
-    cl.disconnect_all()
+    # python-memcached (and cmemcache.Client) read what meta_set wrote
+    memcache = pytest.importorskip("memcache")
+    for cl in (memcache.Client([server.address]), cmemcache.Client([server.address])):
+        assert mc.meta_set("s", "text é".encode(), flags=16)
+        assert mc.meta_set("i", b"42", flags=2)
+        assert cl.get("s") == "text é" and cl.get("i") == 42
+        # and meta_get reads what they wrote
+        assert cl.set("p", {"a": 1})
+        r = mc.meta_get("p", flags=True)
+        assert r.flags == 1 and pickle.loads(r.value) == {"a": 1}
+        cl.disconnect_all()
 
 
 def test_meta_set_return_cas_and_compare(mc):
