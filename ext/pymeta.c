@@ -63,7 +63,14 @@ get_result(struct mc_call *c, const struct mc_meta_reply *rep)
         return NULL;
     }
     uint32_t asked = c->mflags;
-    uint32_t has = rep->has;
+    /* what was asked, whatever else a server sends */
+    uint32_t has = rep->has & (MC_RF_WIN | MC_RF_STALE | MC_RF_WON
+                               | (asked & MC_MF_RET_FLAGS ? MC_RF_FLAGS : 0)
+                               | (asked & MC_MF_RET_CAS ? MC_RF_CAS : 0)
+                               | (asked & MC_MF_RET_TTL ? MC_RF_TTL : 0)
+                               | (asked & MC_MF_RET_SIZE ? MC_RF_SIZE : 0)
+                               | (asked & MC_MF_RET_ACCESS ? MC_RF_ACCESS : 0)
+                               | (asked & MC_MF_RET_HIT ? MC_RF_HIT : 0));
     PyObject *v[R_NFIELDS];
     v[R_VALUE] = (asked & MC_MF_VALUE) && rep->kind == MC_META_VA
                      ? PyBytes_FromStringAndSize(rep->value,

@@ -442,3 +442,57 @@ def test_error_messages_name_the_arguments(mc):
     with pytest.raises(ValueError, match="touch out of range"):
         mc.meta_get("k", touch=2**31)
     assert isinstance(cmemcache.InvalidKeyError("x"), ValueError)
+
+
+# -- replies a real server never sends ---------------------------------------------------
+
+
+def test_meta_replies_from_a_scripted_server(fake_server):
+    from fakeserver import expect, send, send_chunks
+
+    fake = fake_server([
+        # a VA frame a byte at a time, then the next request on the same connection
+        expect(rb"^mg k v f c t\r\n"), send_chunks(b"VA 5 f3 c9 t-1 s1 W\r\nhello\r\n", 1, 0.001),
+        expect(rb"ms k 1 T5\r\nx\r\n$"), send_chunks(b"HD\r\n", 1, 0.001),
+        expect(rb"md k\r\n$"), send(b"NF\r\n"),
+    ])
+    c = StringClient([fake.address], timeout=2)
+    # s1 was not asked for: size stays None
+    r = c.meta_get("k", flags=True, cas=True, ttl=True)
+    assert fields(r) == dict(NONE_ASKED, value=b"hello", flags=3, cas=9, ttl=-1, win=True)
+    assert c.meta_set("k", b"x", ttl=5) is True
+    assert c.meta_delete("k") is False
+    assert len(fake.connections) == 1
+    c.disconnect_all()
+
+
+@pytest.mark.parametrize("call, request_line, reply, error, match", [
+    ("meta_get", rb"mg k v\r\n", b"SERVER_ERROR out of memory\r\n", cmemcache.ServerError,
+     "out of memory"),
+    ("meta_get", rb"mg k v\r\n", b"CLIENT_ERROR bad command line format\r\n",
+     cmemcache.ClientError, "bad command line"),
+    ("meta_arithmetic", rb"ma k v\r\n", b"VA 1\r\nx\r\n", cmemcache.ProtocolError,
+     "not a number"),
+    ("meta_get", rb"mg k v\r\n", b"END\r\n", cmemcache.ProtocolError, "unexpected bytes"),
+    ("meta_get", rb"mg k v\r\n", b"NS\r\n", cmemcache.ProtocolError, "does not fit"),
+    ("meta_delete", rb"md k\r\n", b"VA 1\r\nx\r\n", cmemcache.ProtocolError, "does not fit"),
+    ("meta_get", rb"mg k v\r\n", b"VA 2000000\r\n", cmemcache.ProtocolError,
+     "larger than max_value_size"),
+])
+def test_meta_bad_replies(fake_server, call, request_line, reply, error, match):
+    from fakeserver import expect, send
+
+    fake = fake_server([expect(b"^" + request_line + b"$"), send(reply)])
+    c = StringClient([fake.address], timeout=2)
+    with pytest.raises(error, match=match):
+        getattr(c, call)("k")
+    c.disconnect_all()
+
+
+def test_meta_after_a_noreply_text_command(mc):
+    mc.set("k", b"v", noreply=True)
+    assert mc.meta_get("k").value == b"v"
+    mc.delete("k", noreply=True)
+    assert mc.meta_get("k") is None
+    assert mc.meta_set("k", b"w") is True
+    assert mc.get("k") == b"w"
