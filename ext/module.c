@@ -3,6 +3,7 @@
 
 #include "conn.h"
 #include "engine.h"
+#include "pymeta.h"
 #include "tls.h"
 
 /* Creates cmemcache.<name> with the given bases and adds it to the module. */
@@ -110,6 +111,11 @@ mc_exec(PyObject *module)
         || PyModule_AddType(module, st->acall_type) < 0) {
         return -1;
     }
+    st->meta_result_type = mc_meta_result_type_new();
+    if (st->meta_result_type == NULL
+        || PyModule_AddType(module, st->meta_result_type) < 0) {
+        return -1;
+    }
     PyObject *events = PyImport_ImportModule("asyncio.events");
     if (events == NULL) {
         return -1;
@@ -142,6 +148,7 @@ mc_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->aclient_type);
     Py_VISIT(st->aconn_type);
     Py_VISIT(st->acall_type);
+    Py_VISIT(st->meta_result_type);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->str_set_result);
     Py_VISIT(st->Error);
@@ -166,6 +173,7 @@ mc_clear(PyObject *module)
     Py_CLEAR(st->aclient_type);
     Py_CLEAR(st->aconn_type);
     Py_CLEAR(st->acall_type);
+    Py_CLEAR(st->meta_result_type);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->str_set_result);
     Py_CLEAR(st->Error);

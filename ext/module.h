@@ -12,6 +12,7 @@ typedef struct {
     PyTypeObject *aclient_type;
     PyTypeObject *aconn_type;
     PyTypeObject *acall_type;
+    PyTypeObject *meta_result_type;  /* cmemcache.MetaResult */
     PyObject *get_running_loop;   /* asyncio's, for cmemcache.aio */
     PyObject *str_set_result;
     PyObject *Error;

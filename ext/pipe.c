@@ -98,6 +98,57 @@ mc_owed_frame(struct mc_conn *c, const struct mc_reply *rep, struct mc_fail *f)
     return 0;
 }
 
+/* The frame of an MC_X_META request r, the oldest in flight with nothing
+ * owed ahead of it.  Returns MC_FEED_TAKEN when the frame was taken (r
+ * finished), 0
+ * when more must be received (*need set), MC_FEED_OWNER when r's owner
+ * failed on it (the frame is left unread: the next call discards it and
+ * finishes r), MC_FEED_BROKEN with f set. */
+int
+mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
+             size_t *need, struct mc_fail *f)
+{
+    struct mc_meta_reply rep;
+    ssize_t n = mc_meta_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                              max_value, &rep);
+    if (n < 0) {
+        if (n == MC_NEED_MORE) {
+            *need = rep.need;
+            return 0;
+        }
+        if (mc_meta_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
+                          SIZE_MAX, &rep) != MC_EPROTO) {
+            mc_fail_set(f, MC_EVALUE);  /* well formed, but too large */
+        }
+        else {
+            mc_fail_proto(f, "unexpected bytes");
+        }
+        return MC_FEED_BROKEN;
+    }
+    if (mc_meta_is_error(rep.kind)) {
+        /* the error line is the whole reply: in sync */
+        struct mc_reply er;
+        er.kind = rep.kind == MC_META_ERROR          ? MC_ERROR
+                  : rep.kind == MC_META_CLIENT_ERROR ? MC_CLIENT_ERROR
+                                                     : MC_SERVER_ERROR;
+        er.text = rep.text;
+        er.text_len = rep.text_len;
+        mc_fail_reply(&r->fail, &er);
+    }
+    else if (!(r->accept & (1u << rep.kind))) {
+        mc_fail_proto(f, "reply does not fit the command");
+        return MC_FEED_BROKEN;
+    }
+    else if (r->on_meta != NULL && r->on_meta(r->owner, r, &rep) < 0) {
+        r->on_meta = NULL;      /* read again next time, and discarded */
+        mc_fail_set(&r->fail, MC_EOWNER);
+        return MC_FEED_OWNER;
+    }
+    mc_buf_consume(&c->rbuf, (size_t)n);
+    mc_finish_head(c, MC_REQ_DONE);
+    return MC_FEED_TAKEN;
+}
+
 void
 mc_finish_head(struct mc_conn *c, enum mc_req_state state)
 {

@@ -20,6 +20,7 @@
 
 #include "conn.h"
 #include "engine.h"
+#include "meta.h"
 #include "proto.h"
 
 /* What a reply is made of. */
@@ -31,6 +32,9 @@ enum mc_expect {
     MC_X_OK,       /* OK */
     MC_X_VERSION,  /* VERSION <text> */
     MC_X_STATS,    /* STAT lines until END (or RESET, or OK) */
+    MC_X_META,     /* one meta reply frame (mc_meta_parse) of the kinds in
+                    * accept, given to on_meta; an error line fails the
+                    * request and leaves the stream in sync */
 };
 
 enum mc_req_state { MC_REQ_FLIGHT, MC_REQ_DONE, MC_REQ_FAILED };
@@ -44,6 +48,10 @@ struct mc_req;
 typedef int (*mc_item_fn)(void *owner, struct mc_req *r, size_t item,
                           const struct mc_reply *reply);
 
+/* Takes the reply of an MC_X_META request, as mc_item_fn. */
+typedef int (*mc_meta_fn)(void *owner, struct mc_req *r,
+                          const struct mc_meta_reply *reply);
+
 /* Told when a request is complete or has failed (optional). */
 typedef void (*mc_done_fn)(void *owner, struct mc_req *r);
 
@@ -51,7 +59,8 @@ struct mc_req {
     struct mc_req *next;       /* in flight on the same connection */
     enum mc_expect expect;
     enum mc_req_state state;
-    uint32_t accept;           /* MC_X_STATUS: 1 << kind of each answer */
+    uint32_t accept;           /* MC_X_STATUS: 1 << kind of each answer;
+                                * MC_X_META: 1 << enum mc_meta_kind */
     bool soft_errors;          /* MC_X_STATUS: SERVER_ERROR answers one
                                 * item (set_multi), instead of the request */
     bool with_cas;             /* MC_X_VALUES: each VALUE carries a cas */
@@ -65,6 +74,7 @@ struct mc_req {
     unsigned fences_after;     /* "MN" owed right after this reply */
     size_t taken;              /* MC_X_STATS: bytes charged to the limit */
     mc_item_fn on_item;        /* NULL: the reply is discarded */
+    mc_meta_fn on_meta;        /* MC_X_META's; NULL: discarded */
     mc_done_fn on_done;
     void *owner;
     void *driver;              /* the driver's own (it queued the request) */
@@ -94,6 +104,7 @@ mc_req_init(struct mc_req *r, enum mc_expect x)
     r->fences_after = 0;
     r->taken = 0;
     r->on_item = NULL;
+    r->on_meta = NULL;
     r->on_done = NULL;
     r->owner = NULL;
     r->driver = NULL;
@@ -208,6 +219,7 @@ mc_conn_wrote(struct mc_conn *c, const struct mc_out *out)
 /* mc_conn_feed's outcomes besides 0 (all frames taken, more needed). */
 #define MC_FEED_BROKEN (-1)    /* out of sync: fail what is in flight, close */
 #define MC_FEED_OWNER 1        /* a request's owner failed (see mc_item_fn) */
+#define MC_FEED_TAKEN 2        /* mc_meta_feed: the frame was taken */
 
 /* What a frame did to the request it answered. */
 enum mc_frame_rc {
@@ -226,6 +238,8 @@ enum mc_frame_rc mc_frame_broken(struct mc_fail *f, const char *why);
 void mc_feed_unparsable(const struct mc_conn *c, struct mc_fail *f);
 int mc_owed_frame(struct mc_conn *c, const struct mc_reply *rep,
                   struct mc_fail *f);
+int mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
+                 size_t *need, struct mc_fail *f);
 void mc_finish_head(struct mc_conn *c, enum mc_req_state state);
 
 static inline bool
@@ -348,6 +362,8 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
         rc = mc_deliver(r, r->cursor, rep);
         r->cursor++;
         return rc;
+    case MC_X_META:
+        break;                  /* read by mc_meta_feed, never here */
     }
     return mc_frame_broken(f, "reply does not fit the command");
 }
@@ -368,7 +384,9 @@ mc_end_follows(struct mc_conn *c, struct mc_req *r)
 
 /* Parses the frames in c's buffer and gives each to the request it
  * answers: replies owed to a flush and to noreply fences first, then the
- * oldest request in flight.  A request whose reply is complete (or is an
+ * oldest request in flight (its frame read with mc_meta_parse when that
+ * request expects a meta reply, with mc_parse otherwise: text and meta
+ * requests share a connection in any order).  A request whose reply is complete (or is an
  * error line) leaves the queue as DONE (or FAILED) and its on_done is
  * called.  Returns 0 when every complete frame was taken (*need: the
  * length of the frame being received, when known), MC_FEED_OWNER right
@@ -385,6 +403,14 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
     struct mc_reply rep;
     *need = 0;
     while (mc_buf_len(&c->rbuf) > 0) {
+        if (c->head != NULL && c->head->expect == MC_X_META
+            && (c->fences | c->flush_oks) == 0) {
+            int m = mc_meta_feed(c, c->head, max_value, need, f);
+            if (m != MC_FEED_TAKEN) {
+                return m;
+            }
+            continue;
+        }
         ssize_t n = mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf),
                              max_value, &rep);
         if (n < 0) {
@@ -438,6 +464,7 @@ static inline void
 mc_req_abandon(struct mc_req *r)
 {
     r->on_item = NULL;
+    r->on_meta = NULL;
 }
 
 /* Reads the replies owed to noreply fences and a flush, from what c's

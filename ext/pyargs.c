@@ -2,6 +2,8 @@
  * numbers, timeouts, constructor arguments (see pyargs.h). */
 #include "pyargs.h"
 
+#include "meta.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,10 +185,30 @@ mc_pyhold_free(struct mc_pyhold *h)
     }
 }
 
+static int pykey(mc_state *st, struct mc_engine *e, PyObject *obj,
+                 const char *pre, size_t pre_len, bool binary,
+                 struct mc_wkey *wk, struct mc_place *pl,
+                 struct mc_pyhold *h);
+
 int
 mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
          size_t pre_len, struct mc_wkey *wk, struct mc_place *pl,
          struct mc_pyhold *h)
+{
+    return pykey(st, e, obj, pre, pre_len, false, wk, pl, h);
+}
+
+int
+mc_pykey_binary(mc_state *st, struct mc_engine *e, PyObject *obj,
+                struct mc_wkey *wk, struct mc_place *pl, struct mc_pyhold *h)
+{
+    return pykey(st, e, obj, "", 0, true, wk, pl, h);
+}
+
+static int
+pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
+      size_t pre_len, bool binary, struct mc_wkey *wk, struct mc_place *pl,
+      struct mc_pyhold *h)
 {
     PyObject *hash = NULL;
     h->obj = obj;
@@ -217,7 +239,18 @@ mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
     wk->pre_len = pre_len;
     wk->key = kp;
     wk->key_len = (size_t)kn;
-    enum mc_key_status s = mc_key_check(kp, (size_t)kn);
+    if (binary && (kn == 0 || kn > MC_META_MAX_B64_KEY)) {
+        PyObject *k = PyBytes_FromStringAndSize(kp, kn < 300 ? kn : 300);
+        if (k != NULL) {
+            PyErr_Format(st->InvalidKeyError,
+                         kn == 0 ? "key is empty: %R"
+                                 : "binary key is longer than 186 bytes: %R",
+                         k);
+            Py_DECREF(k);
+        }
+        goto fail;
+    }
+    enum mc_key_status s = binary ? MC_KEY_OK : mc_key_check(kp, (size_t)kn);
     if (s == MC_KEY_OK && pre_len + (size_t)kn > MC_MAX_KEY) {
         s = MC_KEY_TOO_LONG;
     }

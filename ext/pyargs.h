@@ -33,6 +33,13 @@ int mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj,
              const char *pre, size_t pre_len, struct mc_wkey *wk,
              struct mc_place *place, struct mc_pyhold *hold);
 
+/* mc_pykey for a binary key, sent base64 by the meta commands: any 1..186
+ * bytes (MC_META_MAX_B64_KEY), no prefix; placed by its raw bytes, as the
+ * server stores it. */
+int mc_pykey_binary(mc_state *st, struct mc_engine *e, PyObject *obj,
+                    struct mc_wkey *wk, struct mc_place *pl,
+                    struct mc_pyhold *h);
+
 void mc_pyhold_free(struct mc_pyhold *h);
 
 static inline void

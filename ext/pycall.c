@@ -15,7 +15,8 @@
 const char *const mc_call_names[MC_CALL_COUNT] = {
     "get", "gets", "gat", "gats", "get_multi", "gets_multi", "set", "add",
     "replace", "append", "prepend", "cas", "set_multi", "delete",
-    "delete_multi", "incr", "decr", "touch",
+    "delete_multi", "incr", "decr", "touch", "meta_get", "meta_set",
+    "meta_delete", "meta_arithmetic",
 };
 
 static const char crlf[] = "\r\n";
@@ -210,6 +211,8 @@ call_item(void *owner, struct mc_req *r, size_t item,
         Py_XDECREF(v);
         return rc;
     }
+    case MC_R_META:
+        break;                  /* pymeta.c's meta_item takes its reply */
     }
     return 0;
 }

@@ -22,7 +22,8 @@ enum mc_call_kind {
     MC_CALL_GETS_MULTI, MC_CALL_SET, MC_CALL_ADD, MC_CALL_REPLACE,
     MC_CALL_APPEND, MC_CALL_PREPEND, MC_CALL_CAS, MC_CALL_SET_MULTI,
     MC_CALL_DELETE, MC_CALL_DELETE_MULTI, MC_CALL_INCR, MC_CALL_DECR,
-    MC_CALL_TOUCH, MC_CALL_COUNT
+    MC_CALL_TOUCH, MC_CALL_META_GET, MC_CALL_META_SET, MC_CALL_META_DELETE,
+    MC_CALL_META_ARITH, MC_CALL_COUNT
 };
 
 extern const char *const mc_call_names[MC_CALL_COUNT];
@@ -51,6 +52,8 @@ enum mc_result {
     MC_R_OK,         /* True */
     MC_R_VERSION,    /* the version text */
     MC_R_STATS,      /* {stat: value} */
+    MC_R_META,       /* a meta command's result, built by pymeta.c from
+                      * its reply (None when it built nothing) */
 };
 
 /* One command on one server (picked for a key, or given). */
@@ -79,6 +82,9 @@ struct mc_call {
     PyObject *dflt;            /* get_decoded: the default, decoder, */
     PyObject *decoder;         /* unpickle (borrowed from the caller) */
     PyObject *unpickle;
+    mc_state *mstate;          /* MC_R_META: the module's (MetaResult) */
+    int mcmd;                  /* MC_R_META: enum mc_meta_cmd */
+    uint32_t mflags;           /* MC_R_META: the MC_MF_* flags sent */
     struct mc_fail fail;       /* why it failed (MC_EOWNER: a Python
                                 * exception is set) */
 };

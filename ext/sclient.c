@@ -11,6 +11,7 @@
 #include "pyargs.h"
 #include "pycall.h"
 #include "pycore.h"
+#include "pymeta.h"
 #include "pymulti.h"
 
 typedef mc_sclient Client;
@@ -150,6 +151,20 @@ Client_touch(Client *self, PyObject *const *args, Py_ssize_t nargs,
     RUN(self, mc_prep_touch(&self->core, c, args, nargs, kwnames),
         MC_R_FOUND);
 }
+
+#define META_METHOD(fn, kind, prep)                                        \
+    static PyObject *                                                      \
+    fn(Client *self, PyObject *const *args, Py_ssize_t nargs,              \
+       PyObject *kwnames)                                                  \
+    {                                                                      \
+        mc_count(&self->core, kind);                                       \
+        RUN(self, prep(&self->core, c, args, nargs, kwnames), MC_R_META);  \
+    }
+
+META_METHOD(Client_meta_get, MC_CALL_META_GET, mc_prep_meta_get)
+META_METHOD(Client_meta_set, MC_CALL_META_SET, mc_prep_meta_set)
+META_METHOD(Client_meta_delete, MC_CALL_META_DELETE, mc_prep_meta_delete)
+META_METHOD(Client_meta_arithmetic, MC_CALL_META_ARITH, mc_prep_meta_arith)
 
 static PyObject *
 Client_get_multi(Client *self, PyObject *const *args, Py_ssize_t nargs,
@@ -430,6 +445,29 @@ static PyMethodDef Client_methods[] = {
            "set_multi(mapping, exptime=0, flags=0, noreply=False, "
            "key_prefix=b'') -> list of keys not stored"),
     FASTKW("delete", Client_delete, "delete(key, noreply=False) -> bool"),
+    FASTKW("meta_get", Client_meta_get,
+           "meta_get(key, *, value=True, cas=False, flags=False, ttl=False, "
+           "size=False, last_access=False, hit=False, no_bump=False, "
+           "touch=None, vivify=None, recache=None, binary_key=False) -> "
+           "MetaResult | None\n\n"
+           "mg: None on a miss; attributes not asked for are None."),
+    FASTKW("meta_set", Client_meta_set,
+           "meta_set(key, value, *, ttl=0, flags=0, cas=None, mode='set', "
+           "invalidate=False, return_cas=False, binary_key=False) -> "
+           "bool | int\n\n"
+           "ms: True when stored (the new cas with return_cas=True), False "
+           "when not (NS), or the cas did not match (EX) or found no item "
+           "(NF)."),
+    FASTKW("meta_delete", Client_meta_delete,
+           "meta_delete(key, *, cas=None, invalidate=False, ttl=None, "
+           "binary_key=False) -> bool\n\n"
+           "md: True when deleted (or marked stale with invalidate=True), "
+           "False for no item or a cas that did not match."),
+    FASTKW("meta_arithmetic", Client_meta_arithmetic,
+           "meta_arithmetic(key, *, delta=1, mode='incr', initial=None, "
+           "vivify=None, ttl=None, cas=False, binary_key=False) -> "
+           "int | (int, int) | None\n\n"
+           "ma: the new value ((value, cas) with cas=True), None on a miss."),
     FASTKW("delete_multi", Client_delete_multi,
            "delete_multi(keys, noreply=False, key_prefix=b'') -> bool"),
     FASTKW("incr", Client_incr,

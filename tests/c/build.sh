@@ -36,7 +36,7 @@ status=0
 
 warn="-std=c11 -Wall -Wextra -Wpedantic -Werror"
 # test name, its sources, then the extra compiler and linker flags
-engine_srcs=ext/engine.c,ext/pipe.c,ext/proto.c,ext/buf.c,ext/dist.c,ext/hash.c
+engine_srcs=ext/engine.c,ext/pipe.c,ext/proto.c,ext/meta.c,ext/buf.c,ext/dist.c,ext/hash.c
 tests="test_proto:ext/proto.c,ext/buf.c,tests/c/test_proto.c:
 test_meta:ext/proto.c,ext/meta.c,tests/c/test_meta.c:
 test_engine:$engine_srcs,ext/multi.c,tests/c/test_engine.c:-pthread

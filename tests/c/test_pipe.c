@@ -3,7 +3,8 @@
  * partial writes through conn.c's mc_conn_send), and mc_conn_feed matching
  * each reply frame to the oldest request: every kind of reply, error lines,
  * streams out of sync, abandoned requests, owners that fail, noreply
- * fences, the flush owed after a reconnect, the stats and value limits.
+ * fences, the flush owed after a reconnect, the stats and value limits;
+ * meta requests (MC_X_META) among text ones on the same connection.
  *
  * Each reply scenario is fed whole, byte by byte and in chunks of several
  * sizes, every time from a block holding exactly the unread bytes (so
@@ -39,6 +40,7 @@
 #include "engine.h"
 #include "engine_test.h"
 #include "guard.h"
+#include "meta.h"
 #include "pipe.h"
 #include "proto.h"
 #include "rand.h"
@@ -171,6 +173,49 @@ t_item(void *owner, struct mc_req *r, size_t item,
     return 0;
 }
 
+static const char *const meta_kind_names[] = {
+    "VA", "HD", "NF", "NS", "EX", "EN", "MN", "ME",
+    "ERROR", "CLIENT_ERROR", "SERVER_ERROR"};
+
+/* Logs a meta reply: its kind, the return flags it has, the value. */
+static int
+t_meta(void *owner, struct mc_req *r, const struct mc_meta_reply *rep)
+{
+    struct treq *t = owner;
+    CHECK(&t->r == r);
+    if (t->items++ == t->fail_at) {
+        log_add(t->log, "R%d meta fails", t->id);
+        return -1;
+    }
+    char fl[200];
+    int n = 0;
+    fl[0] = '\0';
+#define FL(bit, ...)                                                        \
+    if ((rep->has & (bit)) && n < (int)sizeof fl - 40) {                  \
+        n += snprintf(fl + n, sizeof fl - (size_t)n, __VA_ARGS__);        \
+    }
+    FL(MC_RF_FLAGS, " f%" PRIu32, rep->client_flags)
+    FL(MC_RF_CAS, " c%" PRIu64, rep->cas)
+    FL(MC_RF_TTL, " t%" PRId64, rep->ttl)
+    FL(MC_RF_SIZE, " s%" PRIu32, rep->size)
+    FL(MC_RF_ACCESS, " l%" PRIu32, rep->last_access)
+    FL(MC_RF_HIT, " h%d", rep->hit)
+    FL(MC_RF_WIN, " W")
+    FL(MC_RF_STALE, " X")
+    FL(MC_RF_WON, " Z")
+#undef FL
+    if (rep->kind == MC_META_VA) {
+        log_add(t->log, "R%d meta VA%s [%.*s]", t->id, fl,
+                (int)(rep->value_len < 40 ? rep->value_len : 40),
+                rep->value);
+    }
+    else {
+        log_add(t->log, "R%d meta %s%s", t->id, meta_kind_names[rep->kind],
+                fl);
+    }
+    return 0;
+}
+
 static void
 t_done(void *owner, struct mc_req *r)
 {
@@ -236,7 +281,7 @@ buf_reset(struct mc_conn *c)
 /* ------------------------------------------------------------------------ */
 /* Scenarios                                                                 */
 
-#define MAX_REQS 8
+#define MAX_REQS 10
 
 struct scenario {
     struct treq reqs[MAX_REQS];
@@ -273,6 +318,7 @@ sc_req(struct scenario *s, enum mc_expect x, const char *bytes)
     t->log = &s->log;
     mc_req_init(&t->r, x);
     t->r.on_item = t_item;
+    t->r.on_meta = t_meta;
     t->r.on_done = t_done;
     t->r.owner = t;
     struct iovec iov = {(void *)bytes, strlen(bytes)};
@@ -621,6 +667,190 @@ static const struct rq stats_owner_fails[] = {
     {.x = MC_X_VERSION, .bytes = "version\r\n"},
     {.bytes = NULL},
 };
+
+/* Meta requests: the kinds each takes, as a binding asks them. */
+#define META_GET_OK (1u << MC_META_VA | 1u << MC_META_EN)
+#define META_STORE_OK                                                      \
+    (1u << MC_META_HD | 1u << MC_META_NS | 1u << MC_META_EX                \
+     | 1u << MC_META_NF)
+#define META_DELETE_OK (1u << MC_META_HD | 1u << MC_META_NF | 1u << MC_META_EX)
+#define META_ARITH_OK (1u << MC_META_VA | 1u << MC_META_NF)
+
+static const struct rq meta_and_text[] = {
+    {.x = MC_X_META, .bytes = "mg a v f c t\r\n", .accept = META_GET_OK},
+    {.x = MC_X_VALUES, .bytes = "get a\r\n", .keys = "a"},
+    {.x = MC_X_META, .bytes = "ms a 2 T0 F3\r\nhi\r\n",
+     .accept = META_STORE_OK},
+    {.x = MC_X_NUMBER, .bytes = "incr n 1\r\n"},
+    {.x = MC_X_META, .bytes = "md a\r\n", .accept = META_DELETE_OK},
+    {.x = MC_X_META, .bytes = "ma n v\r\n", .accept = META_ARITH_OK},
+    {.x = MC_X_META, .bytes = "mg b v\r\n", .accept = META_GET_OK},
+    {.x = MC_X_META, .bytes = "mg c v N30\r\n", .accept = META_GET_OK},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq meta_then_version[] = {
+    {.x = MC_X_META, .bytes = "mg a v\r\n", .accept = META_GET_OK},
+    {.x = MC_X_META, .bytes = "ms a 1\r\nx\r\n", .accept = META_STORE_OK},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq meta_owner_fails[] = {
+    {.x = MC_X_META, .bytes = "mg a v\r\n", .accept = META_GET_OK,
+     .owner_fails = true},
+    {.x = MC_X_META, .bytes = "mg b v\r\n", .accept = META_GET_OK},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static void
+setup_meta_fence(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    sc_noreply(s, "set q 0 0 1 noreply\r\nq\r\n");
+    struct treq *t = sc_req(s, MC_X_META, "mg q v\r\n");
+    t->r.accept = META_GET_OK;
+}
+
+static void
+setup_max3(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    s->max_value = 3;
+}
+
+static void
+setup_meta_abandon(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    s->abandon_id = 0;
+    s->abandon_at = 6;          /* inside "VA 3 f1\r\nabc\r\n" */
+}
+
+static void
+test_meta(void)
+{
+    static const struct sc_def defs[] = {
+        {"meta and text requests mixed", meta_and_text, NULL,
+         "VA 2 f7 c9 t-1\r\nab\r\n"
+         "VALUE a 7 2\r\nab\r\nEND\r\n"
+         "HD\r\n"
+         "12\r\n"
+         "NF\r\n"
+         "VA 2\r\n13\r\n"
+         "EN\r\n"
+         "VA 0 c1 t-1 W\r\n\r\n"
+         "VERSION 1.6.18\r\n",
+         "R0 meta VA f7 c9 t-1 [ab]\n"
+         "R0 done ok\n"
+         "R1 item 0 VALUE a 7 ab\n"
+         "R1 done ok\n"
+         "R2 meta HD\n"
+         "R2 done ok\n"
+         "R3 item 0 NUMBER 12\n"
+         "R3 done ok\n"
+         "R4 meta NF\n"
+         "R4 done ok\n"
+         "R5 meta VA [13]\n"
+         "R5 done ok\n"
+         "R6 meta EN\n"
+         "R6 done ok\n"
+         "R7 meta VA c1 t-1 W []\n"
+         "R7 done ok\n"
+         "R8 item 0 VERSION 1.6.18\n"
+         "R8 done ok\n",
+         0},
+        {"meta error lines in sync", meta_then_version, NULL,
+         "CLIENT_ERROR bad command line format\r\n"
+         "SERVER_ERROR out of memory storing object\r\n"
+         "VERSION 1\r\n",
+         "R0 failed EREPLY CLIENT_ERROR bad command line format\n"
+         "R1 failed EREPLY SERVER_ERROR out of memory storing object\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n",
+         0},
+        {"a text reply to a meta request", meta_then_version, NULL,
+         "END\r\nHD\r\nVERSION 1\r\n",
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EBADREPLY unexpected bytes\n"
+         "R1 failed EBADREPLY unexpected bytes\n"
+         "R2 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"a meta reply of the wrong kind", meta_then_version, NULL,
+         "HD\r\nHD\r\nVERSION 1\r\n",
+         "broken EBADREPLY reply does not fit the command\n"
+         "R0 failed EBADREPLY reply does not fit the command\n"
+         "R1 failed EBADREPLY reply does not fit the command\n"
+         "R2 failed EBADREPLY reply does not fit the command\n",
+         MC_FEED_BROKEN},
+        {"a meta reply to a text request", meta_then_version, NULL,
+         "EN\r\nHD\r\nHD\r\n",
+         "R0 meta EN\n"
+         "R0 done ok\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "broken EBADREPLY unexpected bytes\n"
+         "R2 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"a meta value over max_value", meta_then_version, setup_max3,
+         "VA 4\r\nxx",
+         "broken EVALUE\n"
+         "R0 failed EVALUE\n"
+         "R1 failed EVALUE\n"
+         "R2 failed EVALUE\n",
+         MC_FEED_BROKEN},
+        {"a meta value of max_value", meta_then_version, setup_max3,
+         "VA 3\r\nxyz\r\nHD\r\nVERSION 1\r\n",
+         "R0 meta VA [xyz]\n"
+         "R0 done ok\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n",
+         0},
+        {"a bad meta value terminator", meta_then_version, NULL,
+         "VA 1\r\nxy\r\nHD\r\nVERSION 1\r\n",
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EBADREPLY unexpected bytes\n"
+         "R1 failed EBADREPLY unexpected bytes\n"
+         "R2 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"a meta owner fails", meta_owner_fails, NULL,
+         "VA 1\r\nx\r\nVA 1\r\ny\r\nVERSION 1\r\n",
+         "R0 meta fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n"
+         "R1 meta VA [y]\n"
+         "R1 done ok\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n",
+         0},
+        {"an abandoned meta request", meta_then_version, setup_meta_abandon,
+         "VA 3 f1\r\nabc\r\nHD\r\nVERSION 1\r\n",
+         "abandon R0\n"
+         "R0 done ok\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n",
+         0},
+        {"a fence between meta requests", meta_then_version,
+         setup_meta_fence,
+         "EN\r\nHD\r\nVERSION 1\r\nMN\r\nVA 1\r\nq\r\n",
+         "R0 meta EN\n"
+         "R0 done ok\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n"
+         "R3 meta VA [q]\n"
+         "R3 done ok\n",
+         0},
+    };
+    RUN_ALL(defs);
+}
 
 /* ---- every kind of reply, each to the oldest request -------------------- */
 
@@ -1558,6 +1788,7 @@ main(void)
     test_abandon();
     test_owner();
     test_owner_then();
+    test_meta();
     test_fences();
     test_flush_owed();
     test_limits();

@@ -50,3 +50,9 @@ seed flush '\221\000\010\000\001' \
 # stats ended by RESET, then bytes nobody asked for
 seed stats '\140\006\000\000' \
 'STAT pid 1\r\nSTAT threads 4\r\nRESET\r\nEND\r\n'
+
+# meta requests (mg, ms, ma kinds) among text ones, fences after every
+# second request, the meta owner failing on its value, 7 bytes at a time
+seed meta '\074\013\000\023\073\005\000\000' \
+'VA 2 f1 c3 t-1 W\r\nhi\r\nVALUE a 0 1\r\nx\r\nEND\r\nMN\r\nNS\r\n'\
+'VA 1 c4\r\n7\r\nMN\r\nVERSION 1\r\n'

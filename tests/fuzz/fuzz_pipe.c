@@ -12,7 +12,9 @@
  *   request  bits 0-2: what it expects (values, values with cas and a key
  *            prefix, status lines, a number, OK, VERSION, stats, values
  *            over two retrieval lines); bits 3-4: items - 1 (keys asked,
- *            status lines); bit 5: its owner fails at item bits 6-7;
+ *            status lines), and for a number 1-3 makes it a meta request
+ *            (MC_X_META) taking the kinds of mg, ms and ma (VA HD EN, HD
+ *            NS EX NF, VA NF); bit 5: its owner fails at item bits 6-7;
  *            bit 6: status lines take SERVER_ERROR as an item
  *   abandon  bit 7 set: request bits 0-2 is abandoned before chunk bits 3-6
  *   flags    bit 0: a flush_all's OK is owed first; bit 1: a fence's MN is
@@ -35,6 +37,8 @@
  *     last status line) is not finished by the next feed itself;
  *   - MC_FEED_BROKEN comes without f set, or leaves requests queued after
  *     mc_conn_fail_all;
+ *   - a meta reply reaches a request that is not MC_X_META, or is not of
+ *     a kind it takes, or an MC_X_META request gets a text item;
  *   - a feed returns 0 with a complete frame left unread, or with a need
  *     not larger than the bytes there, or the buffer's cursors are wrong.
  */
@@ -48,6 +52,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "meta.h"
 #include "pipe.h"
 #include "proto.h"
 #include "../c/guard.h"
@@ -149,6 +154,33 @@ on_item(void *owner, struct mc_req *r, size_t item,
         REQUIRE(inside_buffer(rep->text, rep->text_len));
         REQUIRE(r->taken <= MC_MAX_STATS_REPLY);
         break;
+    case MC_X_META:
+        REQUIRE(false);         /* its frames go to on_meta */
+        break;
+    }
+    if (q->items++ == q->fail_at) {
+        q->owner_failed = true;
+        cur->owner_fired = q;
+        return -1;
+    }
+    return 0;
+}
+
+static int
+on_meta(void *owner, struct mc_req *r, const struct mc_meta_reply *rep)
+{
+    struct freq *q = owner;
+    REQUIRE(&q->r == r);
+    REQUIRE(cur->c->head == r);
+    REQUIRE(r->expect == MC_X_META);
+    REQUIRE(q->done == 0 && !q->abandoned && !q->owner_failed);
+    REQUIRE(cur->owner_fired == NULL);
+    REQUIRE(q->items == 0);
+    REQUIRE(r->accept & (1u << rep->kind));
+    REQUIRE(!mc_meta_is_error(rep->kind));
+    if (rep->kind == MC_META_VA) {
+        REQUIRE(rep->value_len <= cur->max_value);
+        REQUIRE(inside_buffer(rep->value, rep->value_len));
     }
     if (q->items++ == q->fail_at) {
         q->owner_failed = true;
@@ -182,6 +214,7 @@ on_done(void *owner, struct mc_req *r)
         case MC_X_NUMBER:
         case MC_X_OK:
         case MC_X_VERSION:
+        case MC_X_META:
             REQUIRE(q->items == 1);
             break;
         case MC_X_VALUES:
@@ -204,8 +237,10 @@ set_up(struct run *run, int i, uint8_t spec)
     memset(q, 0, sizeof *q);
     q->idx = i;
     q->fail_at = (spec & 0x20) ? (spec >> 6) & 3 : -1;
-    mc_req_init(&q->r, kinds[spec & 7]);
+    bool meta = (spec & 7) == 3 && n > 1;
+    mc_req_init(&q->r, meta ? MC_X_META : kinds[spec & 7]);
     q->r.on_item = on_item;
+    q->r.on_meta = on_meta;
     q->r.on_done = on_done;
     q->r.owner = q;
     switch (spec & 7) {
@@ -235,6 +270,16 @@ set_up(struct run *run, int i, uint8_t spec)
                 q->index[k] = n - 1 - k;   /* the caller's order */
             }
             q->r.index = q->index;
+        }
+        break;
+    case 3:
+        if (meta) {
+            static const uint32_t accepts[3] = {
+                1u << MC_META_VA | 1u << MC_META_HD | 1u << MC_META_EN,
+                1u << MC_META_HD | 1u << MC_META_NS | 1u << MC_META_EX
+                    | 1u << MC_META_NF,
+                1u << MC_META_VA | 1u << MC_META_NF};
+            q->r.accept = accepts[n - 2];
         }
         break;
     default:
@@ -357,6 +402,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 REQUIRE(q->done == 0);
                 enum mc_expect x = q->r.expect;
                 if (x == MC_X_NUMBER || x == MC_X_OK || x == MC_X_VERSION
+                    || x == MC_X_META
                     || (x == MC_X_STATUS && (size_t)q->items == q->r.nitems)) {
                     last = q;
                 }
@@ -374,7 +420,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             REQUIRE(rc == 0);
             size_t left = mc_buf_len(&c->rbuf);
             /* every complete frame was taken */
-            if (left > 0) {
+            if (left > 0 && c->head != NULL && c->head->expect == MC_X_META
+                && (c->fences | c->flush_oks) == 0) {
+                struct mc_meta_reply mrep;
+                REQUIRE(mc_meta_parse(mc_buf_head(&c->rbuf), left,
+                                      run.max_value, &mrep)
+                        == MC_NEED_MORE);
+            }
+            else if (left > 0) {
                 struct mc_reply rep;
                 REQUIRE(mc_parse(mc_buf_head(&c->rbuf), left,
                                  run.max_value, &rep)

@@ -74,7 +74,7 @@ run() {
 
 status=0
 run fuzz_pipe "$pipe" tests/fuzz/corpus-pipe tests/fuzz/dict \
-    ext/pipe.c ext/engine.c ext/proto.c ext/buf.c ext/dist.c ext/hash.c \
+    ext/pipe.c ext/engine.c ext/proto.c ext/meta.c ext/buf.c ext/dist.c ext/hash.c \
     ext/conn.c -pthread tests/fuzz/fuzz_pipe.c -- "$@"
 run fuzz_parse "$first" tests/fuzz/corpus tests/fuzz/dict \
     ext/proto.c tests/fuzz/fuzz_parse.c -- "$@"
