@@ -229,6 +229,7 @@ bench: deps build bench-deps
 	$(PY) bench/bench.py --scaling
 	$(PY) bench/aio_bench.py
 	$(PY) bench/callgrind.py
+	$(PY) bench/aio_callgrind.py
 
 # the asyncio clients alone; AIO_ARGS=--quick for the half-minute version
 bench-aio: deps build bench-deps
@@ -236,6 +237,7 @@ bench-aio: deps build bench-deps
 
 callgrind: deps build bench-deps
 	$(PY) bench/callgrind.py
+	$(PY) bench/aio_callgrind.py
 
 sanitize: deps build
 	PYTHON=$(PY) sh tests/sanitize.sh
