@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -162,18 +161,9 @@ def main(argv=None):
                     % ",".join(a.key for a in aio_clients.ADAPTERS))
     ap.add_argument("--cases", help="comma-separated: %s" % ",".join(CASES))
     ap.add_argument("--tasks", help="comma-separated numbers of tasks (default 1,16)")
-    ap.add_argument("--n1", type=int, default=2000, help="operations in the short run")
-    ap.add_argument("--n2", type=int, default=8000, help="operations in the long run")
-    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                    help="valgrind runs in parallel")
-    ap.add_argument("--timeout", type=float, default=900, help="seconds per valgrind run")
+    callgrind.add_run_arguments(ap, n2=8000)
     args = ap.parse_args(argv)
-    if not (0 < args.n1 < args.n2 <= 10 ** 7) or args.n2 - args.n1 < 100:
-        ap.error("need 0 < n1 < n2 <= 1e7 and n2 - n1 >= 100")
-    if not 1 <= args.jobs <= 64:
-        ap.error("--jobs must be 1..64")
-    if not shutil.which("valgrind"):
-        ap.error("valgrind not found")
+    callgrind.check_run_arguments(ap, args)
     cases = bench.parse_list(args.cases) or list(CASES)
     bad = [c for c in cases if c not in CASES]
     if bad:

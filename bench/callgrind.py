@@ -182,24 +182,33 @@ def render(report, order):
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=bench.DEFAULT_OUT)
-    ap.add_argument("--clients", help="comma-separated (default: all available): %s,%s"
-                    % (",".join(s.key for s in bench.CLIENT_SPECS), bench.RAW))
-    ap.add_argument("--cases", help="comma-separated: %s" % ",".join(CASES))
+def add_run_arguments(ap, n2):
+    """The options of a two-length callgrind run (also bench/aio_callgrind.py)."""
     ap.add_argument("--n1", type=int, default=2000, help="operations in the short run")
-    ap.add_argument("--n2", type=int, default=12000, help="operations in the long run")
+    ap.add_argument("--n2", type=int, default=n2, help="operations in the long run")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="valgrind runs in parallel")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per valgrind run")
-    args = ap.parse_args(argv)
+
+
+def check_run_arguments(ap, args):
     if not (0 < args.n1 < args.n2 <= 10 ** 7) or args.n2 - args.n1 < 100:
         ap.error("need 0 < n1 < n2 <= 1e7 and n2 - n1 >= 100")
     if not 1 <= args.jobs <= 64:
         ap.error("--jobs must be 1..64")
     if not shutil.which("valgrind"):
         ap.error("valgrind not found")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=bench.DEFAULT_OUT)
+    ap.add_argument("--clients", help="comma-separated (default: all available): %s,%s"
+                    % (",".join(s.key for s in bench.CLIENT_SPECS), bench.RAW))
+    ap.add_argument("--cases", help="comma-separated: %s" % ",".join(CASES))
+    add_run_arguments(ap, n2=12000)
+    args = ap.parse_args(argv)
+    check_run_arguments(ap, args)
     bench.install_signal_handlers()
 
     cases = bench.parse_list(args.cases) or list(CASES)
