@@ -55,15 +55,6 @@ mc_buf_reserve_slow(struct mc_buf *b, size_t room)
 }
 
 void
-mc_buf_consume(struct mc_buf *b, size_t n)
-{
-    b->start += n;
-    if (b->start == b->end) {
-        b->start = b->end = 0;
-    }
-}
-
-void
 mc_buf_shrink(struct mc_buf *b)
 {
     if (b->cap <= MC_BUF_RESTING || b->start != b->end) {

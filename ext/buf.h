@@ -40,7 +40,14 @@ mc_buf_reserve(struct mc_buf *b, size_t room)
 }
 
 /* Drops `n` bytes from the front; an emptied buffer resets its cursors. */
-void mc_buf_consume(struct mc_buf *b, size_t n);
+static inline void
+mc_buf_consume(struct mc_buf *b, size_t n)
+{
+    b->start += n;
+    if (b->start == b->end) {
+        b->start = b->end = 0;
+    }
+}
 
 /* Returns storage beyond MC_BUF_RESTING to the allocator when the buffer holds
  * no unread bytes. */

@@ -403,9 +403,11 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
     struct mc_reply rep;
     *need = 0;
     while (mc_buf_len(&c->rbuf) > 0) {
-        if (c->head != NULL && c->head->expect == MC_X_META
-            && (c->fences | c->flush_oks) == 0) {
-            int m = mc_meta_feed(c, c->head, max_value, need, f);
+        /* read once per frame: mc_parse cannot change them */
+        bool owed = (c->fences | c->flush_oks) != 0;
+        struct mc_req *r = c->head;
+        if (!owed && r != NULL && r->expect == MC_X_META) {
+            int m = mc_meta_feed(c, r, max_value, need, f);
             if (m != MC_FEED_TAKEN) {
                 return m;
             }
@@ -421,15 +423,14 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
             mc_feed_unparsable(c, f);
             return MC_FEED_BROKEN;
         }
-        if ((c->fences | c->flush_oks) != 0) {
-            int owed = mc_owed_frame(c, &rep, f);
+        if (owed) {
+            int rc = mc_owed_frame(c, &rep, f);
             mc_buf_consume(&c->rbuf, (size_t)n);
-            if (owed < 0) {
+            if (rc < 0) {
                 return MC_FEED_BROKEN;
             }
             continue;
         }
-        struct mc_req *r = c->head;
         if (r == NULL) {
             mc_fail_proto(f, "bytes nobody asked for");
             return MC_FEED_BROKEN;

@@ -123,6 +123,21 @@ parse_value(const char *buf, size_t len, const char *line, size_t line_len,
 {
     /* "VALUE " key SP flags SP bytes [SP cas], in one pass. */
     size_t i = 6, start = 6;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* The key's end eight bytes at a time: the lowest byte <= 0x20 of a
+     * word has the lowest bit of (w - 0x21..) & ~w & 0x80.. (no borrow
+     * reaches it from the bytes below, all > 0x20). */
+    while (i + 8 <= line_len) {
+        uint64_t w = mc_load64((const unsigned char *)line + i);
+        uint64_t low = (w - 0x2121212121212121ULL) & ~w
+                       & 0x8080808080808080ULL;
+        if (low != 0) {
+            i += (size_t)__builtin_ctzll(low) / 8;
+            break;
+        }
+        i += 8;
+    }
+#endif
     while (i < line_len && (unsigned char)line[i] > 0x20) {
         i++;
     }
@@ -361,14 +376,17 @@ mc_fmt_u64(char *out, uint64_t v)
         out[0] = (char)('0' + v);  /* flags, exptime 0: the common case */
         return 1;
     }
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
+    /* The digits counted first (p is 10^n while it fits), then written
+     * from the last: no reversal. */
+    size_t n = 2;
+    for (uint64_t p = 100; v >= p && n < 20; n++) {
+        if (n < 19) {
+            p *= 10;
+        }
+    }
+    for (size_t i = n; i-- > 0;) {
+        out[i] = (char)('0' + v % 10);
         v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
     }
     return n;
 }

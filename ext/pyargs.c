@@ -185,27 +185,9 @@ mc_pyhold_free(struct mc_pyhold *h)
     }
 }
 
-static int pykey(mc_state *st, struct mc_engine *e, PyObject *obj,
-                 const char *pre, size_t pre_len, bool binary,
-                 struct mc_wkey *wk, struct mc_place *pl,
-                 struct mc_pyhold *h);
-
-int
-mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
-         size_t pre_len, struct mc_wkey *wk, struct mc_place *pl,
-         struct mc_pyhold *h)
-{
-    return pykey(st, e, obj, pre, pre_len, false, wk, pl, h);
-}
-
-int
-mc_pykey_binary(mc_state *st, struct mc_engine *e, PyObject *obj,
-                struct mc_wkey *wk, struct mc_place *pl, struct mc_pyhold *h)
-{
-    return pykey(st, e, obj, "", 0, true, wk, pl, h);
-}
-
-static int
+/* Inlined into mc_pykey and mc_pykey_binary: a call between them would
+ * cost a single-key command a frame of nine arguments. */
+static Py_ALWAYS_INLINE inline int
 pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
       size_t pre_len, bool binary, struct mc_wkey *wk, struct mc_place *pl,
       struct mc_pyhold *h)
@@ -299,6 +281,21 @@ pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
 fail:
     mc_pyhold_release(h);
     return -1;
+}
+
+int
+mc_pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
+         size_t pre_len, struct mc_wkey *wk, struct mc_place *pl,
+         struct mc_pyhold *h)
+{
+    return pykey(st, e, obj, pre, pre_len, false, wk, pl, h);
+}
+
+int
+mc_pykey_binary(mc_state *st, struct mc_engine *e, PyObject *obj,
+                struct mc_wkey *wk, struct mc_place *pl, struct mc_pyhold *h)
+{
+    return pykey(st, e, obj, "", 0, true, wk, pl, h);
 }
 
 int

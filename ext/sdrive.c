@@ -231,7 +231,7 @@ take_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
         struct mc_conn *c;
         switch (mc_engine_take(&self->core.eng, srv, &c)) {
         case MC_TAKE_IDLE:
-            if (c->fences == 0 && c->flush_oks == 0 && mc_xport_stale(c)) {
+            if ((c->fences | c->flush_oks) == 0 && mc_xport_stale(c)) {
                 /* Input on an idle connection: closed by the server (a
                  * restart) or bytes nobody asked for (out of sync).
                  * Nothing was sent on it yet, so another connection, or a
