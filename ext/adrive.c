@@ -2,7 +2,8 @@
  *
  * Calls put their requests on pipelined connections (at most
  * max_inflight each, at most max_connections per server; calls beyond wait
- * in line, first come first served).  Bytes queued during one loop
+ * in line, first come first served).  A request alone on its connection
+ * is written as its call starts; bytes queued behind it during one loop
  * iteration are written together at its end (loop.call_soon of _flush);
  * each connection's socket is watched with loop.add_reader, and what
  * arrives is fed to the engine, which hands every reply to the request it
