@@ -1,9 +1,11 @@
 /* cmemcache.aio's C side: the engine driven by an asyncio event loop.
  *
- * The objects shared by the type and its methods (aclient.c) and the loop
- * driver (adrive.c): the client, one connection registered with the loop,
- * and a call (the awaitable each method returns).  Everything here runs in
- * the loop's thread, holding the GIL; nothing blocks.
+ * The objects shared by the client type and its methods (aclient.c, its
+ * TLS methods in atls.c), the call (acall.c: the awaitable each method
+ * returns, and a connection's loop callbacks) and the loop driver
+ * (adrive.c): the client, one connection registered with the loop, and a
+ * call.  Everything here runs in the loop's thread, holding the GIL;
+ * nothing blocks.
  */
 #ifndef CMEMCACHE_ACLIENT_H
 #define CMEMCACHE_ACLIENT_H
@@ -151,6 +153,39 @@ extern PyType_Spec mc_acall_spec;
 
 /* Binds a client to the loop it first runs on (aclient.c). */
 int mc_aclient_bind(mc_aclient *client, PyObject *loop);
+
+/* ---- the call (acall.c) ------------------------------------------------- */
+
+/* A new call of client (not awaited yet, nothing prepared), or NULL with
+ * an exception set. */
+mc_acall *mc_acall_new(mc_aclient *client, enum mc_acall_kind kind,
+                       enum mc_result rkind);
+
+/* Holds the arguments a prepared call reads (its key and value bytes
+ * point into them).  Returns 0, or -1 with TypeError set. */
+int mc_acall_hold_args(mc_acall *call, PyObject *const *args,
+                       Py_ssize_t nargs, PyObject *kwnames);
+
+/* ---- the client's TLS methods (atls.c) ---------------------------------- */
+
+struct mc_tls;
+
+/* A capsule's TLS connection (of _tls_new), or NULL with an exception set
+ * (also once _attach took it). */
+struct mc_tls *mc_atls_capsule(PyObject *cap);
+
+/* The methods _tls_new, _tls_handshake, _tls_send, _tls_recv, _tls_why
+ * and _tls_code (in the client's method table). */
+PyObject *mc_atls_new(mc_aclient *self, PyObject *const *args,
+                      Py_ssize_t nargs);
+PyObject *mc_atls_handshake(mc_aclient *self, PyObject *cap);
+PyObject *mc_atls_send(mc_aclient *self, PyObject *const *args,
+                       Py_ssize_t nargs);
+PyObject *mc_atls_recv(mc_aclient *self, PyObject *const *args,
+                       Py_ssize_t nargs);
+PyObject *mc_atls_why(mc_aclient *self, PyObject *cap);
+PyObject *mc_atls_code(mc_aclient *self, PyObject *const *args,
+                       Py_ssize_t nargs);
 
 /* ---- the loop driver (adrive.c) ----------------------------------------- */
 

@@ -1,7 +1,8 @@
 /* Python arguments to engine input, for every binding: keys and their
- * server placement, values, numbers, flags, timeouts, server lists, and a
- * minimal fast-call argument parser.  Every function sets a Python
- * exception when it fails, and nothing is sent before all checks passed. */
+ * server placement, values, numbers, flags, timeouts, server lists, the
+ * constructor's arguments (its TLS ones in pytlsargs.c), and a minimal
+ * fast-call argument parser.  Every function sets a Python exception when
+ * it fails, and nothing is sent before all checks passed. */
 #ifndef CMEMCACHE_PYARGS_H
 #define CMEMCACHE_PYARGS_H
 
@@ -104,6 +105,17 @@ int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                          const char *type_name, struct mc_client_args *a);
 
 void mc_client_args_release(struct mc_client_args *a);
+
+/* The TLS arguments of the constructor, as given (NULL when omitted). */
+struct mc_tls_args {
+    PyObject *tls, *ca_file, *certfile, *keyfile, *password, *hostname;
+    PyObject *verify, *min_version, *max_version;
+};
+
+/* The TLS arguments into cfg->tls (pytlsargs.c): the context, or NULL
+ * without tls=True.  Returns 0, or -1 with an exception set
+ * (NotImplementedError for tls=True when built without OpenSSL). */
+int mc_parse_tls(const struct mc_tls_args *t, struct mc_config *cfg);
 
 /* Sets up e from parsed arguments (e owns a->cfg.auth and a->cfg.tls
  * from then on, and makes each server's TLS session slot;
