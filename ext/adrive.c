@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "multi.h"
 #include "tls.h"
+#include "aloop.h"
 #include "xport.h"
 
 #define MC_NS 1000000000.0
@@ -31,130 +32,6 @@
 static void unit_done(struct mc_aunit *u);
 static void fail_unit(struct mc_aunit *u, int code, const char *text);
 static int place_unit(struct mc_aunit *u);
-
-/* ---- calling the loop ------------------------------------------------------ */
-
-static PyObject *
-call2(PyObject *fn, PyObject *a, PyObject *b)
-{
-    PyObject *args[2] = {a, b};
-    return PyObject_Vectorcall(fn, args, b != NULL ? 2 : 1, NULL);
-}
-
-static void
-report_unraisable(const char *what)
-{
-    if (PyErr_Occurred()) {
-        PyObject *s = PyUnicode_FromString(what);
-        PyErr_WriteUnraisable(s);
-        Py_XDECREF(s);
-    }
-}
-
-static void
-schedule_flush(mc_aclient *cl)
-{
-    if (cl->flush_scheduled || cl->closed) {
-        return;
-    }
-    PyObject *h = call2(cl->call_soon, cl->flush_cb, NULL);
-    if (h == NULL) {
-        report_unraisable("cmemcache.aio: scheduling a flush");
-        return;
-    }
-    Py_DECREF(h);
-    cl->flush_scheduled = true;
-}
-
-static int
-watch_read(mc_aconn *ac)
-{
-    if (ac->reading) {
-        return 0;
-    }
-    PyObject *fd = PyLong_FromLong(ac->conn->fd);
-    PyObject *r = fd ? call2(ac->client->add_reader, fd, ac->on_read) : NULL;
-    Py_XDECREF(fd);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    ac->reading = true;
-    return 0;
-}
-
-static void
-unwatch(mc_aconn *ac)
-{
-    mc_aclient *cl = ac->client;
-    if (ac->conn == NULL) {
-        return;
-    }
-    PyObject *fd = PyLong_FromLong(ac->conn->fd);
-    if (fd == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    if (ac->reading) {
-        PyObject *r = call2(cl->remove_reader, fd, NULL);
-        Py_XDECREF(r);
-        PyErr_Clear();          /* a loop already closed */
-        ac->reading = false;
-    }
-    if (ac->writing) {
-        PyObject *r = call2(cl->remove_writer, fd, NULL);
-        Py_XDECREF(r);
-        PyErr_Clear();
-        ac->writing = false;
-    }
-    Py_DECREF(fd);
-}
-
-static double
-loop_seconds(int64_t ns_from_now, mc_aclient *cl)
-{
-    PyObject *t = PyObject_CallNoArgs(cl->loop_time);
-    double now = t ? PyFloat_AsDouble(t) : 0.0;
-    Py_XDECREF(t);
-    return now + (double)ns_from_now / MC_NS;
-}
-
-/* Arms the connection's deadline check for its oldest request, unless it
- * is armed: it is then due no later than that request's deadline (the
- * calls of one client share one timeout, so a later request's deadline is
- * never earlier). */
-static void
-arm_timer(mc_aconn *ac)
-{
-    if (ac->timer != NULL || ac->conn == NULL || ac->conn->head == NULL) {
-        return;
-    }
-    struct mc_aunit *u = ac->conn->head->driver;
-    int64_t left = u->call->deadline - mc_now();
-    if (left < 0) {
-        left = 0;
-    }
-    PyObject *when = PyFloat_FromDouble(loop_seconds(left, ac->client));
-    PyObject *cb = when ? PyObject_GetAttrString((PyObject *)ac, "_on_timer")
-                        : NULL;
-    ac->timer = cb ? call2(ac->client->call_at, when, cb) : NULL;
-    Py_XDECREF(when);
-    Py_XDECREF(cb);
-    if (ac->timer == NULL) {
-        report_unraisable("cmemcache.aio: arming a deadline");
-    }
-}
-
-static void
-cancel_timer(mc_aconn *ac)
-{
-    if (ac->timer != NULL) {
-        PyObject *r = PyObject_CallMethod(ac->timer, "cancel", NULL);
-        Py_XDECREF(r);
-        PyErr_Clear();
-        Py_CLEAR(ac->timer);
-    }
-}
 
 /* ---- connections ------------------------------------------------------------ */
 
@@ -170,8 +47,8 @@ conn_fail(mc_aconn *ac, const struct mc_fail *f)
     }
     ac->closed = true;
     Py_INCREF(ac);
-    cancel_timer(ac);
-    unwatch(ac);
+    mc_aloop_cancel_timer(ac);
+    mc_aloop_unwatch(ac);
     struct mc_conn *c = ac->conn;
     /* noreply units waiting for their bytes to go out */
     struct mc_aunit *w = ac->writes;
@@ -253,7 +130,7 @@ want_conn(mc_aclient *cl, size_t s)
     PyObject *idx = PyLong_FromSize_t(s);
     PyObject *t = PyFloat_FromDouble((double)cl->core.eng.cfg.connect_timeout
                                      / MC_NS);
-    PyObject *r = idx && t ? call2(cl->connector, idx, t) : NULL;
+    PyObject *r = idx && t ? mc_aloop_call(cl->connector, idx, t) : NULL;
     Py_XDECREF(idx);
     Py_XDECREF(t);
     if (r == NULL) {
@@ -261,7 +138,7 @@ want_conn(mc_aclient *cl, size_t s)
         struct mc_fail f;
         (void)mc_engine_connected(&cl->core.eng, &cl->core.eng.servers[s],
                                   MC_EOWNER, 0, &f);
-        report_unraisable("cmemcache.aio: the connector");
+        mc_aloop_unraisable("cmemcache.aio: the connector");
         return -1;
     }
     Py_DECREF(r);
@@ -384,15 +261,15 @@ queue_unit(struct mc_aunit *u, mc_aconn *ac)
          * flush, as it would have. */
         (void)mc_xport_send(ac->conn);
         if (mc_conn_written(ac->conn)) {
-            if (watch_read(ac) < 0) {
-                report_unraisable("cmemcache.aio: add_reader");
+            if (mc_aloop_watch_read(ac) < 0) {
+                mc_aloop_unraisable("cmemcache.aio: add_reader");
             }
-            arm_timer(ac);
+            mc_aloop_arm_timer(ac);
             return 0;
         }
     }
     ac->dirty = true;
-    schedule_flush(cl);
+    mc_aloop_schedule_flush(cl);
     return 0;
 }
 
@@ -417,7 +294,7 @@ arm_wait_timer(mc_aclient *cl, size_t s)
     if (left < 0) {
         left = 0;
     }
-    PyObject *when = PyFloat_FromDouble(loop_seconds(left, cl));
+    PyObject *when = PyFloat_FromDouble(mc_aloop_time(left, cl));
     PyObject *cb = when ? PyObject_GetAttrString((PyObject *)cl,
                                                  "_on_wait_timer")
                         : NULL;
@@ -430,7 +307,7 @@ arm_wait_timer(mc_aclient *cl, size_t s)
     Py_XDECREF(cb);
     Py_XDECREF(index);
     if (as->wait_timer == NULL) {
-        report_unraisable("cmemcache.aio: arming a deadline");
+        mc_aloop_unraisable("cmemcache.aio: arming a deadline");
     }
 }
 
@@ -528,7 +405,7 @@ serve_waiters(mc_aclient *cl, size_t s)
             fail_unit(u, -ETIMEDOUT, NULL);
         }
         else if (queue_unit(u, ac) < 0) {
-            report_unraisable("cmemcache.aio: queueing a request");
+            mc_aloop_unraisable("cmemcache.aio: queueing a request");
             fail_unit(u, -ENOMEM, NULL);
         }
     }
@@ -700,24 +577,6 @@ mc_adrive_abandon(mc_acall *call)
 
 /* ---- writing -------------------------------------------------------------------- */
 
-/* Has the loop call ac's on_write once its socket is writable. */
-static void
-add_writer(mc_aconn *ac)
-{
-    if (ac->writing) {
-        return;
-    }
-    PyObject *fd = PyLong_FromLong(ac->conn->fd);
-    PyObject *r = fd ? call2(ac->client->add_writer, fd, ac->on_write) : NULL;
-    Py_XDECREF(fd);
-    if (r == NULL) {
-        report_unraisable("cmemcache.aio: add_writer");
-        return;
-    }
-    Py_DECREF(r);
-    ac->writing = true;
-}
-
 /* Writes what ac has queued, as far as the socket takes it.  Returns 0, or
  * -1 when the connection failed (it is closed). */
 static int
@@ -731,13 +590,13 @@ conn_write(mc_aconn *ac)
             /* TLS: the write goes on once the socket is readable (the
              * reader calls it) */
             ac->write_wants_read = true;
-            if (watch_read(ac) < 0) {
-                report_unraisable("cmemcache.aio: add_reader");
+            if (mc_aloop_watch_read(ac) < 0) {
+                mc_aloop_unraisable("cmemcache.aio: add_reader");
             }
             return 0;
         }
         if (n == -EAGAIN) {
-            add_writer(ac);
+            mc_aloop_add_writer(ac);
             return 0;
         }
         if (n < 0) {
@@ -751,7 +610,7 @@ conn_write(mc_aconn *ac)
     }
     if (ac->writing && !ac->read_wants_write) {
         PyObject *fd = PyLong_FromLong(c->fd);
-        PyObject *r = fd ? call2(ac->client->remove_writer, fd, NULL) : NULL;
+        PyObject *r = fd ? mc_aloop_call(ac->client->remove_writer, fd, NULL) : NULL;
         Py_XDECREF(fd);
         Py_XDECREF(r);
         PyErr_Clear();
@@ -788,10 +647,10 @@ mc_adrive_flush(mc_aclient *cl)
             ac->dirty = false;
             Py_INCREF(ac);
             if (conn_write(ac) == 0 && !ac->closed) {
-                if (ac->inflight > 0 && watch_read(ac) < 0) {
-                    report_unraisable("cmemcache.aio: add_reader");
+                if (ac->inflight > 0 && mc_aloop_watch_read(ac) < 0) {
+                    mc_aloop_unraisable("cmemcache.aio: add_reader");
                 }
-                arm_timer(ac);
+                mc_aloop_arm_timer(ac);
             }
             Py_DECREF(ac);
             if (i >= as->nconns || as->conns[i] != ac) {
@@ -842,7 +701,7 @@ mc_aconn_on_read(mc_aconn *ac)
         if (n == MC_TLS_WANT_WRITE) {
             /* TLS: the read goes on once the socket is writable */
             ac->read_wants_write = true;
-            add_writer(ac);
+            mc_aloop_add_writer(ac);
             break;
         }
         if (n < 0) {
@@ -933,7 +792,7 @@ mc_aconn_on_timer(mc_aconn *ac)
         Py_DECREF(cl);
         Py_RETURN_NONE;
     }
-    arm_timer(ac);
+    mc_aloop_arm_timer(ac);
     Py_RETURN_NONE;
 }
 
@@ -992,12 +851,12 @@ mc_adrive_attach(mc_aclient *cl, size_t server, int fd, struct mc_tls *tls)
     }
     as->conns = conns;
     as->conns[as->nconns++] = ac;   /* the server's reference */
-    if (watch_read(ac) < 0) {
+    if (mc_aloop_watch_read(ac) < 0) {
         return -1;
     }
     if (!mc_conn_written(c)) {
         ac->dirty = true;       /* a flush_all queued on reconnect */
-        schedule_flush(cl);
+        mc_aloop_schedule_flush(cl);
     }
     serve_waiters(cl, server);
     return 0;
@@ -1040,7 +899,7 @@ mc_adrive_connect_failed(mc_aclient *cl, size_t server, int code,
                 u->server = (size_t)idx;
                 call->one.server = (size_t)idx;
                 if (place_unit(u) < 0) {
-                    report_unraisable("cmemcache.aio: placing a request");
+                    mc_aloop_unraisable("cmemcache.aio: placing a request");
                     fail_unit(u, -ENOMEM, NULL);
                 }
                 u = next;
