@@ -1842,7 +1842,9 @@ def test_calls_waiting_for_a_connection_whose_write_fails_all_end(lt, memcached_
             dups = sockets_to(srv.port)
             assert dups
             tasks = [asyncio.ensure_future(c.get(b"k")) for _ in range(6)]
-            await asyncio.sleep(0)  # two queued (their write is due), four waiting
+            # the first written as it started, the second queued (its write
+            # is due), four waiting for room
+            await asyncio.sleep(0)
             dups[0].shutdown(socket.SHUT_RDWR)  # that write fails
             for s in dups:
                 s.close()
@@ -1854,8 +1856,11 @@ def test_calls_waiting_for_a_connection_whose_write_fails_all_end(lt, memcached_
             assert time.monotonic() - started < 2
             outcomes = [t.result() if t.exception() is None else type(t.exception())
                         for t in tasks]
-            assert outcomes[:2] == [cmemcache.ConnectionError] * 2
-            assert outcomes[2:] == [b"v"] * 4
+            # the two on the connection when its write failed fail, the
+            # others get their value: the first may have had its reply
+            # before the shutdown, and the third its room
+            err = cmemcache.ConnectionError
+            assert outcomes in ([err, err] + [b"v"] * 4, [b"v", err, err] + [b"v"] * 3)
             assert await c.get(b"k") == b"v"
 
     lt.run(go())

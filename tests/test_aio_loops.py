@@ -265,6 +265,7 @@ def test_a_loop_that_ends_with_connections_open(memcached_factory, loop):
     its sockets are closed, quietly; a client closed on a new loop works
     there."""
     srv = memcached_factory()
+    gc.collect()                # sockets of earlier tests, unreachable, closed now
     before = open_sockets()
     kept = cmemcache.aio.StringClient([srv.address])
 
