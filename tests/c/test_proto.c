@@ -1334,6 +1334,53 @@ test_misc(void)
                                + 8 + 2);
 }
 
+/* VALUE lines whose key (found eight bytes at a time) has every length
+ * from 1 to 64 and bytes from either side of 0x20 and 0x80; a byte <= 0x20
+ * inside a key, anywhere, is refused.  Each frame is parsed from a buffer
+ * of its exact size (ASan: no read past it). */
+static void
+test_value_keys(void)
+{
+    static const unsigned char fill[] = {0x21, 0x41, 0x7e, 0x7f,
+                                         0x80, 0xa0, 0xa1, 0xff};
+    static const unsigned char bad[] = {0x00, 0x01, 0x09, 0x1f, 0x20};
+    char key[64];
+    char frame[128];
+    for (size_t len = 1; len <= sizeof key; len++) {
+        for (size_t f = 0; f < sizeof fill; f++) {
+            for (size_t i = 0; i < len; i++) {
+                key[i] = (char)fill[(f + i * (i % 3 == 0)) % sizeof fill];
+            }
+            memcpy(frame, "VALUE ", 6);
+            memcpy(frame + 6, key, len);
+            memcpy(frame + 6 + len, " 7 1\r\nx\r\n", 9);
+            size_t n = 6 + len + 9;
+            char *b = malloc(n);
+            CHECK(b != NULL);
+            memcpy(b, frame, n);
+            struct mc_reply r;
+            set_ctx("VALUE key of %zu bytes, fill %zu", len, f);
+            CHECK(mc_parse(b, n, DEFAULT_MAX, &r) == (ssize_t)n);
+            CHECK(r.kind == MC_VALUE && r.key_len == len && r.flags == 7
+                  && r.value_len == 1);
+            CHECK(r.key == b + 6 && memcmp(r.key, key, len) == 0);
+            for (size_t at = 0; at < len; at++) {
+                for (size_t k = 0; k < sizeof bad; k++) {
+                    b[6 + at] = (char)bad[k];
+                    set_ctx("VALUE key of %zu bytes, 0x%02x at %zu", len,
+                            bad[k], at);
+                    ssize_t rc = mc_parse(b, n, DEFAULT_MAX, &r);
+                    /* at the first byte a space makes an empty key; later
+                     * ones a key and then what cannot be the flags */
+                    CHECK(rc == MC_EPROTO);
+                }
+                b[6 + at] = key[at];
+            }
+            free(b);
+        }
+    }
+}
+
 /* The seeds of tests/fuzz/fuzz_parse.c: its control byte's high bits are
  * the chunking seed. */
 static const struct corpus_form corpus = {
@@ -1368,6 +1415,7 @@ main(int argc, char **argv)
     test_misc();
     test_valid();
     test_valid_pieces();
+    test_value_keys();
     test_stream();
     test_bad();
     test_huge_counts();
