@@ -341,6 +341,25 @@ AClient_on_wait_timer(AClient *self, PyObject *arg)
 
 /* _attach(server, fd, tls=None): the connector opened a connection (and
  * completed its TLS handshake: the driver takes the TLS connection). */
+int
+mc_aclient_server_fd(mc_aclient *self, PyObject *const *args,
+                     Py_ssize_t *server, int *fd)
+{
+    Py_ssize_t s = PyLong_AsSsize_t(args[0]);
+    long f = PyLong_AsLong(args[1]);
+    if ((s == -1 || f == -1) && PyErr_Occurred()) {
+        return -1;
+    }
+    if (s < 0 || (size_t)s >= self->core.eng.nservers || f < 0
+        || f > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "no such server, or a bad fd");
+        return -1;
+    }
+    *server = s;
+    *fd = (int)f;
+    return 0;
+}
+
 static PyObject *
 AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -348,13 +367,9 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_attach(server, fd, tls=None)");
         return NULL;
     }
-    Py_ssize_t s = PyLong_AsSsize_t(args[0]);
-    long fd = PyLong_AsLong(args[1]);
-    if ((s == -1 || fd == -1) && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (s < 0 || (size_t)s >= self->core.eng.nservers || fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "no such server, or a bad fd");
+    Py_ssize_t s;
+    int fd;
+    if (mc_aclient_server_fd(self, args, &s, &fd) < 0) {
         return NULL;
     }
     struct mc_tls *t = NULL;
@@ -376,10 +391,10 @@ AClient_attach(AClient *self, PyObject *const *args, Py_ssize_t nargs)
 #ifdef MC_HAVE_TLS
         mc_tls_free(t);
 #endif
-        close((int)fd);
+        close(fd);
         Py_RETURN_NONE;
     }
-    if (mc_adrive_attach(self, (size_t)s, (int)fd, t) < 0) {
+    if (mc_adrive_attach(self, (size_t)s, fd, t) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -154,6 +154,11 @@ extern PyType_Spec mc_acall_spec;
 /* Binds a client to the loop it first runs on (aclient.c). */
 int mc_aclient_bind(mc_aclient *client, PyObject *loop);
 
+/* The (server index, fd) pair a connector method is given as args[0] and
+ * args[1], checked (aclient.c).  Returns 0, or -1 with an exception set. */
+int mc_aclient_server_fd(mc_aclient *client, PyObject *const *args,
+                         Py_ssize_t *server, int *fd);
+
 /* ---- the call (acall.c) ------------------------------------------------- */
 
 /* A new call of client (not awaited yet, nothing prepared), or NULL with

@@ -48,13 +48,9 @@ mc_atls_new(mc_aclient *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "_tls_new(server, fd)");
         return NULL;
     }
-    Py_ssize_t s = PyLong_AsSsize_t(args[0]);
-    long fd = PyLong_AsLong(args[1]);
-    if ((s == -1 || fd == -1) && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (s < 0 || (size_t)s >= self->core.eng.nservers || fd < 0) {
-        PyErr_SetString(PyExc_ValueError, "no such server, or a bad fd");
+    Py_ssize_t s;
+    int fd;
+    if (mc_aclient_server_fd(self, args, &s, &fd) < 0) {
         return NULL;
     }
 #ifdef MC_HAVE_TLS
@@ -63,7 +59,7 @@ mc_atls_new(mc_aclient *self, PyObject *const *args, Py_ssize_t nargs)
         Py_RETURN_NONE;
     }
     struct mc_server *srv = &e->servers[s];
-    struct mc_tls *t = mc_tls_new(e->cfg.tls, (int)fd, srv->spec.host,
+    struct mc_tls *t = mc_tls_new(e->cfg.tls, fd, srv->spec.host,
                                   srv->spec.host_len, srv->tls_slot);
     if (t == NULL) {
         if (errno == ENOMEM) {

@@ -734,3 +734,19 @@ def test_server_killed_and_restarted_on_the_same_port(memcached_factory, loop):
         await c.close()
 
     arun(loop, go)
+
+
+def test_the_connector_methods_check_server_and_fd():
+    """_attach and _tls_new (what the connector hands a new socket to) refuse
+    a server index or a descriptor that cannot be one, before using it."""
+    c = cmemcache.aio.StringClient(["127.0.0.1:11211", "127.0.0.1:11212"])
+    for method in (c._attach, c._tls_new):
+        with pytest.raises(TypeError):
+            method(0)
+        with pytest.raises(TypeError):
+            method("0", 5)
+        for server, fd in ((2, 5), (-1, 5), (0, -1), (1, 2**31)):
+            with pytest.raises(ValueError, match="no such server, or a bad fd"):
+                method(server, fd)
+    assert c._tls_new(1, 5) is None        # no TLS: nothing to set up
+    assert c.connections() == (0, 0)
