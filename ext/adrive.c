@@ -222,6 +222,17 @@ on_req_done(void *owner, struct mc_req *r)
     unit_done(u);
 }
 
+/* After a write: the loop watches ac's socket while replies are owed on
+ * it, and its deadline check is armed. */
+static void
+await_replies(mc_aconn *ac)
+{
+    if (ac->inflight > 0 && mc_aloop_watch_read(ac) < 0) {
+        mc_aloop_unraisable("cmemcache.aio: add_reader");
+    }
+    mc_aloop_arm_timer(ac);
+}
+
 /* Queues a unit on a connection with room. */
 static int
 queue_unit(struct mc_aunit *u, mc_aconn *ac)
@@ -261,10 +272,7 @@ queue_unit(struct mc_aunit *u, mc_aconn *ac)
          * flush, as it would have. */
         (void)mc_xport_send(ac->conn);
         if (mc_conn_written(ac->conn)) {
-            if (mc_aloop_watch_read(ac) < 0) {
-                mc_aloop_unraisable("cmemcache.aio: add_reader");
-            }
-            mc_aloop_arm_timer(ac);
+            await_replies(ac);
             return 0;
         }
     }
@@ -647,10 +655,7 @@ mc_adrive_flush(mc_aclient *cl)
             ac->dirty = false;
             Py_INCREF(ac);
             if (conn_write(ac) == 0 && !ac->closed) {
-                if (ac->inflight > 0 && mc_aloop_watch_read(ac) < 0) {
-                    mc_aloop_unraisable("cmemcache.aio: add_reader");
-                }
-                mc_aloop_arm_timer(ac);
+                await_replies(ac);
             }
             Py_DECREF(ac);
             if (i >= as->nconns || as->conns[i] != ac) {
