@@ -20,14 +20,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "aloop.h"
 #include "conn.h"
 #include "multi.h"
 #include "tls.h"
-#include "aloop.h"
 #include "xport.h"
-
-#define MC_NS 1000000000.0
-
 
 static void unit_done(struct mc_aunit *u);
 static void fail_unit(struct mc_aunit *u, int code, const char *text);

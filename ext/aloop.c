@@ -5,8 +5,6 @@
  * check armed as a loop timer (call_at). */
 #include "aloop.h"
 
-#define MC_NS 1000000000.0
-
 PyObject *
 mc_aloop_call(PyObject *fn, PyObject *a, PyObject *b)
 {

@@ -6,6 +6,9 @@
 
 #include "aclient.h"
 
+/* Nanoseconds (the engine's) per second (the loop's). */
+#define MC_NS 1000000000.0
+
 /* fn(a) or, when b is not NULL, fn(a, b): a new reference, or NULL with an
  * exception set. */
 PyObject *mc_aloop_call(PyObject *fn, PyObject *a, PyObject *b);
