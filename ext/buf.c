@@ -41,14 +41,27 @@ mc_buf_reserve_slow(struct mc_buf *b, size_t room)
     while (cap < want) {
         cap *= 2;
     }
-    char *data = aligned_alloc(MC_BUF_ALIGN, cap);
-    if (data == NULL) {
-        return -ENOMEM;
+    char *data;
+    if (b->cap >= MC_BUF_MOVE) {
+        /* A large value still arriving: realloc moves the pages (mremap)
+         * rather than copying the bytes in, so no single growth step of a
+         * reply hundreds of MiB long takes long enough to overrun the
+         * call's deadline, and the old and new storage never coexist. */
+        data = realloc(b->data, cap);
+        if (data == NULL) {
+            return -ENOMEM;
+        }
     }
-    if (used > 0) {
-        memcpy(data, b->data, used);  /* start is 0 here */
+    else {
+        data = aligned_alloc(MC_BUF_ALIGN, cap);
+        if (data == NULL) {
+            return -ENOMEM;
+        }
+        if (used > 0) {
+            memcpy(data, b->data, used);  /* start is 0 here */
+        }
+        free(b->data);
     }
-    free(b->data);
     b->data = data;
     b->cap = cap;
     return 0;

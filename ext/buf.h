@@ -3,7 +3,8 @@
  * Bytes live in data[start, end); recv() writes straight into the free tail
  * data[end, cap).  Consuming a frame advances start; the buffer compacts only
  * when room is needed and shrinks back to its resting size when it is idle.
- * Allocation uses aligned_alloc/free only, so it is safe without the GIL.
+ * Allocation uses aligned_alloc/realloc/free only, so it is safe without the
+ * GIL.
  */
 #ifndef CMEMCACHE_BUF_H
 #define CMEMCACHE_BUF_H
@@ -12,9 +13,14 @@
 
 #define MC_BUF_RESTING 16384
 
-/* The storage is aligned to a cache line: the parser's memchr/memcmp then
- * start on the same alignment every time (cheaper, and repeatable). */
+/* The storage (below MC_BUF_MOVE) is aligned to a cache line: the parser's
+ * memchr/memcmp then start on the same alignment every time (cheaper, and
+ * repeatable). */
 #define MC_BUF_ALIGN 64
+
+/* From this capacity on the buffer grows with realloc (which may give only
+ * malloc's alignment): large storage is moved by the allocator, not copied. */
+#define MC_BUF_MOVE (1u << 20)
 
 struct mc_buf {
     char *data;

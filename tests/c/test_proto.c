@@ -1201,6 +1201,28 @@ test_buf(void)
     CHECK(mc_buf_reserve(&b, 5) == 0);
     CHECK(holds(&b, model + 3, 7));
 
+    set_ctx("mc_buf growth past MC_BUF_MOVE (realloc) keeps bytes");
+    mc_buf_free(&b);
+    CHECK(mc_buf_reserve(&b, MC_BUF_MOVE) == 0);
+    CHECK(b.cap >= MC_BUF_MOVE);
+    size_t big = b.cap;
+    char *bigmodel = malloc(big);
+    fill(&b, big, 11);
+    memcpy(bigmodel, mc_buf_head(&b), big);
+    mc_buf_consume(&b, 5);  /* compacted, then grown by realloc */
+    CHECK(mc_buf_reserve(&b, big) == 0);
+    CHECK(sane(&b) && b.start == 0 && b.cap >= 2 * big - 5);
+    CHECK(holds(&b, bigmodel + 5, big - 5));
+    memset(b.data + b.end, 'w', b.cap - b.end);
+    cap = b.cap;
+    CHECK(mc_buf_reserve(&b, b.cap - b.end + 1) == 0);
+    CHECK(sane(&b) && b.cap == 2 * cap && holds(&b, bigmodel + 5, big - 5));
+    cap = b.cap;
+    /* realloc failing (32 TiB) leaves the buffer as it was */
+    CHECK(mc_buf_reserve(&b, (size_t)1 << 45) == -ENOMEM);
+    CHECK(sane(&b) && b.cap == cap && holds(&b, bigmodel + 5, big - 5));
+    free(bigmodel);
+
     set_ctx("mc_buf free and reuse");
     mc_buf_free(&b);
     CHECK(b.data == NULL && b.cap == 0 && mc_buf_len(&b) == 0);
