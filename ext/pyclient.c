@@ -94,9 +94,13 @@ ClientBase_get(ClientBase *self, PyObject *const *args, Py_ssize_t nargs,
         PyObject *sargs[2] = {a[0], dflt};
         return call_method(self, "_get_slow", sargs, 2);
     }
-    mc_sclient *sc = self->sc;
+    /* Owned for the call: another thread may _configure() this object
+     * (set_servers, discovery) while the GIL is released. */
+    mc_sclient *sc = (mc_sclient *)Py_NewRef(self->sc);
+    PyObject *decoder = Py_NewRef(self->decoder);
+    PyObject *unpickle = Py_NewRef(self->unpickle);
     mc_count(&sc->core, MC_CALL_GET);
-    PyObject *dargs[4] = {a[0], dflt, self->decoder, self->unpickle};
+    PyObject *dargs[4] = {a[0], dflt, decoder, unpickle};
     struct mc_call c;
     PyObject *res = NULL;
     if (mc_prep_get_decoded(&sc->core, &c, dargs, 4) == 0) {
@@ -109,6 +113,9 @@ ClientBase_get(ClientBase *self, PyObject *const *args, Py_ssize_t nargs,
         }
     }
     mc_call_release(&c);
+    Py_DECREF(unpickle);
+    Py_DECREF(decoder);
+    Py_DECREF(sc);
     if (res == NULL) {
         return failed(self, "_keyed_failure", "get", a[0], Py_None);
     }
@@ -183,8 +190,12 @@ ClientBase_set(ClientBase *self, PyObject *const *args, Py_ssize_t nargs,
             flags = FLAG_INTEGER;
         }
         else if (self->dumps != NULL) {
-            PyObject *pargs[2] = {val, self->protocol};
-            owned = PyObject_Vectorcall(self->dumps, pargs, 2, NULL);
+            /* pickling runs user code, which may _configure() this object */
+            PyObject *dumps = Py_NewRef(self->dumps);
+            PyObject *pargs[2] = {val, Py_NewRef(self->protocol)};
+            owned = PyObject_Vectorcall(dumps, pargs, 2, NULL);
+            Py_DECREF(pargs[1]);
+            Py_DECREF(dumps);
             if (owned == NULL) {
                 return NULL;    /* as pickle.dumps raised it */
             }
@@ -217,7 +228,8 @@ ClientBase_set(ClientBase *self, PyObject *const *args, Py_ssize_t nargs,
         Py_XDECREF(owned);
         return PyLong_FromLong(0);  /* too large: not sent */
     }
-    mc_sclient *sc = self->sc;
+    /* owned as in get (never NULL again once configured) */
+    mc_sclient *sc = (mc_sclient *)Py_NewRef(self->sc);
     mc_count(&sc->core, MC_CALL_SET);
     struct mc_call c;
     PyObject *res = NULL;
@@ -233,6 +245,7 @@ ClientBase_set(ClientBase *self, PyObject *const *args, Py_ssize_t nargs,
         }
     }
     mc_call_release(&c);
+    Py_DECREF(sc);
     Py_XDECREF(owned);
     if (res == NULL) {
         return failed(self, "_store_failure", "set", key, NULL);

@@ -74,6 +74,55 @@ def test_threads_share_one_client(memcached_factory):
     c.close()
 
 
+def test_set_servers_while_other_threads_are_mid_call(memcached_factory):
+    """Client.get/set (in C) own the engine they run on: set_servers() from
+    another thread replaces it (and may free it) while they wait for a reply."""
+    server = memcached_factory()
+    c = cmemcache.Client([server.address], socket_timeout=5, strict=True)
+    n_threads, n_ops, n_switches = 4, 1500, 300
+    errors: list = []
+    mismatches: list = []
+    switched = []
+    done = threading.Event()
+
+    def worker(t: int) -> None:
+        try:
+            for i in range(n_ops):
+                key = f"sw{t}:{i % 7}"
+                value = f"{t}:{i}" * (1 + i % 5)
+                if c.set(key, value) is not True:
+                    mismatches.append((t, i, "set"))
+                got = c.get(key)
+                if got != value:
+                    mismatches.append((t, i, value, got))
+        except BaseException as exc:  # reported below
+            errors.append((t, repr(exc)))
+
+    def switcher() -> None:
+        for _ in range(n_switches):
+            if done.is_set():
+                break
+            c.set_servers([server.address])
+            switched.append(1)
+            time.sleep(0.0005)
+
+    threads = [threading.Thread(target=worker, args=(t,), daemon=True) for t in range(n_threads)]
+    sw = threading.Thread(target=switcher, daemon=True)
+    sw.start()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    done.set()
+    sw.join(60)
+    assert not any(th.is_alive() for th in [*threads, sw]), "a thread hung"
+    assert errors == []
+    assert mismatches == []
+    assert len(switched) >= 10
+    assert c.get("sw0:0") is not None
+    c.disconnect_all()
+
+
 def test_threads_with_a_stalled_server_do_not_block_each_other(memcached_factory):
     """One thread waits on a stopped server; another server keeps answering
     other threads of the same client."""
