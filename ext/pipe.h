@@ -32,6 +32,7 @@ enum mc_expect {
     MC_X_OK,       /* OK */
     MC_X_VERSION,  /* VERSION <text> */
     MC_X_STATS,    /* STAT lines until END (or RESET, or OK) */
+    MC_X_CONFIG,   /* "config get": at most one CONFIG frame, then END */
     MC_X_META,     /* one meta reply frame (mc_meta_parse) of the kinds in
                     * accept, given to on_meta; an error line fails the
                     * request and leaves the stream in sync */
@@ -306,6 +307,7 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
         && !(r->expect == MC_X_STATUS && r->soft_errors
              && rep->kind == MC_SERVER_ERROR)) {
         if (r->expect == MC_X_VALUES || r->expect == MC_X_STATS
+            || (r->expect == MC_X_CONFIG && r->cursor > 0)
             || (r->expect == MC_X_STATUS && r->nitems > 1)) {
             /* In a reply of several frames: where the server stands is
              * unknown.  A failure r had already (its owner's) stays its
@@ -362,6 +364,15 @@ mc_req_frame(struct mc_req *r, const struct mc_reply *rep, struct mc_fail *f)
         rc = mc_deliver(r, r->cursor, rep);
         r->cursor++;
         return rc;
+    case MC_X_CONFIG:
+        if (rep->kind == MC_END) {
+            return MC_F_DONE;
+        }
+        if (rep->kind != MC_CONFIG || r->cursor > 0) {
+            return mc_frame_broken(f, "reply does not fit the command");
+        }
+        r->cursor++;
+        return mc_deliver(r, 0, rep);
     case MC_X_META:
         break;                  /* read by mc_meta_feed, never here */
     }

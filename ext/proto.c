@@ -349,6 +349,22 @@ mc_parse(const char *buf, size_t len, size_t max_value, struct mc_reply *r)
         }
         return MC_EPROTO;
     case 'C':
+        if (STARTS_WITH(line, line_len, "CONFIG ")) {
+            /* "CONFIG " key SP flags SP bytes: a VALUE line one byte longer
+             * in its first word, so parsed from the second byte on
+             * (parse_value skips its first six bytes unread); no cas. */
+            ssize_t n = parse_value(buf + 1, len - 1, line + 1, line_len - 1,
+                                    head - 1, max_value, r);
+            if (n == MC_EPROTO || r->has_cas) {
+                return MC_EPROTO;  /* has_cas is set before the frame waits */
+            }
+            if (n == MC_NEED_MORE) {
+                r->need++;
+                return n;
+            }
+            r->kind = MC_CONFIG;
+            return n + 1;
+        }
         if (STARTS_WITH(line, line_len, "CLIENT_ERROR")) {
             if (rest_text(line, line_len, 12, r) < 0) {
                 return MC_EPROTO;

@@ -45,6 +45,7 @@ enum mc_kind {
     MC_ERROR,        /* text = message after "ERROR", may be empty */
     MC_CLIENT_ERROR, /* text */
     MC_SERVER_ERROR, /* text */
+    MC_CONFIG,       /* "config get": key, flags, value, as MC_VALUE (no cas) */
 };
 
 struct mc_reply {
@@ -65,7 +66,8 @@ struct mc_reply {
 };
 
 /* Reads at most one reply frame from buf[0, len).  Returns the frame length
- * (status line, plus the value block and its CRLF for VALUE) when the whole
+ * (status line, plus the value block and its CRLF for VALUE and CONFIG,
+ * ElastiCache's reply to "config get", laid out as VALUE) when the whole
  * frame is there, MC_NEED_MORE when it is not, and MC_EPROTO for anything
  * outside the grammar, including a VALUE announcing more than max_value
  * bytes (checked before the caller allocates anything).  Pointers in *r point

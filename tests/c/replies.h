@@ -17,7 +17,7 @@
  *   REPLY_T            the parser's reply struct (.kind, .need)
  *   REPLY_PARSE        the parser: ssize_t (const char *, size_t,
  *                      size_t max_value, REPLY_T *)
- *   REPLY_VALUE_KIND   the kind of a frame with a value after its line
+ *   REPLY_HAS_VALUE(k) true for the kinds of frame with a value after the line
  *   REPLY_NEXT_FRAME   a whole frame, and REPLY_VALUE_LINE the line of a
  *                      value, that follow a reply as trailing bytes
  */
@@ -177,7 +177,7 @@ run_valid_prefixes(const struct reply_case *c, bool guard)
             CHECK_MSG(rc == MC_NEED_MORE, "expected MC_NEED_MORE, got %zd",
                       rc);
             if (rc == MC_NEED_MORE) {
-                size_t want = (c->e.kind == REPLY_VALUE_KIND && k >= line)
+                size_t want = (REPLY_HAS_VALUE(c->e.kind) && k >= line)
                                   ? frame
                                   : 0;
                 CHECK_MSG(r.need == want, "need: expected %zu, got %zu", want,
@@ -236,7 +236,7 @@ run_valid(const struct reply_case *c)
 
     /* a value of value_len bytes is a protocol error with a max_value one
      * below, as soon as its line is in, and parses with exactly value_len */
-    if (c->e.kind == REPLY_VALUE_KIND && c->e.value_len > 0) {
+    if (REPLY_HAS_VALUE(c->e.kind) && c->e.value_len > 0) {
         size_t line = line_length(c->bytes, c->len);
         set_ctx("%s: max_value one below", c->name);
         char *h = exact_copy(c->bytes, line);

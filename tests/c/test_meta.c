@@ -1043,7 +1043,7 @@ struct expect {
 
 #define REPLY_T struct mc_meta_reply
 #define REPLY_PARSE mc_meta_parse
-#define REPLY_VALUE_KIND MC_META_VA
+#define REPLY_HAS_VALUE(k) ((k) == MC_META_VA)
 #define REPLY_NEXT_FRAME "HD\r\n"
 #define REPLY_VALUE_LINE "VA 1\r\n"
 #include "replies.h"

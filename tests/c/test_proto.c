@@ -52,7 +52,7 @@ struct expect {
 
 #define REPLY_T struct mc_reply
 #define REPLY_PARSE mc_parse
-#define REPLY_VALUE_KIND MC_VALUE
+#define REPLY_HAS_VALUE(k) ((k) == MC_VALUE || (k) == MC_CONFIG)
 #define REPLY_NEXT_FRAME "END\r\n"
 #define REPLY_VALUE_LINE "VALUE k 0 1\r\n"
 #include "replies.h"
@@ -93,7 +93,7 @@ stat_case(const char *name, const char *bytes, size_t len, const char *key,
     e->text_len = strlen(text);
 }
 
-static void
+static struct expect *
 value_case(const char *name, const char *bytes, size_t len, size_t max_value,
            const char *key, size_t key_len, uint32_t flags, const char *value,
            size_t value_len, bool has_cas, uint64_t cas)
@@ -106,6 +106,17 @@ value_case(const char *name, const char *bytes, size_t len, size_t max_value,
     e->value_len = value_len;
     e->has_cas = has_cas;
     e->cas = cas;
+    return e;
+}
+
+/* ElastiCache's "CONFIG key flags bytes" frame: a VALUE without cas. */
+static void
+config_case(const char *name, const char *bytes, size_t len,
+            size_t max_value, const char *key, size_t key_len,
+            uint32_t flags, const char *value, size_t value_len)
+{
+    value_case(name, bytes, len, max_value, key, key_len, flags, value,
+               value_len, false, 0)->kind = MC_CONFIG;
 }
 
 static char key250[MC_MAX_KEY + 1];
@@ -184,6 +195,19 @@ build_catalogue(void)
                    DEFAULT_MAX, L("big"), 3, data, sizeof data, true, 5);
     }
 
+    /* CONFIG (ElastiCache's "config get cluster") */
+    config_case("CONFIG cluster",
+                L("CONFIG cluster 0 37\r\n12\nnode1|10.0.0.1|11211 "
+                  "node2||11212\n\r\n"),
+                DEFAULT_MAX, L("cluster"), 0,
+                L("12\nnode1|10.0.0.1|11211 node2||11212\n"));
+    config_case("CONFIG empty", L("CONFIG c 7 0\r\n\r\n"), DEFAULT_MAX,
+                L("c"), 7, L(""));
+    config_case("CONFIG with CRLF inside", L("CONFIG k 0 4\r\na\r\nb\r\n"),
+                DEFAULT_MAX, L("k"), 0, L("a\r\nb"));
+    config_case("CONFIG size == max_value", L("CONFIG k 0 3\r\nabc\r\n"), 3,
+                L("k"), 0, L("abc"));
+
     /* Status lines */
     simple(L("END\r\n"), MC_END);
     simple(L("STORED\r\n"), MC_STORED);
@@ -232,6 +256,14 @@ build_catalogue(void)
     add_bad("empty line", L("\r\n"));
     add_bad("bare LF line", L("\n"));
     add_bad("VALUE without fields", L("VALUE\r\n"));
+    add_bad("CONFIG without fields", L("CONFIG\r\n"));
+    add_bad("CONFIG with cas", L("CONFIG k 0 1 5\r\nx\r\n"));
+    add_bad("CONFIG with cas, value still to come", L("CONFIG k 0 5 1\r\nab"));
+    add_bad("CONFIG without bytes", L("CONFIG k 0\r\n"));
+    add_bad("CONFIG two spaces", L("CONFIG  k 0 1\r\nx\r\n"));
+    add_bad("CONFIG bad data end", L("CONFIG k 0 1\r\nxy\r\n"));
+    add_bad("CONFIGX", L("CONFIGX k 0 1\r\nx\r\n"));
+    add_bad("config lower case", L("config k 0 1\r\nx\r\n"));
     add_bad("END with trailing space", L("END \r\n"));
     add_bad("END leading space", L(" END\r\n"));
     add_bad("EnD", L("EnD\r\n"));
@@ -267,6 +299,8 @@ build_catalogue(void)
                 DEFAULT_MAX);
     add_bad_max("bytes 5 > max_value 4", L("VALUE k 0 5\r\nabcde\r\n"), 4);
     add_bad_max("bytes 1 > max_value 0", L("VALUE k 0 1\r\na\r\n"), 0);
+    add_bad_max("CONFIG bytes 5 > max_value 4", L("CONFIG k 0 5\r\nabcde\r\n"),
+                4);
 
     add_bad("flags -1", L("VALUE k -1 1\r\na\r\n"));
     add_bad("flags 4294967296", L("VALUE k 4294967296 1\r\na\r\n"));
@@ -318,6 +352,7 @@ check_fields(const struct mc_reply *r, const char *base, size_t frame_len,
     }
     switch (e->kind) {
     case MC_VALUE:
+    case MC_CONFIG:
         CHECK_MSG(r->key_len == e->key_len, "key_len: expected %zu, got %zu",
                   e->key_len, r->key_len);
         CHECK(inside(r->key, r->key_len, base, frame_len));

@@ -21,6 +21,10 @@ seed kinds '\067\010\003\005\012\004\006\001\017\000\020' \
 'STORED\r\nNOT_STORED\r\nOK\r\nSTAT pid 1\r\nSTAT uptime 2\r\nEND\r\n'\
 'VALUE p:a 0 1 5\r\nq\r\nEND\r\nEND\r\nVALUE b 0 1\r\nr\r\nEND\r\n'
 
+# a "config get" (OK with two items) answered, then a VERSION
+seed config '\041\014\005\000\000' \
+'CONFIG cluster 0 5\r\nabcde\r\nEND\r\nVERSION 1\r\n'
+
 # owners failing in a retrieval, a number, a status line; byte by byte
 seed owners '\003\160\043\152\005\000\004' \
 'VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nVALUE c 0 1\r\nz\r\nEND\r\n7\r\n'\

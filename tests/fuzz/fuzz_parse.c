@@ -18,7 +18,7 @@
  *   - `need` is set but not larger than the bytes given, changes while the
  *     same frame is awaited, or differs from the frame length that follows;
  *   - MC_NEED_MORE comes without `need` although a whole VALUE line is in;
- *   - a VALUE frame's parts do not add up or its line does not match the
+ *   - a VALUE (or CONFIG) frame's parts do not add up or its line does not match the
  *     grammar (single spaces, u32 flags and bytes, u64 cas), or a NUMBER does
  *     not match its digits;
  *   - a VALUE frame parses differently with max_value = its value length, or
@@ -124,7 +124,8 @@ struct value_line {
 };
 
 /* Re-reads a VALUE line without its CRLF: "VALUE key flags bytes [cas]",
- * single spaces, u32 flags and bytes, u64 cas. */
+ * single spaces, u32 flags and bytes, u64 cas; or a CONFIG line, the same
+ * without cas. */
 static struct value_line
 read_value_line(const char *line, size_t n)
 {
@@ -145,7 +146,9 @@ read_value_line(const char *line, size_t n)
         i++;
     }
     REQUIRE(nt == 4 || nt == 5);
-    REQUIRE(tok_len[0] == 5 && memcmp(tok[0], "VALUE", 5) == 0);
+    bool config = tok_len[0] == 6 && memcmp(tok[0], "CONFIG", 6) == 0;
+    REQUIRE(config || (tok_len[0] == 5 && memcmp(tok[0], "VALUE", 5) == 0));
+    REQUIRE(!config || nt == 4);
     struct value_line v;
     memset(&v, 0, sizeof v);
     v.key = tok[1];
@@ -197,7 +200,9 @@ check_frame(const char *buf, size_t avail, ssize_t rc,
     f.kind = r->kind;
     switch (r->kind) {
     case MC_VALUE:
-        REQUIRE(has_prefix(buf, body, "VALUE "));
+    case MC_CONFIG:
+        REQUIRE(has_prefix(buf, body, r->kind == MC_VALUE ? "VALUE "
+                                                          : "CONFIG "));
         REQUIRE(r->key_len >= 1 && r->key_len <= MC_MAX_KEY);
         REQUIRE(ptr_inside(r->key, r->key_len, buf, body));
         REQUIRE(memchr(r->key, ' ', r->key_len) == NULL);
@@ -289,13 +294,13 @@ check_frame(const char *buf, size_t avail, ssize_t rc,
         REQUIRE(!"unknown kind");
     }
 
-    if (r->kind == MC_VALUE) {
+    if (r->kind == MC_VALUE || r->kind == MC_CONFIG) {
         /* the size bound is exact: max_value = value_len still parses,
          * one less is a protocol error */
         struct mc_reply r2;
         size_t vlen = r->value_len;
         ssize_t rc2 = mc_parse(buf, len, vlen, &r2);
-        REQUIRE(rc2 == rc && r2.kind == MC_VALUE && r2.value_len == vlen);
+        REQUIRE(rc2 == rc && r2.kind == r->kind && r2.value_len == vlen);
         if (vlen > 0) {
             REQUIRE(mc_parse(buf, len, vlen - 1, &r2) == MC_EPROTO);
         }
@@ -319,14 +324,16 @@ check_need(const struct mc_reply *r, const char *buf, size_t avail,
            size_t max_value)
 {
     if (r->need == 0) {
-        /* only a VALUE can wait after its line; then the size is known */
+        /* only a VALUE (or CONFIG) can wait after its line; then the size
+         * is known */
         size_t scan = avail < MC_MAX_LINE ? avail : MC_MAX_LINE;
         REQUIRE(memchr(buf, '\n', scan) == NULL);
         /* and waiting is only allowed while the line is within bounds */
         REQUIRE(avail < MC_MAX_LINE);
         return;
     }
-    /* need is announced by a complete VALUE line: line + bytes + CRLF */
+    /* need is announced by a complete VALUE (or CONFIG) line: line + bytes
+     * + CRLF */
     const char *lf = memchr(buf, '\n', avail < MC_MAX_LINE ? avail
                                                             : MC_MAX_LINE);
     REQUIRE(lf != NULL && lf > buf && lf[-1] == '\r');

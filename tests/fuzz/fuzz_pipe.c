@@ -14,7 +14,7 @@
  *            over two retrieval lines); bits 3-4: items - 1 (keys asked,
  *            status lines), and for a number 1-3 makes it a meta request
  *            (MC_X_META) taking the kinds of mg, ms and ma (VA HD EN, HD
- *            NS EX NF, VA NF); bit 5: its owner fails at item bits 6-7;
+ *            NS EX NF, VA NF), and for OK 1-3 a "config get" (MC_X_CONFIG); bit 5: its owner fails at item bits 6-7;
  *            bit 6: status lines take SERVER_ERROR as an item
  *   abandon  bit 7 set: request bits 0-2 is abandoned before chunk bits 3-6
  *   flags    bit 0: a flush_all's OK is owed first; bit 1: a fence's MN is
@@ -148,6 +148,12 @@ on_item(void *owner, struct mc_req *r, size_t item,
         REQUIRE(item == 0 && q->items == 0 && rep->kind == MC_VERSION);
         REQUIRE(inside_buffer(rep->text, rep->text_len));
         break;
+    case MC_X_CONFIG:
+        REQUIRE(item == 0 && q->items == 0 && rep->kind == MC_CONFIG);
+        REQUIRE(!rep->has_cas && rep->value_len <= cur->max_value);
+        REQUIRE(inside_buffer(rep->value, rep->value_len));
+        REQUIRE(inside_buffer(rep->key, rep->key_len));
+        break;
     case MC_X_STATS:
         REQUIRE(rep->kind == MC_STAT && item == (size_t)q->items);
         REQUIRE(inside_buffer(rep->key, rep->key_len));
@@ -220,6 +226,9 @@ on_done(void *owner, struct mc_req *r)
         case MC_X_VALUES:
             REQUIRE(r->ends == 0);
             break;
+        case MC_X_CONFIG:
+            REQUIRE(q->items <= 1);
+            break;
         case MC_X_STATS:
             break;
         }
@@ -238,7 +247,10 @@ set_up(struct run *run, int i, uint8_t spec)
     q->idx = i;
     q->fail_at = (spec & 0x20) ? (spec >> 6) & 3 : -1;
     bool meta = (spec & 7) == 3 && n > 1;
-    mc_req_init(&q->r, meta ? MC_X_META : kinds[spec & 7]);
+    bool config = (spec & 7) == 4 && n > 1;
+    mc_req_init(&q->r, meta     ? MC_X_META
+                       : config ? MC_X_CONFIG
+                                : kinds[spec & 7]);
     q->r.on_item = on_item;
     q->r.on_meta = on_meta;
     q->r.on_done = on_done;
