@@ -300,6 +300,17 @@ AClient_get_stats(AClient *self, PyObject *const *args, Py_ssize_t nargs,
 }
 
 static PyObject *
+AClient_config_get(AClient *self, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames)
+{
+    ACALL(MC_A_ALL, MC_R_GET,
+          all_alloc(call) < 0
+              ? -1
+              : all_prep(call, mc_prep_config_get(&self->core, call->all,
+                                                  args, nargs, kwnames)));
+}
+
+static PyObject *
 AClient_version(AClient *self, PyObject *Py_UNUSED(ignored))
 {
     PyObject *const *args = NULL;
@@ -748,6 +759,7 @@ static PyMethodDef AClient_methods[] = {
     FASTKW("flush_all", AClient_flush_all,
            "await flush_all(delay=0, noreply=False)"),
     FASTKW("get_stats", AClient_get_stats, "await get_stats(args=None)"),
+    FASTKW("config_get", AClient_config_get, "await config_get(key)"),
     {"version", (PyCFunction)AClient_version, METH_NOARGS,
      PyDoc_STR("await version()")},
     {"server_index", (PyCFunction)AClient_server_index, METH_O,

@@ -546,10 +546,50 @@ mc_prep_version(struct mc_all *a)
     a->as_list = false;
 }
 
+int
+mc_prep_config_get(struct mc_core *core, struct mc_all *a,
+                   PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"key", NULL};
+    PyObject *v[1] = {NULL};
+    if (mc_proxy_refuses(core, "config get") < 0
+        || mc_parse_args("config_get", args, nargs, kwnames, names, 1, 1, v)
+               < 0) {
+        return -1;
+    }
+    const char *key;
+    Py_ssize_t key_len;
+    if (mc_key_bytes(v[0], &key, &key_len) < 0) {
+        return -1;
+    }
+    if (key_len == 0 || key_len > MC_MAX_KEY) {
+        PyErr_SetString(PyExc_ValueError, "config_get: the key must be 1 "
+                        "to 250 bytes long");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < key_len; i++) {
+        unsigned char ch = (unsigned char)key[i];
+        if (ch <= 0x20 || ch == 0x7f) {
+            PyErr_SetString(PyExc_ValueError, "config_get: the key contains "
+                            "a space or a control character");
+            return -1;
+        }
+    }
+    a->len = (size_t)snprintf(a->line, sizeof(a->line), "config get %.*s\r\n",
+                              (int)key_len, key);
+    a->noreply = false;
+    a->expect = MC_X_CONFIG;
+    a->rkind = MC_R_GET;
+    a->as_list = false;
+    return 0;
+}
+
 void
 mc_all_call(const struct mc_all *a, struct mc_call *c, size_t i)
 {
     mc_call_init(c, a->expect, a->rkind);
+    c->with_flags = false;     /* config_get's MC_R_GET: the value alone */
+    c->with_cas = false;
     c->server = i;
     c->noreply = a->noreply;
     call_add(c, a->line, a->len);

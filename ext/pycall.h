@@ -191,6 +191,11 @@ int mc_prep_stats(struct mc_core *core, struct mc_all *a,
                   PyObject *const *args, Py_ssize_t nargs,
                   PyObject *kwnames);
 void mc_prep_version(struct mc_all *a);
+/* "config get <key>" (ElastiCache's configuration endpoint): each server's
+ * CONFIG value as bytes, or None. */
+int mc_prep_config_get(struct mc_core *core, struct mc_all *a,
+                       PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames);
 
 /* Sets up c as server i's share of a. */
 void mc_all_call(const struct mc_all *a, struct mc_call *c, size_t i);

@@ -246,6 +246,17 @@ Client_version(Client *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+Client_config_get(Client *self, PyObject *const *args, Py_ssize_t nargs,
+                  PyObject *kwnames)
+{
+    struct mc_all a;
+    if (mc_prep_config_get(&self->core, &a, args, nargs, kwnames) < 0) {
+        return NULL;
+    }
+    return mc_sync_run_all(self, &a);
+}
+
+static PyObject *
 Client_get_stats(Client *self, PyObject *const *args, Py_ssize_t nargs,
                  PyObject *kwnames)
 {
@@ -482,6 +493,9 @@ static PyMethodDef Client_methods[] = {
            "get_stats(args=None) -> [(server, {stat: value})]"),
     {"version", (PyCFunction)Client_version, METH_NOARGS,
      PyDoc_STR("version() -> {server: version}")},
+    FASTKW("config_get", Client_config_get,
+           "config_get(key) -> {server: bytes | None} (ElastiCache's "
+           "\"config get\")"),
     {"server_index", (PyCFunction)Client_server_index, METH_O,
      PyDoc_STR("server_index(key) -> index of the server holding key")},
     {"disconnect_all", (PyCFunction)Client_disconnect_all, METH_NOARGS,

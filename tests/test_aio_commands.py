@@ -336,7 +336,7 @@ def test_stringclient_has_every_method_with_the_same_arguments():
             assert a.__doc__.startswith("await "), name
             assert doc_signature(a) == doc_signature(s), name
             commands += 1
-    assert commands == 23
+    assert commands == 24
 
 
 def test_client_has_every_method_with_the_same_signature():
@@ -346,7 +346,7 @@ def test_client_has_every_method_with_the_same_signature():
     coroutines = {"get", "gets", "get_multi", "set", "add", "replace", "append", "prepend", "cas",
                   "set_multi", "delete", "delete_multi", "touch", "incr", "decr", "flush_all",
                   "get_stats", "get_slab_stats", "get_slabs", "close", "disconnect_all",
-                  "quit_all"}
+                  "quit_all", "discover"}
     for name in public(sync):
         s, a = getattr(sync, name), getattr(aio, name)
         if not callable(s) or isinstance(s, type):

@@ -24,14 +24,18 @@ import collections.abc
 import errno
 import functools
 import os
+import logging
 import socket
+import weakref
 from typing import Any
 
 from collections.abc import Iterable, Mapping
 
-from . import _cmemcache
+from . import _cmemcache, _discovery
 from ._cmemcache import AsyncCall, Error
 from .client import _Plan, _Policy
+
+log = logging.getLogger("cmemcache")
 
 __all__ = ["Client", "StringClient"]
 
@@ -302,6 +306,8 @@ class Client(_Policy):
                  max_connections: int = 2, max_inflight: int = 64, **kwargs: Any) -> None:
         self._engine_options: dict[str, Any] = {"max_connections": max_connections,
                                 "max_inflight": max_inflight}
+        self._poll_task: asyncio.Task[None] | None = None
+        self._retired: list[Any] = []  # engines discovery replaced, closing soon
         super().__init__(servers, *args, **kwargs)
 
     def _new_engine(self, servers: list[Any], **options: Any) -> Any:
@@ -309,6 +315,37 @@ class Client(_Policy):
 
     def _drop_engine(self, old: Any) -> None:
         old._close_now()
+
+    def _retire_engine(self, old: Any) -> None:
+        # Every call ends by its deadline: once socket_timeout has passed,
+        # nothing started on the old engine is still in flight.
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            old._close_now()
+            return
+        self._retired.append(old)
+
+        def close_old() -> None:
+            if old in self._retired:
+                self._retired.remove(old)
+                old._close_now()
+
+        loop.call_later(self.socket_timeout + 1.0, close_old)
+
+    async def discover(self) -> list[str]:
+        """With ``discovery="elasticache"``: reads the node list from the
+        configuration endpoint now and, when it changed, uses it as the
+        server list (calls in flight finish on the old one); returns it.
+        The first call (``async with`` makes it) also starts a task on the
+        running loop that does this every ``discovery_interval`` seconds;
+        until then the configuration endpoint is the only server."""
+        if self.discovery is None:
+            raise ValueError("this client was made without discovery=")
+        if self._poll_task is None or self._poll_task.done():
+            self._poll_task = asyncio.get_running_loop().create_task(
+                _discovery.poll(weakref.ref(self), self.discovery_interval))
+        return self._use_cluster(await self._config_engine().config_get("cluster"))
 
     async def get(self, key: Any, default: Any = None) -> Any:
         """The value stored under key, or default when there is none."""
@@ -424,13 +461,26 @@ class Client(_Policy):
 
     async def close(self) -> None:
         """Close every connection (what is in flight fails); the next call
-        reconnects."""
+        reconnects.  Stops discovery's polling (discover() starts it again)."""
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+            self._poll_task = None
+        while self._retired:
+            self._retired.pop()._close_now()
+        if self._config_sc is not None:
+            await self._config_sc.close()
         await self._sc.close()
 
     disconnect_all = close
     quit_all = close
 
     async def __aenter__(self) -> Client:
+        if self.discovery is not None:
+            try:
+                await self.discover()
+            except Error as exc:
+                log.warning("cmemcache: discovery failed (the configuration endpoint "
+                            "serves meanwhile): %s", exc)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

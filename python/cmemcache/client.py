@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Mapping
 if TYPE_CHECKING:
     import ssl
 
-from . import _cmemcache
+from . import _cmemcache, _discovery
 from ._cmemcache import Error, InvalidKeyError, StringClient, ValueTooLargeError
 from ._serialize import (
     FLAG_COMPRESSED,
@@ -251,6 +251,8 @@ class _Policy:
         tls_verify: bool | None = None,
         tls_min_version: ssl.TLSVersion | str | None = None,
         tls_max_version: ssl.TLSVersion | str | None = None,
+        discovery: str | None = None,
+        discovery_interval: float = 60.0,
     ) -> None:
         self.debug = debug
         self.dead_retry = dead_retry
@@ -318,21 +320,45 @@ class _Policy:
             pickleProtocol, pickler, unpickler, compressor, decompressor, pid, pload
         )
         self.picklerIsKeyword = self._serializer._pickler_keyword
+        if isinstance(servers, (str, tuple)):
+            servers = [servers]
+        servers = list(servers)
+        _discovery.check(discovery, servers, discovery_interval)
+        # ElastiCache: the configuration endpoint (itself a node) is the one
+        # server until discover() reads the node list from it
+        self.discovery = discovery
+        self.discovery_interval = discovery_interval
+        self.discovered_version: int | None = None
+        self._config_endpoint = servers[0] if discovery else None
+        self._config_sc: Any = None
+        self._discovery_lock = threading.Lock()
         self.set_servers(servers)
+        if discovery:
+            self._start_discovery()
 
     # -- configuration ------------------------------------------------------
 
     def set_servers(self, servers: Iterable[str | tuple[str, int]]) -> None:
         """Use this list of servers from now on (closes the old connections)."""
+        self._set_servers(servers, self._drop_engine)
+
+    def _set_servers(self, servers: Iterable[str | tuple[str, int]],
+                     retire: Callable[[Any], None]) -> None:
         if isinstance(servers, (str, tuple)):
             servers = [servers]
         servers = list(servers)
         old = getattr(self, "_sc", None)
         if old is not None:
-            self._drop_engine(old)
+            retire(old)
+        self._sc = self._new_engine([_engine_spec(s) for s in servers], **self._options())
+        self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
+        self.buckets = [h for h in self.servers for _ in range(h.weight)]
+        self._bind()
+
+    def _options(self) -> dict[str, Any]:
+        """The engine's keyword arguments, as configured."""
         limit = self.server_max_value_length
-        self._sc = self._new_engine(
-            [_engine_spec(s) for s in servers],
+        return dict(
             timeout=self.socket_timeout,
             connect_timeout=self.connect_timeout,
             dead_retry=self.dead_retry,
@@ -348,9 +374,37 @@ class _Policy:
             password=self._password,
             **self._tls,
         )
-        self.servers = [_Host(s, self, i) for i, s in enumerate(servers)]
-        self.buckets = [h for h in self.servers for _ in range(h.weight)]
-        self._bind()
+
+    # -- discovery (ElastiCache) --------------------------------------------
+
+    def _start_discovery(self) -> None:
+        """Called at the end of the constructor with discovery= set: each
+        client reads the node list and starts polling in its own way."""
+
+    def _config_engine(self) -> Any:
+        """The engine that asks the configuration endpoint, made once."""
+        if self._config_sc is None:
+            self._config_sc = self._new_engine([_engine_spec(self._config_endpoint)],
+                                               **self._options())
+        return self._config_sc
+
+    def _use_cluster(self, reply: dict[str, bytes | None]) -> list[str]:
+        """Takes a config_get("cluster") reply: a changed node list becomes
+        the server list; what is in flight on the old one finishes there."""
+        if self.discovery is None:
+            raise ValueError("this client was made without discovery=")
+        version, nodes = _discovery.cluster_of(reply)
+        with self._discovery_lock:
+            self.discovered_version = version
+            if nodes != [h.spec for h in self.servers]:
+                log.info("cmemcache: cluster configuration %d: %s", version, " ".join(nodes))
+                self._set_servers(nodes, self._retire_engine)
+        return nodes
+
+    def _retire_engine(self, old: Any) -> None:
+        """Lets go of an engine discovery replaced: calls in flight on it
+        finish there."""
+        self._drop_engine(old)
 
     def _new_engine(self, servers: list[Any], **options: Any) -> Any:
         return self._engine(servers, **options)
@@ -1010,6 +1064,23 @@ class Client(_cmemcache.ClientBase, _Policy):
 
     def _drop_engine(self, old: Any) -> None:
         old.disconnect_all()
+
+    def _start_discovery(self) -> None:
+        try:
+            self.discover()
+        except Error as exc:
+            log.warning("cmemcache: discovery failed (the configuration endpoint serves "
+                        "meanwhile): %s", exc)
+        _discovery.ThreadPoller(self, self.discovery_interval)
+
+    def discover(self) -> list[str]:
+        """With ``discovery="elasticache"``: reads the node list from the
+        configuration endpoint now and, when it changed, uses it as the
+        server list (calls in flight finish on the old one); returns it.
+        A daemon thread does this every ``discovery_interval`` seconds."""
+        if self.discovery is None:
+            raise ValueError("this client was made without discovery=")
+        return self._use_cluster(self._config_engine().config_get("cluster"))
 
     def _bind(self) -> None:
         super()._bind()
