@@ -423,6 +423,24 @@ def test_aio_client_discovers_and_polls(endpoint, memcached_factory):
     asyncio.run(main())
 
 
+def test_aio_client_made_in_a_running_loop_discovers_by_itself(endpoint, memcached_factory):
+    a = memcached_factory()
+    endpoint.publish([a], version=9)
+
+    async def main():
+        c = cmemcache.aio.Client([endpoint.address], discovery="elasticache",
+                                 discovery_interval=3600, socket_timeout=2)
+        for _ in range(250):
+            if c.discovered_version == 9:
+                break
+            await asyncio.sleep(0.02)
+        assert [h.spec for h in c.servers] == [spec(a)]
+        assert await c.set("k", 3) is True and a.raw_get(b"k") == (b"3", 2)
+        await c.close()
+
+    asyncio.run(main())
+
+
 def test_aio_a_changed_node_list_drops_no_call_in_flight(endpoint, memcached_factory):
     a, b = memcached_factory(), memcached_factory()
     for srv in (a, b):
@@ -456,5 +474,74 @@ def test_aio_a_changed_node_list_drops_no_call_in_flight(endpoint, memcached_fac
             assert calls[0] > 60
             assert len(c._retired) > 0  # the replaced engines close after the timeout
         assert c._retired == []
+
+    asyncio.run(main())
+
+
+# -- the backends pass the options through ---------------------------------------------------
+
+
+def test_django_backend_discovers(endpoint, memcached_factory):
+    pytest.importorskip("django")
+    from cmemcache.django import CMemcacheCache
+
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a, b], version=2)
+    cache = CMemcacheCache(endpoint.address, {"OPTIONS": {
+        "discovery": "elasticache", "discovery_interval": 3600, "socket_timeout": 2}})
+    assert [h.spec for h in cache._cache.servers] == [spec(a), spec(b)]
+    cache.set("dj", 5)
+    assert cache.get("dj") == 5
+
+    async def main():
+        aclient = cache._aclient()
+        for _ in range(250):
+            if aclient.discovered_version == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [h.spec for h in aclient.servers] == [spec(a), spec(b)]
+        assert await cache.aget("dj") == 5
+        await aclient.close()
+
+    asyncio.run(main())
+    cache.close()
+
+
+def test_dogpile_backend_discovers(endpoint, memcached_factory):
+    pytest.importorskip("dogpile.cache")
+    from dogpile.cache import make_region
+
+    a = memcached_factory()
+    endpoint.publish([a], version=6)
+    region = make_region().configure("cmemcache", arguments={
+        "url": endpoint.address, "discovery": "elasticache", "discovery_interval": 3600})
+    client = region.backend.client
+    assert client.discovery == "elasticache" and client.discovered_version == 6
+    assert [h.spec for h in client.servers] == [spec(a)]
+    region.set("dp", [1, 2])
+    assert region.get("dp") == [1, 2]
+
+
+def test_aiocache_backend_discovers(endpoint, memcached_factory):
+    pytest.importorskip("aiocache")
+    from cmemcache.aiocache import CMemcacheCache
+
+    a = memcached_factory()
+    endpoint.publish([a], version=8)
+
+    async def main():
+        cache = CMemcacheCache(endpoint="127.0.0.1", port=endpoint.port, client_options={
+            "discovery": "elasticache", "discovery_interval": 3600})
+        client = cache._clients.client()  # made on the running loop: discovers by itself
+        assert client.discovery == "elasticache"
+        for _ in range(250):
+            if client.discovered_version == 8:
+                break
+            await asyncio.sleep(0.02)
+        assert [h.spec for h in client.servers] == [spec(a)]
+        assert await cache.set("ac", "v") is True
+        assert a.raw_get(b"ac") is not None
+        assert await cache.get("ac") == "v"
+        await cache.close()
 
     asyncio.run(main())

@@ -307,6 +307,7 @@ class Client(_Policy):
         self._engine_options: dict[str, Any] = {"max_connections": max_connections,
                                 "max_inflight": max_inflight}
         self._poll_task: asyncio.Task[None] | None = None
+        self._first_discovery: asyncio.Task[None] | None = None
         self._retired: list[Any] = []  # engines discovery replaced, closing soon
         super().__init__(servers, *args, **kwargs)
 
@@ -332,6 +333,22 @@ class Client(_Policy):
                 old._close_now()
 
         loop.call_later(self.socket_timeout + 1.0, close_old)
+
+    def _start_discovery(self) -> None:
+        # Made inside a running loop (a framework's backend): discover at
+        # once, in a task; otherwise on ``async with`` or discover().
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._first_discovery = loop.create_task(self._discover_logged())
+
+    async def _discover_logged(self) -> None:
+        try:
+            await self.discover()
+        except Error as exc:
+            log.warning("cmemcache: discovery failed (the configuration endpoint serves "
+                        "meanwhile): %s", exc)
 
     async def discover(self) -> list[str]:
         """With ``discovery="elasticache"``: reads the node list from the
@@ -476,11 +493,7 @@ class Client(_Policy):
 
     async def __aenter__(self) -> Client:
         if self.discovery is not None:
-            try:
-                await self.discover()
-            except Error as exc:
-                log.warning("cmemcache: discovery failed (the configuration endpoint "
-                            "serves meanwhile): %s", exc)
+            await self._discover_logged()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
