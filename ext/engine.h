@@ -22,13 +22,6 @@
 #include "dist.h"
 #include "proto.h"
 
-/* For the few small functions of the hot path that must not be calls. */
-#if defined(__GNUC__) || defined(__clang__)
-#define MC_ALWAYS_INLINE __attribute__((always_inline)) inline
-#else
-#define MC_ALWAYS_INLINE inline
-#endif
-
 /* Failure codes beyond -errno, MC_EEOF and MC_ERESOLVE (conn.h). */
 #define MC_EDEAD (-10003)      /* server held down after a failure */
 #define MC_EBADREPLY (-10004)  /* reply outside the grammar (text kept) */

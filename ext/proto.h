@@ -21,6 +21,13 @@
  * stats lines are short).  A longer line is a protocol error. */
 #define MC_MAX_LINE 8192
 
+/* For the few small functions of the hot path that must not be calls. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MC_ALWAYS_INLINE __attribute__((always_inline)) inline
+#else
+#define MC_ALWAYS_INLINE inline
+#endif
+
 /* Keys: 1..250 bytes, none of them <= 0x20 or 0x7f. */
 #define MC_MAX_KEY 250
 
