@@ -44,7 +44,10 @@ CASES = {
     "get": ("get 10 B", 1),
     "set": ("set 10 B", 1),
     "get_multi": ("get_multi 100 keys (per call)", 10),
+    "meta_get": ("meta_get 10 B (mg)", 1),
 }
+#: the cases only some clients have: the meta protocol is StringClient's
+ONLY = {"meta_get": {"stringclient"}}
 RAW_CASES = {"get": ("get", 10, 1), "set": ("set", 10, 1), "get_multi": ("get_multi", 10, 100)}
 
 
@@ -75,6 +78,17 @@ def driver(client_key, case, n, port):
             s(key, VALUE)
         if not s(key, VALUE) or c.get(key) != VALUE:
             return "set did not store"
+    elif case == "meta_get":
+        if not c.set(key, VALUE):
+            return "set failed"
+        mg = c.meta_get
+        for _ in range(WARMUP):
+            mg(key)
+        for _ in range(n):
+            mg(key)
+        got = mg(key)
+        if got is None or got.value != VALUE:
+            return "meta_get returned %r" % (got,)
     elif case == "get_multi":
         for k in MULTI_KEYS:
             if not c.set(k, VALUE):
@@ -174,6 +188,13 @@ def render(report, order):
         g = res.get("get", {})
         cells.append("%.2f" % (g["ir_per_op"] / ref) if ref and g.get("status") == "ok" else "—")
         lines.append("| %s | %s |" % (bench.label_of(key), " | ".join(cells)))
+    sc = report["results"].get("stringclient", {})
+    mg, g = sc.get("meta_get", {}), sc.get("get", {})
+    if mg.get("status") == "ok" and g.get("status") == "ok":
+        lines += ["", "meta_get (`mg <key> v`) costs %.1f %% of get's instructions on "
+                  "StringClient (%s vs %s); the other clients have no meta protocol."
+                  % (100 * mg["ir_per_op"] / g["ir_per_op"],
+                     "{:,.0f}".format(mg["ir_per_op"]), "{:,.0f}".format(g["ir_per_op"]))]
     notes = ["- %s / %s: %s" % (bench.label_of(k), c, r.get("detail", ""))
              for k, res in report["results"].items() for c, r in res.items()
              if r.get("status") != "ok"]
@@ -255,7 +276,7 @@ def main(argv=None):
     servers = {k: bench.Memcached().start() for k in order}
     try:
         with tempfile.TemporaryDirectory(prefix="cmemcache-callgrind-") as workdir:
-            jobs = [(k, c) for k in order for c in cases]
+            jobs = [(k, c) for k in order for c in cases if k in ONLY.get(c, {k})]
             with ThreadPoolExecutor(max_workers=args.jobs) as pool:
                 futs = {pool.submit(measure, k, c, args.n1, args.n2, servers[k].port,
                                     rawloop, workdir, args.timeout): (k, c) for k, c in jobs}
