@@ -55,6 +55,14 @@ RAW_CASES = {"get": ("get", 10, 1), "set": ("set", 10, 1), "get_multi": ("get_mu
 # the driver (runs inside valgrind)
 
 
+def repeat(fn, arg, n):
+    """fn(arg) WARMUP times, then n times (the counted ones)."""
+    for _ in range(WARMUP):
+        fn(arg)
+    for _ in range(n):
+        fn(arg)
+
+
 def driver(client_key, case, n, port):
     spec = next(s for s in bench.CLIENT_SPECS if s.key == client_key)
     c = spec.make([port])
@@ -62,12 +70,8 @@ def driver(client_key, case, n, port):
     if case == "get":
         if not c.set(key, VALUE):
             return "set failed"
-        g = c.get
-        for _ in range(WARMUP):
-            g(key)
-        for _ in range(n):
-            g(key)
-        got = g(key)
+        repeat(c.get, key, n)
+        got = c.get(key)
         if got != VALUE:
             return "get returned %r" % (got,)
     elif case == "set":
@@ -81,24 +85,16 @@ def driver(client_key, case, n, port):
     elif case == "meta_get":
         if not c.set(key, VALUE):
             return "set failed"
-        mg = c.meta_get
-        for _ in range(WARMUP):
-            mg(key)
-        for _ in range(n):
-            mg(key)
-        got = mg(key)
+        repeat(c.meta_get, key, n)
+        got = c.meta_get(key)
         if got is None or got.value != VALUE:
             return "meta_get returned %r" % (got,)
     elif case == "get_multi":
         for k in MULTI_KEYS:
             if not c.set(k, VALUE):
                 return "set failed"
-        gm = c.get_multi
-        for _ in range(WARMUP):
-            gm(MULTI_KEYS)
-        for _ in range(n):
-            gm(MULTI_KEYS)
-        got = gm(MULTI_KEYS)
+        repeat(c.get_multi, MULTI_KEYS, n)
+        got = c.get_multi(MULTI_KEYS)
         if len(got) != 100 or any(got.get(k) != VALUE for k in MULTI_KEYS):
             return "get_multi returned %d keys" % len(got)
     else:

@@ -321,13 +321,8 @@ def test_a_forked_child_polls_for_itself(endpoint, memcached_factory):
     os.close(w)
     assert os.read(r, 1) == b"1"
     endpoint.publish([a, b])
-    out = b""
-    while True:
-        chunk = os.read(r, 10)
-        if not chunk:
-            break
-        out += chunk
-    os.close(r)
+    with os.fdopen(r, "rb") as f:
+        out = f.read()  # until the child exits
     os.waitpid(pid, 0)
     assert out == b"ok"
     del c
