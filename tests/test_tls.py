@@ -1,8 +1,10 @@
 """TLS end to end: cmemcache.StringClient and cmemcache.Client against real
 ``memcached -Z`` servers, with certificates made at test time
 (tests/tls_support.py): round trips, verification failures, mutual TLS,
-deadlines on a stopped server, reconnects, threads, authentication over
-TLS, and the framework backends' options.  Loopback only."""
+deadlines on a stopped server, reconnects, session resumption (counted
+through a relay), threads, authentication over TLS, and the framework
+backends' options (tests/test_backend_transport.py has them in full).
+Loopback only."""
 
 from __future__ import annotations
 
