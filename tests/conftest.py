@@ -553,7 +553,8 @@ def fake_server():
 
 class TcpRelay:
     """A loopback TCP relay in front of a server, which counts the
-    connections it relays and the bytes the clients send through it.
+    connections it relays and the bytes the clients send through it
+    (``per_connection`` also holds each connection's bytes both ways).
     Taking it down (``stop``) makes the server unreachable (new connections
     refused, open ones closed) while the server keeps its data, as in a
     network partition; ``start`` brings it back on the same port."""
@@ -564,6 +565,9 @@ class TcpRelay:
         self._lock = threading.Lock()
         self.connections = 0
         self.bytes_sent = 0
+        #: one ``[client bytes, server bytes]`` per relayed connection, in
+        #: the order they were accepted
+        self.per_connection: list[list[int]] = []
         self._socks: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
@@ -604,21 +608,25 @@ class TcpRelay:
                 continue
             client.settimeout(None)
             upstream.settimeout(None)
+            counts = [0, 0]
             with self._lock:
                 self.connections += 1
+                self.per_connection.append(counts)
                 self._socks += [client, upstream]
-            self._spawn(self._pump, client, upstream, True)
-            self._spawn(self._pump, upstream, client, False)
+            self._spawn(self._pump, client, upstream, True, counts)
+            self._spawn(self._pump, upstream, client, False, counts)
 
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool,
+              counts: list[int]) -> None:
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                if count:
-                    with self._lock:
+                with self._lock:
+                    if count:
                         self.bytes_sent += len(data)
+                    counts[0 if count else 1] += len(data)
                 dst.sendall(data)
         except OSError:
             pass
@@ -631,6 +639,11 @@ class TcpRelay:
         """(connections relayed, bytes the clients sent)."""
         with self._lock:
             return self.connections, self.bytes_sent
+
+    def server_bytes(self) -> list[int]:
+        """The bytes the server sent on each relayed connection so far."""
+        with self._lock:
+            return [counts[1] for counts in self.per_connection]
 
     def stop(self) -> None:
         """Refuse new connections and close the open ones."""

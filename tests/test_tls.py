@@ -1,8 +1,10 @@
 """TLS end to end: cmemcache.StringClient and cmemcache.Client against real
 ``memcached -Z`` servers, with certificates made at test time
 (tests/tls_support.py): round trips, verification failures, mutual TLS,
-deadlines on a stopped server, reconnects, threads, authentication over
-TLS, and the framework backends' options.  Loopback only."""
+deadlines on a stopped server, reconnects, session resumption (counted
+through a relay), threads, authentication over TLS, and the framework
+backends' options (tests/test_backend_transport.py has them in full).
+Loopback only."""
 
 from __future__ import annotations
 
@@ -12,12 +14,13 @@ import re
 import ssl
 import threading
 import time
+import types
 
 import pytest
 
 import cmemcache
 import cmemcache.aio
-from conftest import authenticate_socket, django_cache_class
+from conftest import TcpRelay, authenticate_socket, django_cache_class, made_by
 from tls_support import (  # noqa: F401  (fixtures)
     CLIENT_KEY_PASSWORD,
     TLSCertificates,
@@ -353,12 +356,160 @@ def test_reconnect_after_restart(server, tls_certs, kind):
     # the pooled connection is found closed before anything is sent on it
     assert c.set("after", val) is True
     assert c.get("after") == val
-    # memcached 1.6 has no counter of resumed sessions: that a resumption
-    # is offered (and a refused one falls back to a full handshake) is
-    # tests/c/test_tls.c's; here the reconnect must work either way
+    # that the reconnects resume the session (and that one after a restart,
+    # whose ticket the new process cannot read, does a full handshake) is
+    # test_session_resumption_after_restart's, counted through a relay;
+    # here each reconnect must work
     for _ in range(3):
         c.disconnect_all()
         assert c.get("after") == val
+
+
+# -- session resumption -------------------------------------------------------------------
+#
+# memcached 1.6 has no counter of resumed sessions, so a relay between the
+# client and the server counts the bytes the server sends on each
+# connection: a full handshake carries the server's certificate (and its
+# signature), a resumed one only the hello, the finished message and a new
+# ticket.  memcached -Z resumes from session tickets (TLS 1.2 and 1.3) in its
+# default configuration; once it verifies client certificates
+# (ssl_verify_mode) it refuses every resumption unless started with
+# ``-o ssl_session_cache`` (tests/c/test_tls.c checks the refusal).
+
+
+RESUME_KINDS = KINDS + AIO_KINDS
+
+
+def server_cert_length(certs: TLSCertificates) -> int:
+    """The DER length of the server's certificate (what a full handshake's
+    Certificate message carries, with a few bytes of framing)."""
+    with open(certs.server_cert) as f:
+        pem = f.read()
+    first = pem[: pem.index("-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")]
+    return len(ssl.PEM_cert_to_DER_cert(first))
+
+
+@pytest.fixture
+def relay_factory():
+    """``make(server) -> TcpRelay`` in front of server; stopped after the test."""
+    with made_by(lambda server: TcpRelay(server.port), TcpRelay.stop) as make:
+        yield make
+
+
+class Resumption:
+    """Clients of one kind talking to a server through a counting relay.
+
+    ``first_reply(client)`` makes the client open one new connection (its
+    previous ones closed) and answer one ``set``: the bytes the server sent
+    on that connection up to and including the reply, i.e. the handshake,
+    any session tickets (TLS 1.3 sends them before the reply) and one
+    ``STORED`` record, the same for every connection but the handshake.
+    """
+
+    def __init__(self, kind: str, relay: TcpRelay, certs: TLSCertificates, **options):
+        self.kind = kind
+        self.relay = relay
+        self.target = types.SimpleNamespace(address=relay.address)
+        self.certs = certs
+        self.options = options
+        self.loop = asyncio.new_event_loop() if kind.startswith("aio.") else None
+
+    def client(self):
+        """A new client (with a session slot of its own)."""
+        return make(self.kind, self.target, self.certs, **self.options)
+
+    def _run(self, call):
+        return self.loop.run_until_complete(call) if self.loop is not None else call
+
+    def first_reply(self, client) -> int:
+        self._run(client.disconnect_all())
+        opened = len(self.relay.server_bytes())
+        assert self._run(client.set("r", value_for(self.kind, "1"))) is True
+        counts = self.relay.server_bytes()
+        assert len(counts) == opened + 1, counts  # exactly one new connection
+        return counts[-1]
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+
+
+@pytest.fixture
+def resumption(relay_factory, tls_certs):
+    """``make(kind, server, **options) -> Resumption``."""
+    made: list[Resumption] = []
+
+    def new(kind: str, server: TLSMemcachedServer, **options) -> Resumption:
+        made.append(Resumption(kind, relay_factory(server), tls_certs, **options))
+        return made[-1]
+
+    try:
+        yield new
+    finally:
+        for r in made:
+            r.close()
+
+
+def assert_full(count: int, resumed: int, cert_length: int) -> None:
+    """count is a full handshake's: the certificate more than resumed."""
+    assert count - resumed >= cert_length, (count, resumed, cert_length)
+
+
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+@pytest.mark.parametrize("kind", RESUME_KINDS)
+def test_session_resumption(server, tls_certs, resumption, kind, version):
+    r = resumption(kind, server, tls_min_version=version, tls_max_version=version)
+    cert_length = server_cert_length(tls_certs)
+    c = r.client()
+    full = r.first_reply(c)
+    assert full > cert_length
+    # the next connection of the same client resumes the saved session
+    resumed = r.first_reply(c)
+    assert resumed < full / 2, (full, resumed)
+    assert_full(full, resumed, cert_length)
+    assert r.first_reply(c) < full / 2  # and the one after it too
+    # a new client has a slot of its own: a full handshake
+    fresh = r.client()
+    assert_full(r.first_reply(fresh), resumed, cert_length)
+    assert r.first_reply(fresh) < full / 2
+    # and the first client still resumes its own
+    assert r.first_reply(c) < full / 2
+    assert server.stats()["ssl_handshake_errors"] == "0"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_session_resumption_after_restart(server, tls_certs, resumption, kind):
+    """A restarted memcached has new ticket keys: the saved session's
+    ticket is not taken, the handshake is a full one (no error), and the
+    session it makes resumes next time."""
+    r = resumption(kind, server, dead_retry=0)
+    cert_length = server_cert_length(tls_certs)
+    c = r.client()
+    full = r.first_reply(c)
+    resumed = r.first_reply(c)
+    assert resumed < full / 2
+    r._run(c.disconnect_all())
+    server.kill()
+    server.start()
+    assert_full(r.first_reply(c), resumed, cert_length)
+    assert r.first_reply(c) < full / 2
+
+
+@pytest.mark.parametrize("kind", KINDS + ["aio.StringClient"])
+def test_session_resumption_with_client_certificates(tls_memcached_factory, tls_certs,
+                                                     resumption, kind):
+    """memcached requiring client certificates resumes with
+    ``-o ssl_session_cache``."""
+    server = tls_memcached_factory(verify_mode=2, session_cache=True)
+    r = resumption(kind, server, tls_certfile=tls_certs.client_cert,
+                   tls_keyfile=tls_certs.client_key)
+    cert_length = server_cert_length(tls_certs)
+    c = r.client()
+    full = r.first_reply(c)
+    resumed = r.first_reply(c)
+    assert resumed < full / 2, (full, resumed)
+    assert_full(full, resumed, cert_length)
+    assert server.stats()["ssl_handshake_errors"] == "0"
 
 
 # -- threads ------------------------------------------------------------------------------

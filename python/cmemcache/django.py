@@ -28,6 +28,23 @@ clients of loops that have closed.  ``OPTIONS`` go to both clients, except
 ``max_connections`` and ``max_inflight`` (per server and per connection,
 see ``cmemcache.aio``), which only the asyncio client takes.
 
+TLS and memcached's authentication (``memcached -Z``, ``memcached -Y``) are
+options too, and reach both clients::
+
+    "OPTIONS": {
+        "tls": True,
+        "tls_ca_file": "/etc/memcached/ca.pem",
+        "tls_server_hostname": "cache.internal",    # when LOCATION is an IP
+        "username": "app",
+        "password": os.environ["MEMCACHED_PASSWORD"],
+    }
+
+(also ``tls_certfile``, ``tls_keyfile``, ``tls_keyfile_password``,
+``tls_verify``, ``tls_min_version``, ``tls_max_version``: see
+``cmemcache.Client``).  A handshake or authentication the server refuses
+is a failure like an unreachable server's (below); the passwords are not
+shown in any message.
+
 A server that cannot be reached is logged on the ``cmemcache`` logger and
 answered as python-memcached answers it: writes are not stored, reads return
 ``None`` (not the default, so ``has_key()`` is True and ``get_or_set()``

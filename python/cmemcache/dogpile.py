@@ -18,10 +18,16 @@ Arguments are those of dogpile's ``dogpile.cache.memcached`` backend:
 ``min_compress_len``, ``dead_retry`` (default 30) and ``socket_timeout``
 (default 3).  The other keyword arguments of ``cmemcache.Client``
 (``connect_timeout``, ``pool_size``, ``distribution``, ``failover``,
-``pickleProtocol``, ...) are passed to it; any other argument is ignored,
-as dogpile's own backends ignore the arguments they do not know.  Values
-are pickled with the newest protocol unless ``pickleProtocol`` says
-otherwise.
+``pickleProtocol``, ``strict``, ...) are passed to it, the TLS and
+authentication ones among them (``tls``, ``tls_ca_file``,
+``tls_certfile``, ``tls_keyfile``, ``tls_keyfile_password``,
+``tls_server_hostname``, ``tls_verify``, ``tls_min_version``,
+``tls_max_version``, ``username``, ``password``); any other argument is
+ignored, as dogpile's own backends ignore the arguments they do not know.
+Values are pickled with the newest protocol unless ``pickleProtocol`` says
+otherwise.  A server that refuses the handshake or the credentials answers
+as an unreachable one: ``get`` returns ``NO_VALUE`` and ``set`` stores
+nothing (``strict=True`` raises the ``cmemcache.Error``).
 
 Unlike dogpile's other memcached backends, which make one client per thread,
 every thread uses the same ``cmemcache.Client``: it is thread-safe and each
