@@ -8,6 +8,7 @@
 #   make wheel       a manylinux wheel, installed where no compiler is, tested
 #   make bench       the full side-by-side benchmark (table + plots in bench/results)
 #   make callgrind   instructions per operation for every client
+#   make bench-tls   TLS beside plain TCP: ops/s and instructions (part of make bench)
 #   make sanitize    the extension under ASan/UBSan, with the pytest suite
 #   make valgrind    a reduced pytest selection under valgrind memcheck
 #   make fuzz        libFuzzer on the reply parsers and the requests in flight
@@ -56,7 +57,7 @@ XDIST_WORKERS ?= $(if $(filter 1,$(MATRIX_JOBS)),2,1)
 
 .SECONDEXPANSION:
 .PHONY: all deps system-deps venv venvs build build-matrix ctest pytest test test-matrix \
-	demo bench bench-aio bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
+	demo bench bench-aio bench-tls bench-deps callgrind sanitize valgrind fuzz fuzz-ci sanitize-ci wheel \
 	clean $(addprefix build-,$(MATRIX)) $(addprefix pytest-parallel-,$(MATRIX)) \
 	$(addprefix pytest-serial-,$(MATRIX))
 
@@ -230,6 +231,11 @@ bench: deps build bench-deps
 	$(PY) bench/aio_bench.py
 	$(PY) bench/callgrind.py
 	$(PY) bench/aio_callgrind.py
+	$(PY) bench/tls_bench.py
+
+# TLS beside plain TCP (ops/s and instructions), cmemcache, pymemcache, emcache
+bench-tls: deps build bench-deps
+	$(PY) bench/tls_bench.py
 
 # the asyncio clients alone; AIO_ARGS=--quick for the half-minute version
 bench-aio: deps build bench-deps
