@@ -784,6 +784,7 @@ static PyMethodDef AClient_methods[] = {
     {"_tls_recv", (PyCFunction)(void (*)(void))mc_atls_recv,
      METH_FASTCALL, NULL},
     {"_tls_why", (PyCFunction)mc_atls_why, METH_O, NULL},
+    {"_tls_resume_refused", (PyCFunction)mc_atls_resume_refused, METH_O, NULL},
     {"_tls_code", (PyCFunction)(void (*)(void))mc_atls_code,
      METH_FASTCALL, NULL},
     {"_attach", (PyCFunction)(void (*)(void))AClient_attach, METH_FASTCALL,

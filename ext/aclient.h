@@ -179,8 +179,8 @@ struct mc_tls;
  * (also once _attach took it). */
 struct mc_tls *mc_atls_capsule(PyObject *cap);
 
-/* The methods _tls_new, _tls_handshake, _tls_send, _tls_recv, _tls_why
- * and _tls_code (in the client's method table). */
+/* The methods _tls_new, _tls_handshake, _tls_send, _tls_recv, _tls_why,
+ * _tls_resume_refused and _tls_code (in the client's method table). */
 PyObject *mc_atls_new(mc_aclient *self, PyObject *const *args,
                       Py_ssize_t nargs);
 PyObject *mc_atls_handshake(mc_aclient *self, PyObject *cap);
@@ -189,6 +189,7 @@ PyObject *mc_atls_send(mc_aclient *self, PyObject *const *args,
 PyObject *mc_atls_recv(mc_aclient *self, PyObject *const *args,
                        Py_ssize_t nargs);
 PyObject *mc_atls_why(mc_aclient *self, PyObject *cap);
+PyObject *mc_atls_resume_refused(mc_aclient *self, PyObject *cap);
 PyObject *mc_atls_code(mc_aclient *self, PyObject *const *args,
                        Py_ssize_t nargs);
 

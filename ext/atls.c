@@ -173,6 +173,22 @@ mc_atls_why(mc_aclient *Py_UNUSED(self), PyObject *cap)
     return PyUnicode_FromString("TLS failed");
 }
 
+/* _tls_resume_refused(tls) -> bool: its handshake failed because the server
+ * refused the saved session it offered (the slot offers none any more). */
+PyObject *
+mc_atls_resume_refused(mc_aclient *Py_UNUSED(self), PyObject *cap)
+{
+    struct mc_tls *t = mc_atls_capsule(cap);
+    if (t == NULL) {
+        return NULL;
+    }
+#ifdef MC_HAVE_TLS
+    return PyBool_FromLong(mc_tls_resume_failed(t));
+#else
+    Py_RETURN_FALSE;
+#endif
+}
+
 /* _tls_code(tls, code) -> int: code as the driver reports it (_ETLS also
  * for a reset the TLS layer explains: a refused client certificate). */
 PyObject *

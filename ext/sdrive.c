@@ -110,10 +110,12 @@ authenticate(struct mc_engine *e, int fd, struct mc_tls *tls,
  * GIL released, by the connect deadline.  Returns the connection's TLS,
  * or NULL with *rc set: MC_ETLS (why names the cause: verification, an
  * alert, ...), -ETIMEDOUT, MC_EOWNER (a signal handler raised), -ENOMEM,
- * or how the socket failed; fd is left open. */
+ * or how the socket failed; fd is left open.  *refused: the server refused
+ * the saved session offered (the slot offers none any more). */
 static struct mc_tls *
 start_tls(struct mc_engine *e, struct mc_server *srv, int fd,
-          int64_t deadline, char *why, size_t why_size, int *rc)
+          int64_t deadline, char *why, size_t why_size, int *rc,
+          bool *refused)
 {
     struct mc_tls *t = mc_tls_new(e->cfg.tls, fd, srv->spec.host,
                                   srv->spec.host_len, srv->tls_slot);
@@ -139,6 +141,7 @@ start_tls(struct mc_engine *e, struct mc_server *srv, int fd,
         }
         if (r == MC_ETLS) {
             mc_tls_strerror(t, why, why_size);
+            *refused = mc_tls_resume_failed(t);
         }
         mc_tls_free(t);
         *rc = r;
@@ -156,6 +159,8 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
     struct mc_engine *e = &self->core.eng;
     int64_t deadline = mc_now() + e->cfg.connect_timeout;
     int fd, gai = 0;
+    bool retried = false;
+again:
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
         fd = mc_conn_open(&srv->spec, deadline, &gai);
@@ -174,10 +179,19 @@ connect_conn(Client *self, struct mc_server *srv, struct mc_fail *f)
 #ifdef MC_HAVE_TLS
     if (fd >= 0 && e->cfg.tls != NULL) {
         int rc = 0;
-        tls = start_tls(e, srv, fd, deadline, why, sizeof(why), &rc);
+        bool refused = false;
+        tls = start_tls(e, srv, fd, deadline, why, sizeof(why), &rc,
+                        &refused);
         if (tls == NULL) {
             close(fd);
             fd = rc;
+            if (refused && !retried) {
+                /* memcached with ssl_verify_mode and no ssl_session_cache
+                 * refuses every resumption: once more with a full
+                 * handshake, by the same deadline. */
+                retried = true;
+                goto again;
+            }
         }
     }
 #endif

@@ -512,6 +512,35 @@ def test_session_resumption_with_client_certificates(tls_memcached_factory, tls_
     assert server.stats()["ssl_handshake_errors"] == "0"
 
 
+@pytest.mark.parametrize("kind", RESUME_KINDS)
+def test_a_refused_resumption_costs_no_call(tls_memcached_factory, tls_certs, relay_factory,
+                                            kind):
+    """memcached requiring client certificates without ``ssl_session_cache``
+    refuses every resumption: the connection that offered one is made again
+    with a full handshake, and the call never sees the refusal."""
+    server = tls_memcached_factory(verify_mode=2)
+    relay = relay_factory(server)
+    target = types.SimpleNamespace(address=relay.address)
+    loop = asyncio.new_event_loop() if kind.startswith("aio.") else None
+
+    def run(call):
+        return loop.run_until_complete(call) if loop is not None else call
+
+    try:
+        c = make(kind, target, tls_certs, tls_certfile=tls_certs.client_cert,
+                 tls_keyfile=tls_certs.client_key)  # strict: a failure raises
+        for i in range(3):
+            assert run(c.set(f"rr{i}", value_for(kind, str(i)))) is True, i
+            assert run(c.get(f"rr{i}")) == value_for(kind, str(i))
+            run(c.disconnect_all())
+        # one connection per round, and one more: the second round's first
+        # offered the saved session and was refused; the third offers none
+        assert relay.connections == 4
+    finally:
+        if loop is not None:
+            loop.close()
+
+
 # -- threads ------------------------------------------------------------------------------
 
 

@@ -71,19 +71,29 @@ class StringClient(_cmemcache.AsyncStringClient):
         refused: str | None = None
         try:
             async with asyncio.timeout(timeout):
-                if spec[0] == "unix":
-                    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    sock.setblocking(False)
-                    await loop.sock_connect(sock, spec[1])
-                else:
-                    sock = await _tcp(loop, spec[1], spec[2], spec[0] == "tcp6")
-                tls = self._tls_new(index, sock.fileno())
-                if tls is not None:
+                for attempt in range(2):
+                    if spec[0] == "unix":
+                        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        sock.setblocking(False)
+                        await loop.sock_connect(sock, spec[1])
+                    else:
+                        sock = await _tcp(loop, spec[1], spec[2], spec[0] == "tcp6")
+                    tls = self._tls_new(index, sock.fileno())
+                    if tls is None:
+                        break
                     tls_failed = await self._handshake(loop, sock, tls)
-                    if tls_failed is not None:
-                        sock.close()
-                        self._connect_failed(index, *tls_failed)
-                        return
+                    if tls_failed is None:
+                        break
+                    sock.close()
+                    sock = None
+                    if attempt == 0 and self._tls_resume_refused(tls):
+                        # memcached with ssl_verify_mode and no
+                        # ssl_session_cache refuses every resumption: once
+                        # more with a full handshake, in the same timeout
+                        continue
+                    self._connect_failed(index, *tls_failed)
+                    return
+                assert sock is not None
                 refused = await self._authenticate(loop, sock, tls)
         except TimeoutError:
             if sock is not None:
