@@ -32,6 +32,7 @@ from tls_support import (  # noqa: F401  (fixtures)
     CLIENT_KEY_PASSWORD,
     TLSCertificates,
     TLSMemcachedServer,
+    no_tls_build,
     tls_certs,
 )
 
@@ -42,15 +43,7 @@ KEY_PASSWORD = CLIENT_KEY_PASSWORD.decode()
 SECRETS = (PASSWORD, WRONG, KEY_PASSWORD)
 
 
-def _no_tls_build() -> bool:
-    try:
-        cmemcache.StringClient("127.0.0.1:1", tls=True)
-    except NotImplementedError:
-        return True
-    return False
-
-
-NO_TLS = _no_tls_build()
+NO_TLS = no_tls_build()
 
 
 class AuthServer(MemcachedServer):

@@ -25,6 +25,7 @@ from tls_support import (  # noqa: F401  (fixtures)
     CLIENT_KEY_PASSWORD,
     TLSCertificates,
     TLSMemcachedServer,
+    no_tls_build,
     tls_certs,
     tls_memcached_factory,
 )
@@ -37,15 +38,7 @@ KINDS = ["StringClient", "Client"]
 AIO_KINDS = ["aio.StringClient", "aio.Client"]
 
 
-def _no_tls_build() -> bool:
-    try:
-        cmemcache.StringClient("127.0.0.1:1", tls=True)
-    except NotImplementedError:
-        return True
-    return False
-
-
-pytestmark = pytest.mark.skipif(_no_tls_build(), reason="cmemcache built without OpenSSL")
+pytestmark = pytest.mark.skipif(no_tls_build(), reason="cmemcache built without OpenSSL")
 
 
 def make(kind: str, server: TLSMemcachedServer, certs: TLSCertificates, **kwargs):

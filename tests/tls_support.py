@@ -78,6 +78,18 @@ class TLSCertificates:
         return ctx
 
 
+def no_tls_build() -> bool:
+    """True when cmemcache was built without OpenSSL (tls=True raises
+    NotImplementedError)."""
+    import cmemcache
+
+    try:
+        cmemcache.StringClient("127.0.0.1:1", tls=True)
+    except NotImplementedError:
+        return True
+    return False
+
+
 def _encrypted_pem(cert: trustme.LeafCert) -> bytes:
     from cryptography.hazmat.primitives import serialization
 
