@@ -377,9 +377,11 @@ class _Policy:
 
     # -- discovery (ElastiCache) --------------------------------------------
 
+    @abc.abstractmethod
     def _start_discovery(self) -> None:
         """Called at the end of the constructor with discovery= set: each
-        client reads the node list and starts polling in its own way."""
+        client defines it (the blocking one reads the node list and starts
+        its polling thread, the asyncio one starts a task when a loop runs)."""
 
     def _config_engine(self) -> Any:
         """The engine that asks the configuration endpoint, made once."""
