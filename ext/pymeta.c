@@ -41,10 +41,30 @@ static PyStructSequence_Desc result_desc = {
     R_NFIELDS,
 };
 
+/* structseq_dealloc without its lookup of n_fields in the type's dict:
+ * every MetaResult, made here or by the type's own constructor, holds
+ * R_NFIELDS items. */
+static void
+result_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    for (int i = 0; i < R_NFIELDS; i++) {
+        Py_XDECREF(((PyTupleObject *)op)->ob_item[i]);
+    }
+    PyObject_GC_Del(op);
+    Py_DECREF(tp);              /* a heap type: each instance holds it */
+}
+
 PyTypeObject *
 mc_meta_result_type_new(void)
 {
-    return PyStructSequence_NewType(&result_desc);
+    PyTypeObject *t = PyStructSequence_NewType(&result_desc);
+    if (t != NULL) {
+        t->tp_dealloc = result_dealloc;
+        PyType_Modified(t);
+    }
+    return t;
 }
 
 /* ---- reply to result ----------------------------------------------------- */
