@@ -562,18 +562,10 @@ mc_prep_config_get(struct mc_core *core, struct mc_all *a,
     if (mc_key_bytes(v[0], &key, &key_len) < 0) {
         return -1;
     }
-    if (key_len == 0 || key_len > MC_MAX_KEY) {
-        PyErr_SetString(PyExc_ValueError, "config_get: the key must be 1 "
-                        "to 250 bytes long");
+    if (mc_key_check(key, (size_t)key_len) != MC_KEY_OK) {
+        PyErr_SetString(PyExc_ValueError, "config_get: the key must be 1 to "
+                        "250 bytes, none a space or a control character");
         return -1;
-    }
-    for (Py_ssize_t i = 0; i < key_len; i++) {
-        unsigned char ch = (unsigned char)key[i];
-        if (ch <= 0x20 || ch == 0x7f) {
-            PyErr_SetString(PyExc_ValueError, "config_get: the key contains "
-                            "a space or a control character");
-            return -1;
-        }
     }
     a->len = (size_t)snprintf(a->line, sizeof(a->line), "config get %.*s\r\n",
                               (int)key_len, key);

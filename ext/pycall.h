@@ -176,7 +176,7 @@ int mc_prep_touch(struct mc_core *core, struct mc_call *c,
 /* The commands sent to every server: one call per server from a template
  * line (the call is set up for server i). */
 struct mc_all {
-    char line[256];
+    char line[MC_MAX_HEADER];  /* the longest: "config get" and a 250-byte key */
     size_t len;
     bool noreply;
     enum mc_expect expect;

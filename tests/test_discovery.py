@@ -21,6 +21,7 @@ import pytest
 import cmemcache
 import cmemcache.aio
 from cmemcache._discovery import parse_cluster
+from fakeserver import expect, send
 
 
 class ConfigEndpoint:
@@ -167,6 +168,16 @@ def test_config_get(endpoint, memcached_factory):
     assert real.set(b"k", b"v") and real.get(b"k") == b"v"
     sc.close()
     real.close()
+
+
+def test_config_get_with_the_longest_key(fake_server):
+    key = b"k" * 250
+    server = fake_server([expect(rb"^config get " + key + rb"\r\n$"),
+                          send(b"CONFIG %s 0 2\r\nab\r\nEND\r\n" % key)])
+    sc = cmemcache.StringClient([server.address], timeout=2)
+    assert sc.config_get(key) == {server.address: b"ab"}
+    assert server.received(0) == b"config get " + key + b"\r\n"
+    sc.close()
 
 
 def test_config_get_aio(endpoint, memcached_factory):
