@@ -70,6 +70,11 @@ def cluster_of(reply: dict[str, bytes | None]) -> tuple[int, list[str]]:
     return parse_cluster(body)
 
 
+def log_failure(exc: Error) -> None:
+    """A failed discovery, logged: the client keeps the servers it has."""
+    log.warning("cmemcache: discovery failed (the server list is kept): %s", exc)
+
+
 def check(discovery: str | None, servers: list[Any], interval: float) -> None:
     """Refuses what a client with discovery= cannot work with."""
     if discovery is None:
@@ -115,7 +120,7 @@ class ThreadPoller:
             try:
                 client.discover()
             except Error as exc:
-                log.warning("cmemcache: discovery failed (the server list is kept): %s", exc)
+                log_failure(exc)
             del client
 
     def stop(self) -> None:
@@ -153,5 +158,5 @@ async def poll(ref: Callable[[], Any], interval: float) -> None:
         try:
             await client.discover()
         except Error as exc:
-            log.warning("cmemcache: discovery failed (the server list is kept): %s", exc)
+            log_failure(exc)
         del client

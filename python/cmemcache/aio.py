@@ -24,7 +24,6 @@ import collections.abc
 import errno
 import functools
 import os
-import logging
 import socket
 import weakref
 from typing import Any
@@ -34,8 +33,6 @@ from collections.abc import Iterable, Mapping
 from . import _cmemcache, _discovery
 from ._cmemcache import AsyncCall, Error
 from .client import _Plan, _Policy
-
-log = logging.getLogger("cmemcache")
 
 __all__ = ["Client", "StringClient"]
 
@@ -357,8 +354,7 @@ class Client(_Policy):
         try:
             await self.discover()
         except Error as exc:
-            log.warning("cmemcache: discovery failed (the configuration endpoint serves "
-                        "meanwhile): %s", exc)
+            _discovery.log_failure(exc)
 
     async def discover(self) -> list[str]:
         """With ``discovery="elasticache"``: reads the node list from the
@@ -367,12 +363,11 @@ class Client(_Policy):
         The first call (``async with`` makes it) also starts a task on the
         running loop that does this every ``discovery_interval`` seconds;
         until then the configuration endpoint is the only server."""
-        if self.discovery is None:
-            raise ValueError("this client was made without discovery=")
+        engine = self._config_engine()
         if self._poll_task is None or self._poll_task.done():
             self._poll_task = asyncio.get_running_loop().create_task(
                 _discovery.poll(weakref.ref(self), self.discovery_interval))
-        return self._use_cluster(await self._config_engine().config_get("cluster"))
+        return self._use_cluster(await engine.config_get("cluster"))
 
     async def get(self, key: Any, default: Any = None) -> Any:
         """The value stored under key, or default when there is none."""

@@ -385,6 +385,8 @@ class _Policy:
 
     def _config_engine(self) -> Any:
         """The engine that asks the configuration endpoint, made once."""
+        if self.discovery is None:
+            raise ValueError("this client was made without discovery=")
         if self._config_sc is None:
             self._config_sc = self._new_engine([_engine_spec(self._config_endpoint)],
                                                **self._options())
@@ -393,8 +395,6 @@ class _Policy:
     def _use_cluster(self, reply: dict[str, bytes | None]) -> list[str]:
         """Takes a config_get("cluster") reply: a changed node list becomes
         the server list; what is in flight on the old one finishes there."""
-        if self.discovery is None:
-            raise ValueError("this client was made without discovery=")
         version, nodes = _discovery.cluster_of(reply)
         with self._discovery_lock:
             self.discovered_version = version
@@ -1071,8 +1071,7 @@ class Client(_cmemcache.ClientBase, _Policy):
         try:
             self.discover()
         except Error as exc:
-            log.warning("cmemcache: discovery failed (the configuration endpoint serves "
-                        "meanwhile): %s", exc)
+            _discovery.log_failure(exc)
         _discovery.ThreadPoller(self, self.discovery_interval)
 
     def discover(self) -> list[str]:
@@ -1080,8 +1079,6 @@ class Client(_cmemcache.ClientBase, _Policy):
         configuration endpoint now and, when it changed, uses it as the
         server list (calls in flight finish on the old one); returns it.
         A daemon thread does this every ``discovery_interval`` seconds."""
-        if self.discovery is None:
-            raise ValueError("this client was made without discovery=")
         return self._use_cluster(self._config_engine().config_get("cluster"))
 
     def _bind(self) -> None:
