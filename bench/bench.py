@@ -50,11 +50,15 @@ _SERVERS = []
 
 
 class Memcached:
-    """One memcached process on a free loopback port."""
+    """One memcached process on a free loopback port; extra_args are added
+    to its command line (with -Z, tls=True: ready once it accepts, as a
+    plain "version" gets no answer)."""
 
-    def __init__(self, binary=None, cpus=None):
+    def __init__(self, binary=None, cpus=None, extra_args=(), tls=False):
         self.binary = binary or shutil.which("memcached") or "/usr/bin/memcached"
         self.cpus = cpus          # CPU set to pin the server to, or None
+        self.extra_args = list(extra_args)
+        self.tls = tls
         self.proc = None
         self.port = None
 
@@ -63,7 +67,7 @@ class Memcached:
         for _attempt in range(5):
             port = _free_port()
             cmd = [self.binary, "-U", "0", "-l", HOST, "-p", str(port),
-                   "-t", "2", "-m", "1024", "-I", "2m"]
+                   "-t", "2", "-m", "1024", "-I", "2m"] + self.extra_args
             if os.geteuid() == 0:
                 cmd += ["-u", "root"]
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -78,6 +82,8 @@ class Memcached:
                     break
                 try:
                     with socket.create_connection((HOST, port), timeout=0.5) as s:
+                        if self.tls:
+                            return self
                         s.sendall(b"version\r\n")
                         if s.recv(64).startswith(b"VERSION"):
                             return self

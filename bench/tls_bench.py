@@ -23,10 +23,8 @@ import json
 import os
 import platform
 import shutil
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -67,32 +65,6 @@ def make_certs(directory):
             f.write(blob.bytes())
     return paths
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind((bench.HOST, 0))
-        return s.getsockname()[1]
-
-
-def start_memcached(extra):
-    binary = shutil.which("memcached") or "/usr/bin/memcached"
-    port = free_port()
-    cmd = [binary, "-U", "0", "-l", bench.HOST, "-p", str(port), "-t", "2", "-m", "256"] + extra
-    if os.geteuid() == 0:
-        cmd += ["-u", "root"]
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("memcached exited: %s" % proc.stderr.read().decode())
-        try:
-            socket.create_connection((bench.HOST, port), timeout=0.5).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("memcached did not start")
 
 
 # -- the clients ------------------------------------------------------------------------------
@@ -269,9 +241,10 @@ def main(argv=None):
     }, "results": {}}
     with tempfile.TemporaryDirectory(prefix="cmemcache-tls-bench-") as tmp:
         certs = make_certs(tmp)
-        plain, pport = start_memcached([])
-        tls, tport = start_memcached(["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s"
-                                      % (certs["chain"], certs["key"])])
+        plain = bench.Memcached().start()
+        tls = bench.Memcached(extra_args=["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s"
+                                          % (certs["chain"], certs["key"])], tls=True).start()
+        pport, tport = plain.port, tls.port
         try:
             for case in CASES:
                 calls = n // 10 if case == "get_multi" else n
@@ -290,9 +263,8 @@ def main(argv=None):
                     report["results"].setdefault(case, {})[kind] = r
                     print("  %-10s %-13s %s" % (case, kind, r), file=sys.stderr, flush=True)
         finally:
-            for p in (plain, tls):
-                p.kill()
-                p.wait()
+            plain.stop()
+            tls.stop()
     md = render(report)
     print(md)
     os.makedirs(args.out, exist_ok=True)
