@@ -20,6 +20,7 @@ import pytest
 
 import cmemcache
 import cmemcache.aio
+from cmemcache import _discovery
 from cmemcache._discovery import parse_cluster
 from fakeserver import expect, send
 
@@ -99,6 +100,18 @@ class ConfigEndpoint:
         self._listener.close()
         for c in self._conns:
             c.close()
+
+
+@pytest.fixture(autouse=True)
+def no_poller_left():
+    """Every polling thread a test started is stopped after it: a client in
+    a reference cycle lives (and polls) until a collection, and its thread's
+    allocations would show in other tests' object counts."""
+    yield
+    for poller in list(_discovery._pollers):
+        poller.stop()
+        poller.thread.join(5)
+        assert not poller.thread.is_alive()
 
 
 @pytest.fixture
