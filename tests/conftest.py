@@ -131,25 +131,21 @@ def run_python(code: str, *args: str, timeout: float = 60.0, **kwargs) -> subpro
     )
 
 
-def _load_prctl():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
+# util-linux's setpriv: memcached is started through it with
+# --pdeathsig KILL, so it is killed when the test run dies (e.g. the hang
+# guard ends it) and no memcached outlives the run.  Not a preexec_fn: that
+# runs Python in the forked child, and a child forked while another thread
+# held the (ASan) allocator's lock waits on it forever, with the parent
+# blocked in Popen until the hang guard ends the run.
+_SETPRIV = shutil.which("setpriv") if sys.platform.startswith("linux") else None
 
 
-_prctl = _load_prctl()  # looked up now: nothing is imported after fork()
-
-
-def _die_with_parent():  # runs in the child between fork and exec
-    """Linux: SIGKILL this process when the test run dies (e.g. the hang
-    guard ends it), so no memcached outlives the run."""
-    PR_SET_PDEATHSIG = 1
-    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+def _dying_with_parent(argv: list[str]) -> list[str]:
+    """argv run so that it is SIGKILLed when the thread that started it
+    ends (Linux with setpriv; argv unchanged elsewhere)."""
+    if _SETPRIV is None:
+        return argv
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 class MemcachedServer:
@@ -220,11 +216,10 @@ class MemcachedServer:
                 os.unlink(self.unix_path)
             self._stderr = tempfile.TemporaryFile()
             self.proc = subprocess.Popen(
-                self._argv(),
+                _dying_with_parent(self._argv()),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=self._stderr,
-                preexec_fn=_die_with_parent if _prctl is not None else None,
             )
             self.paused = False
             if self._wait_ready(5.0):

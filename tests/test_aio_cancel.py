@@ -210,8 +210,8 @@ async def client_worker(run: Run, mc, tid: int, pace: float) -> None:
 async def chaos(servers, seed: int, end: asyncio.Event, log: list) -> None:
     """Stops and kills the servers at random until end is set.  It runs in
     the loop's own thread: a server started from a thread that ends is
-    killed with it (conftest's PR_SET_PDEATHSIG), and a start blocks the
-    loop for the few ms memcached takes to listen."""
+    killed with it (conftest starts it with setpriv --pdeathsig KILL), and
+    a start blocks the loop for the few ms memcached takes to listen."""
     rng = random.Random(seed)
 
     async def wait(seconds):
