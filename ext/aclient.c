@@ -592,6 +592,12 @@ AClient_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (module == NULL) {
         return NULL;
     }
+    PyObject *made;
+    int handed = mc_discovery_handoff(type, args, kwargs,
+                                      "new_aio_string_client", &made);
+    if (handed != 0) {
+        return handed < 0 ? NULL : made;
+    }
     mc_state *st = mc_get_state(module);
     /* the options of the asyncio client, beside StringClient's */
     int max_connections = 2, max_inflight = 64;

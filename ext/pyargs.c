@@ -902,3 +902,37 @@ mc_engine_from_args(mc_state *st, struct mc_engine *e,
     }
     return 0;
 }
+
+/* ---- discovery= ---------------------------------------------------------- */
+
+int
+mc_discovery_handoff(PyTypeObject *type, PyObject *args, PyObject *kwargs,
+                     const char *factory, PyObject **made)
+{
+    static const char *const names[] = {"discovery", "discovery_interval"};
+    if (kwargs == NULL) {
+        return 0;
+    }
+    int named = 0;
+    for (size_t i = 0; named == 0 && i < sizeof(names) / sizeof(names[0]);
+         i++) {
+        PyObject *name = PyUnicode_FromString(names[i]);
+        if (name == NULL) {
+            return -1;
+        }
+        named = PyDict_Contains(kwargs, name);
+        Py_DECREF(name);
+    }
+    if (named <= 0) {
+        return named;
+    }
+    PyObject *mod = PyImport_ImportModule("cmemcache._dstring");
+    if (mod == NULL) {
+        return -1;
+    }
+    *made = PyObject_CallMethod(mod, factory, "OOO", (PyObject *)type, args,
+                                kwargs);
+    Py_DECREF(mod);
+    return *made != NULL ? 1 : -1;
+}
+

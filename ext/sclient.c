@@ -349,6 +349,22 @@ Client_get_servers(Client *self, void *Py_UNUSED(closure))
     return Py_NewRef(self->core.names);
 }
 
+/* discovery, discovered_version, discovery_interval: None (a client made
+ * with discovery= is a cmemcache._dstring.DiscoveringStringClient). */
+static PyObject *
+Client_get_none(Client *Py_UNUSED(self), void *Py_UNUSED(closure))
+{
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Client_discover(Client *Py_UNUSED(self), PyObject *Py_UNUSED(ignored))
+{
+    PyErr_SetString(PyExc_ValueError,
+                    "this client was made without discovery=");
+    return NULL;
+}
+
 /* ---- the type ----------------------------------------------------------- */
 
 static PyObject *
@@ -357,6 +373,12 @@ Client_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     PyObject *module = PyType_GetModuleByDef(type, &mc_module_def);
     if (module == NULL) {
         return NULL;
+    }
+    PyObject *made;
+    int handed = mc_discovery_handoff(type, args, kwargs, "new_string_client",
+                                      &made);
+    if (handed != 0) {
+        return handed < 0 ? NULL : made;
     }
     mc_state *st = mc_get_state(module);
     struct mc_client_args a;
@@ -496,6 +518,10 @@ static PyMethodDef Client_methods[] = {
     FASTKW("config_get", Client_config_get,
            "config_get(key) -> {server: bytes | None} (ElastiCache's "
            "\"config get\")"),
+    {"discover", (PyCFunction)Client_discover, METH_NOARGS,
+     PyDoc_STR("discover() -> [server] (with discovery=: reads the node "
+               "list from the configuration endpoint now; ValueError "
+               "otherwise)")},
     {"server_index", (PyCFunction)Client_server_index, METH_O,
      PyDoc_STR("server_index(key) -> index of the server holding key")},
     {"disconnect_all", (PyCFunction)Client_disconnect_all, METH_NOARGS,
@@ -525,6 +551,14 @@ static PyMethodDef Client_methods[] = {
 static PyGetSetDef Client_getset[] = {
     {"servers", (getter)Client_get_servers, NULL,
      PyDoc_STR("The server strings, in order."), NULL},
+    {"discovery", (getter)Client_get_none, NULL,
+     PyDoc_STR("The discovery= kind (None: the servers are fixed)."), NULL},
+    {"discovered_version", (getter)Client_get_none, NULL,
+     PyDoc_STR("With discovery=: the cluster configuration's version read "
+               "last (None before the first discovery)."), NULL},
+    {"discovery_interval", (getter)Client_get_none, NULL,
+     PyDoc_STR("With discovery=: the seconds between two discoveries."),
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -1,5 +1,6 @@
-"""ElastiCache auto-discovery (``discovery="elasticache"``) on cmemcache.Client
-and cmemcache.aio.Client, and ``config_get`` on both StringClients.
+"""ElastiCache auto-discovery (``discovery="elasticache"``) on cmemcache.Client,
+cmemcache.StringClient and their asyncio namesakes, and ``config_get`` on both
+StringClients.
 
 Real memcached does not answer ``config get cluster``, so the configuration
 endpoint is a scripted server that replies as ElastiCache documents
@@ -492,6 +493,265 @@ def test_aio_a_changed_node_list_drops_no_call_in_flight(endpoint, memcached_fac
             assert wrong == []
             assert calls[0] > 60
             assert len(c._retired) > 0  # the replaced engines close after the timeout
+        assert c._retired == []
+
+    asyncio.run(main())
+
+
+# -- StringClient and aio.StringClient -------------------------------------------------------
+
+
+def test_string_client_uses_the_nodes_listed(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a, b], version=12)
+    sc = cmemcache.StringClient([endpoint.address], discovery="elasticache", timeout=2)
+    assert isinstance(sc, cmemcache.StringClient)
+    assert sc.discovery == "elasticache" and sc.discovered_version == 12
+    assert sc.discovery_interval == 60.0
+    assert sc.servers == (spec(a), spec(b))
+    assert endpoint.requests == 1
+    # the same distribution, and the same replies, as a client given the nodes
+    plain = cmemcache.StringClient([spec(a), spec(b)])
+    keys = [b"key%d" % i for i in range(200)]
+    assert sc.set_multi({k: k for k in keys}) == []
+    assert sc.get_multi(keys) == plain.get_multi(keys) == {k: k for k in keys}
+    held = [sum(1 for k in keys if srv.raw_get(k) is not None) for srv in (a, b)]
+    assert sum(held) == 200 and min(held) > 40
+    assert [sc.server_index(k) for k in keys[:50]] == [plain.server_index(k) for k in keys[:50]]
+    assert sc.set(b"one", b"1", flags=3) is True
+    assert sc.get(b"one", with_flags=True) == (b"1", 3)
+    assert sc.incr(b"one", 4) == 5 and sc.delete(b"one") is True and sc.get(b"one") is None
+    assert sc.meta_get(b"key1").value == b"key1"
+    assert set(sc.version()) == {spec(a), spec(b)}
+    assert sc.hold_downs() == (0.0, 0.0) and sc.call_counts()["get_multi"] == 1
+    # nothing but config get went to the endpoint
+    assert endpoint.requests == 1
+    sc.close()
+    plain.close()
+
+
+def test_string_client_follows_a_changed_node_list(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a])
+    sc = cmemcache.StringClient([endpoint.address], discovery="elasticache", timeout=2,
+                                discovery_interval=3600)
+    assert sc.set(b"x", b"1") is True and a.raw_get(b"x") == (b"1", 0)
+    nodes = sc._nodes
+    assert sc.discover() == [spec(a)] and sc._nodes is nodes  # unchanged: kept
+    endpoint.publish([b], version=30)
+    assert sc.discover() == [spec(b)]
+    assert sc.discovered_version == 30 and sc.servers == (spec(b),)
+    assert sc.get(b"x") is None
+    assert sc.set(b"y", b"2") is True and b.raw_get(b"y") == (b"2", 0)
+    assert a.raw_get(b"y") is None
+    sc.close()
+
+
+def test_string_client_swap_drops_no_call_in_flight(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    for srv in (a, b):
+        cmemcache.StringClient([srv.address]).set_multi({b"k%d" % i: b"v%d" % i for i in range(20)})
+    endpoint.publish([a])
+    sc = cmemcache.StringClient([endpoint.address], discovery="elasticache", timeout=5,
+                                discovery_interval=3600)
+    errors: list = []
+    wrong: list = []
+    done = threading.Event()
+    calls = [0]
+
+    def reader(t: int) -> None:
+        try:
+            while not done.is_set():
+                for i in range(20):
+                    k = b"k%d" % i
+                    got = sc.get(k) if i % 2 else sc.get_multi([k])
+                    want = b"v%d" % i if i % 2 else {k: b"v%d" % i}
+                    if got != want:
+                        wrong.append((t, i, got))
+                    calls[0] += 1
+        except BaseException as exc:  # reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=reader, args=(t,), daemon=True) for t in range(4)]
+    for th in threads:
+        th.start()
+    for n in range(100):
+        endpoint.publish([a, b] if n % 2 == 0 else [b])
+        sc.discover()
+    done.set()
+    for th in threads:
+        th.join(60)
+    assert not any(th.is_alive() for th in threads)
+    assert errors == [] and wrong == []
+    assert calls[0] > 100
+    sc.close()
+
+
+def test_string_client_poller_and_its_end(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a])
+    sc = cmemcache.StringClient([endpoint.address], discovery="elasticache",
+                                discovery_interval=0.05, timeout=2)
+    assert sc.discovery_interval == 0.05 and sc._poller.thread.is_alive()
+    endpoint.publish([a, b])
+    assert wait_until(lambda: sc.servers == (spec(a), spec(b)))
+    thread = sc._poller.thread
+    del sc
+    import gc
+
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_string_client_endpoint_serves_until_discovery_works(memcached_factory, caplog):
+    a = memcached_factory()
+    with caplog.at_level(logging.WARNING, logger="cmemcache"):
+        sc = cmemcache.StringClient([a.address], discovery="elasticache", timeout=2,
+                                    discovery_interval=3600)
+    assert "discovery failed" in caplog.text
+    assert sc.servers == (a.address,) and sc.discovered_version is None
+    assert sc.set(b"k", b"v") is True and sc.get(b"k") == b"v"
+    with pytest.raises(cmemcache.ClientError):
+        sc.discover()
+    sc.close()
+
+
+def test_string_client_disconnect_all_closes_both(endpoint, memcached_factory):
+    a = memcached_factory()
+    endpoint.publish([a])
+    with cmemcache.StringClient([endpoint.address], discovery="elasticache", timeout=2,
+                                discovery_interval=3600) as sc:
+        assert sc.set(b"k", b"v") is True
+        assert wait_until(lambda: len(endpoint._conns) == 1)
+        assert a.stats()["curr_connections"] != "0"
+        before = int(a.stats()["curr_connections"])
+    # __exit__: the node's connection and the endpoint's are closed
+    assert wait_until(lambda: int(a.stats()["curr_connections"]) == before - 1)
+    peer = endpoint._conns[0]
+    peer.settimeout(5)
+    assert peer.recv(1) == b""
+
+
+def test_string_client_bad_discovery_arguments(endpoint, memcached_factory):
+    a = memcached_factory()
+    with pytest.raises(ValueError, match="discovery must be"):
+        cmemcache.StringClient([endpoint.address], discovery="consul")
+    with pytest.raises(ValueError, match="only server"):
+        cmemcache.StringClient([endpoint.address, a.address], discovery="elasticache")
+    for interval in (0, -1, "60", True, float("nan")):
+        with pytest.raises(ValueError, match="discovery_interval"):
+            cmemcache.StringClient(endpoint.address, discovery="elasticache",
+                                   discovery_interval=interval)
+    with pytest.raises(ValueError, match="discovery_interval"):
+        cmemcache.aio.StringClient([endpoint.address], discovery="elasticache",
+                                   discovery_interval=0)
+    with pytest.raises(TypeError):
+        cmemcache.StringClient(discovery="elasticache")
+    with pytest.raises(TypeError, match="not a Mine"):
+        type("Mine", (cmemcache.StringClient,), {})([endpoint.address],
+                                                    discovery="elasticache")
+    with pytest.raises(TypeError, match="real number"):  # the engine's own checks
+        cmemcache.StringClient([endpoint.address], discovery="elasticache", timeout="x")
+    assert endpoint.requests == 0  # nothing was sent
+    # discovery=None: a plain client
+    plain = cmemcache.StringClient(servers=[a.address], discovery=None)
+    assert type(plain) is cmemcache.StringClient and plain.discovery is None
+    assert plain.discovered_version is None and plain.discovery_interval is None
+    with pytest.raises(ValueError, match="without discovery"):
+        plain.discover()
+
+    async def aio_plain():
+        c = cmemcache.aio.StringClient([a.address], discovery=None)
+        assert type(c) is cmemcache.aio.StringClient and c.discovery is None
+        with pytest.raises(ValueError, match="without discovery"):
+            await c.discover()
+        await c.close()
+
+    asyncio.run(aio_plain())
+
+
+def test_aio_string_client_discovers_and_polls(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a], version=4)
+
+    async def main():
+        c = cmemcache.aio.StringClient([endpoint.address], discovery="elasticache",
+                                       discovery_interval=0.05, timeout=2)
+        assert isinstance(c, cmemcache.aio.StringClient)
+        # made outside a running loop: the endpoint serves until discover()
+        assert c.servers == (endpoint.address,) and c.discovered_version is None
+        async with c:
+            assert c.servers == (spec(a),) and c.discovered_version == 4
+            assert await c.set(b"k", b"v") is True and a.raw_get(b"k") == (b"v", 0)
+            assert await c.get_multi([b"k"]) == {b"k": b"v"}
+            endpoint.publish([a, b], version=5)
+            for _ in range(250):
+                if c.discovered_version == 5:
+                    break
+                await asyncio.sleep(0.02)
+            assert c.servers == (spec(a), spec(b))
+            plain = cmemcache.StringClient([spec(a), spec(b)])
+            keys = [b"n%d" % i for i in range(40)]
+            assert [c.server_index(k) for k in keys] == [plain.server_index(k) for k in keys]
+            assert await c.set_multi({k: k for k in keys}) == []
+            assert plain.get_multi(keys) == {k: k for k in keys}
+            plain.close()
+        assert c._poll_task is None  # close() stopped the polling
+
+    asyncio.run(main())
+
+
+def test_aio_string_client_made_in_a_running_loop_discovers_by_itself(endpoint,
+                                                                     memcached_factory):
+    a = memcached_factory()
+    endpoint.publish([a], version=9)
+
+    async def main():
+        c = cmemcache.aio.StringClient([endpoint.address], discovery="elasticache",
+                                       discovery_interval=3600, timeout=2)
+        for _ in range(250):
+            if c.discovered_version == 9:
+                break
+            await asyncio.sleep(0.02)
+        assert c.servers == (spec(a),)
+        assert await c.set(b"k", b"3") is True and a.raw_get(b"k") == (b"3", 0)
+        await c.close()
+
+    asyncio.run(main())
+
+
+def test_aio_string_client_swap_drops_no_call_in_flight(endpoint, memcached_factory):
+    a, b = memcached_factory(), memcached_factory()
+    for srv in (a, b):
+        cmemcache.StringClient([srv.address]).set_multi({b"k%d" % i: b"v%d" % i for i in range(20)})
+    endpoint.publish([a])
+
+    async def main():
+        async with cmemcache.aio.StringClient([endpoint.address], discovery="elasticache",
+                                              discovery_interval=3600, timeout=5) as c:
+            stop = asyncio.Event()
+            wrong: list = []
+            calls = [0]
+
+            async def reader(t: int) -> None:
+                while not stop.is_set():
+                    i = (t + calls[0]) % 20
+                    got = await c.get(b"k%d" % i)
+                    if got != b"v%d" % i:
+                        wrong.append((t, i, got))
+                    calls[0] += 1
+
+            tasks = [asyncio.create_task(reader(t)) for t in range(64)]
+            for n in range(60):
+                endpoint.publish([a, b] if n % 2 == 0 else [b])
+                await c.discover()
+                await asyncio.sleep(0)
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            assert wrong == []
+            assert calls[0] > 60
+            assert len(c._retired) > 0  # the replaced clients close after the timeout
         assert c._retired == []
 
     asyncio.run(main())

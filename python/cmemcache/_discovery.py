@@ -160,3 +160,51 @@ async def poll(ref: Callable[[], Any], interval: float) -> None:
         except Error as exc:
             log_failure(exc)
         del client
+
+
+async def discover_logged(client: Any) -> None:
+    """await client.discover(), a failure logged."""
+    try:
+        await client.discover()
+    except Error as exc:
+        log_failure(exc)
+
+
+def first_discovery(client: Any) -> asyncio.Task[None] | None:
+    """Made inside a running loop (a framework's backend), an asyncio
+    client discovers at once, in this task; otherwise (None) on ``async
+    with`` or discover()."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return loop.create_task(discover_logged(client))
+
+
+def poll_task(task: asyncio.Task[None] | None, client: Any,
+              interval: float) -> asyncio.Task[None]:
+    """task, or (when it is None or ended) a new polling task for client
+    on the running loop."""
+    if task is None or task.done():
+        task = asyncio.get_running_loop().create_task(poll(weakref.ref(client), interval))
+    return task
+
+
+def retire_later(retired: list[Any], old: Any, timeout: float) -> None:
+    """Closes the asyncio engine old, which discovery replaced, once every
+    call started on it has ended by its deadline (timeout + 1 seconds);
+    it waits in retired until then (close() closes what is there at once).
+    Without a running loop: now."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        old._close_now()
+        return
+    retired.append(old)
+
+    def close_old() -> None:
+        if old in retired:
+            retired.remove(old)
+            old._close_now()
+
+    loop.call_later(timeout + 1.0, close_old)

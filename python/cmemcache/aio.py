@@ -25,12 +25,11 @@ import errno
 import functools
 import os
 import socket
-import weakref
 from typing import Any
 
 from collections.abc import Iterable, Mapping
 
-from . import _cmemcache, _discovery
+from . import _cmemcache, _discovery, _dstring
 from ._cmemcache import AsyncCall, Error
 from .client import _Plan, _Policy
 
@@ -43,10 +42,23 @@ collections.abc.Coroutine.register(AsyncCall)
 class StringClient(_cmemcache.AsyncStringClient):
     """``cmemcache.StringClient`` for asyncio: bytes in, bytes out, every
     method a coroutine.  Extra arguments: ``max_connections`` per server and
-    ``max_inflight`` requests per connection."""
+    ``max_inflight`` requests per connection.  With
+    ``discovery="elasticache"`` (and ``discovery_interval=``) the one
+    server is an ElastiCache configuration endpoint and the calls go to the
+    nodes it lists (see cmemcache._dstring)."""
+
+    #: None: the servers are fixed (a client made with discovery= says its kind)
+    discovery: str | None = None
+    discovered_version: int | None = None
+    discovery_interval: float | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._connects: set[asyncio.Task[None]] = set()  # connects under way
+
+    async def discover(self) -> list[str]:
+        """await discover() -> [server] (with discovery=: reads the node
+        list from the configuration endpoint now; ValueError otherwise)"""
+        raise ValueError("this client was made without discovery=")
 
     def _connect(self, index: int, timeout: float) -> None:
         """The engine asks for a connection to server ``index``."""
@@ -209,6 +221,8 @@ class StringClient(_cmemcache.AsyncStringClient):
         await self.close()
 
 
+DiscoveringStringClient = _dstring.aio_discovering(StringClient)
+
 _TLS_WANT_READ: int = _cmemcache._TLS_WANT_READ
 _TLS_WANT_WRITE: int = _cmemcache._TLS_WANT_WRITE
 
@@ -325,36 +339,10 @@ class Client(_Policy):
         old._close_now()
 
     def _retire_engine(self, old: Any) -> None:
-        # Every call ends by its deadline: once socket_timeout has passed,
-        # nothing started on the old engine is still in flight.
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            old._close_now()
-            return
-        self._retired.append(old)
-
-        def close_old() -> None:
-            if old in self._retired:
-                self._retired.remove(old)
-                old._close_now()
-
-        loop.call_later(self.socket_timeout + 1.0, close_old)
+        _discovery.retire_later(self._retired, old, self.socket_timeout)
 
     def _start_discovery(self) -> None:
-        # Made inside a running loop (a framework's backend): discover at
-        # once, in a task; otherwise on ``async with`` or discover().
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._first_discovery = loop.create_task(self._discover_logged())
-
-    async def _discover_logged(self) -> None:
-        try:
-            await self.discover()
-        except Error as exc:
-            _discovery.log_failure(exc)
+        self._first_discovery = _discovery.first_discovery(self)
 
     async def discover(self) -> list[str]:
         """With ``discovery="elasticache"``: reads the node list from the
@@ -364,9 +352,7 @@ class Client(_Policy):
         running loop that does this every ``discovery_interval`` seconds;
         until then the configuration endpoint is the only server."""
         engine = self._config_engine()
-        if self._poll_task is None or self._poll_task.done():
-            self._poll_task = asyncio.get_running_loop().create_task(
-                _discovery.poll(weakref.ref(self), self.discovery_interval))
+        self._poll_task = _discovery.poll_task(self._poll_task, self, self.discovery_interval)
         return self._use_cluster(await engine.config_get("cluster"))
 
     async def get(self, key: Any, default: Any = None) -> Any:
@@ -498,7 +484,7 @@ class Client(_Policy):
 
     async def __aenter__(self) -> Client:
         if self.discovery is not None:
-            await self._discover_logged()
+            await _discovery.discover_logged(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
