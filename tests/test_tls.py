@@ -767,6 +767,38 @@ def test_aio_string_client_round_trips(server, tls_certs):
     asyncio.run(main())
 
 
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_aio_256_tasks_share_a_tls_client(server, tls_certs, kind):
+    """256 tasks, 20 calls each, on one client over TLS (pipelined on its
+    few connections): every reply is the task's own."""
+    stringclient = kind == "aio.StringClient"
+
+    async def main():
+        c = make(kind, server, tls_certs, timeout=10)
+        wrong: list = []
+
+        async def task(t: int) -> None:
+            for i in range(10):
+                key = f"t{t}-{i % 3}"
+                value = (b"%d/%d:" % (t, i)) * (1 + (t * 31 + i) % 200)
+                if not stringclient:
+                    value = value.decode()
+                if await c.set(key, value) is not True:
+                    wrong.append((t, i, "set"))
+                got = await (c.get_multi([key, f"t{t}-x"]) if i % 2 else c.get(key))
+                want = {key: value} if i % 2 else value
+                if got != want:
+                    wrong.append((t, i, got))
+
+        await asyncio.wait_for(asyncio.gather(*[task(t) for t in range(256)]), 120)
+        assert wrong == []
+        assert await c.get("t255-0") == ((b"255/9:" if stringclient else "255/9:")
+                                        * (1 + (255 * 31 + 9) % 200))
+        await c.close()
+
+    asyncio.run(main())
+
+
 def test_aio_client_round_trips(server, tls_certs):
     async def main():
         c = make("aio.Client", server, tls_certs, server_max_value_length=2 * MIB)
