@@ -9,6 +9,7 @@
 #include "pyargs.h"
 #include "tls.h"
 #include "pycore.h"
+#include "pymeta.h"
 
 /* ---- the client --------------------------------------------------------- */
 
@@ -162,6 +163,21 @@ AClient_touch(AClient *self, PyObject *const *args, Py_ssize_t nargs,
     ACALL(MC_A_ONE, MC_R_FOUND,
           mc_prep_touch(&self->core, &call->one, args, nargs, kwnames));
 }
+
+#define AMETA_METHOD(fn, kind, prep)                                       \
+    static PyObject *                                                      \
+    fn(AClient *self, PyObject *const *args, Py_ssize_t nargs,             \
+       PyObject *kwnames)                                                  \
+    {                                                                      \
+        mc_count(&self->core, kind);                                       \
+        ACALL(MC_A_ONE, MC_R_META,                                         \
+              prep(&self->core, &call->one, args, nargs, kwnames));        \
+    }
+
+AMETA_METHOD(AClient_meta_get, MC_CALL_META_GET, mc_prep_meta_get)
+AMETA_METHOD(AClient_meta_set, MC_CALL_META_SET, mc_prep_meta_set)
+AMETA_METHOD(AClient_meta_delete, MC_CALL_META_DELETE, mc_prep_meta_delete)
+AMETA_METHOD(AClient_meta_arithmetic, MC_CALL_META_ARITH, mc_prep_meta_arith)
 
 /* A multi-key call: its prep fills call->multi. */
 static int
@@ -757,6 +773,29 @@ static PyMethodDef AClient_methods[] = {
            "await set_multi(mapping, exptime=0, flags=0, noreply=False, "
            "key_prefix=b'')"),
     FASTKW("delete", AClient_delete, "await delete(key, noreply=False)"),
+    FASTKW("meta_get", AClient_meta_get,
+           "await meta_get(key, *, value=True, cas=False, flags=False, ttl=False, "
+           "size=False, last_access=False, hit=False, no_bump=False, "
+           "touch=None, vivify=None, recache=None, binary_key=False) -> "
+           "MetaResult | None\n\n"
+           "mg: None on a miss; attributes not asked for are None."),
+    FASTKW("meta_set", AClient_meta_set,
+           "await meta_set(key, value, *, ttl=0, flags=0, cas=None, mode='set', "
+           "invalidate=False, return_cas=False, binary_key=False) -> "
+           "bool | int\n\n"
+           "ms: True when stored (the new cas with return_cas=True), False "
+           "when not (NS), or the cas did not match (EX) or found no item "
+           "(NF)."),
+    FASTKW("meta_delete", AClient_meta_delete,
+           "await meta_delete(key, *, cas=None, invalidate=False, ttl=None, "
+           "binary_key=False) -> bool\n\n"
+           "md: True when deleted (or marked stale with invalidate=True), "
+           "False for no item or a cas that did not match."),
+    FASTKW("meta_arithmetic", AClient_meta_arithmetic,
+           "await meta_arithmetic(key, *, delta=1, mode='incr', initial=None, "
+           "vivify=None, ttl=None, cas=False, binary_key=False) -> "
+           "int | (int, int) | None\n\n"
+           "ma: the new value ((value, cas) with cas=True), None on a miss."),
     FASTKW("delete_multi", AClient_delete_multi,
            "await delete_multi(keys, noreply=False, key_prefix=b'')"),
     FASTKW("incr", AClient_incr, "await incr(key, delta=1, noreply=False)"),

@@ -127,7 +127,8 @@ struct mc_acall {
     enum mc_acall_state state;
     enum mc_result rkind;
     PyObject *fut;             /* the Future, once awaited */
-    PyObject *held[6];         /* what the call reads: the arguments */
+    PyObject *held[16];        /* what the call reads: the arguments (meta_get
+                                * takes a key and 13 keywords) */
     int nheld;
     int64_t deadline;          /* monotonic ns */
     size_t picks;              /* servers tried (failover) */
