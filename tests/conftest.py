@@ -375,7 +375,7 @@ class MemcachedServer:
         reply = self.command(b"mg " + key + b" t\r\n")
         if reply == b"EN\r\n":
             return None
-        m = re.fullmatch(rb"HD t(-?\d+)\r\n", reply)
+        m = re.fullmatch(rb"HD t(-?\d+)(?: [WXZ])*\r\n", reply)  # stale, win flags
         assert m, reply
         return int(m[1])
 

@@ -37,6 +37,7 @@ import cmemcache.aio
 import test_client_compat as compat
 import test_errors as errs
 import test_keys as keys_suite
+import test_meta as meta_suite
 from conftest import free_port, wait_until
 from fakeserver import (FakeConnection, FakeServer, close, echo_reply, expect, reset, send,
                         send_chunks, sleep, stall)
@@ -319,9 +320,6 @@ def test_stringclient_has_every_method_with_the_same_arguments():
     commands = 0
     assert META <= set(public(sync))
     for name in public(sync):
-        if name in META:
-            assert not hasattr(aio, name), name  # add it to the comparison
-            continue
         s, a = getattr(sync, name), getattr(aio, name)
         if name in ATTRIBUTES:
             assert not callable(a) and not callable(s), name
@@ -337,7 +335,7 @@ def test_stringclient_has_every_method_with_the_same_arguments():
             assert a.__doc__.startswith("await "), name
             assert doc_signature(a) == doc_signature(s), name
             commands += 1
-    assert commands == 25
+    assert commands == 29
 
 
 def test_client_has_every_method_with_the_same_signature():
@@ -347,7 +345,7 @@ def test_client_has_every_method_with_the_same_signature():
     coroutines = {"get", "gets", "get_multi", "set", "add", "replace", "append", "prepend", "cas",
                   "set_multi", "delete", "delete_multi", "touch", "incr", "decr", "flush_all",
                   "get_stats", "get_slab_stats", "get_slabs", "close", "disconnect_all",
-                  "quit_all", "discover"}
+                  "quit_all", "discover", "get_or_set", "invalidate"}
     for name in public(sync):
         s, a = getattr(sync, name), getattr(aio, name)
         if not callable(s) or isinstance(s, type):
@@ -1865,3 +1863,76 @@ def test_calls_waiting_for_a_connection_whose_write_fails_all_end(lt, memcached_
             assert await c.get(b"k") == b"v"
 
     lt.run(go())
+
+
+# -- meta commands (test_meta.py's scripts) ----------------------------------------------------
+
+# the scripts of test_meta.py that take a StringClient (mc) and its server
+# only; test_meta_get_hit_and_last_access waits a second for memcached's clock
+META_SCRIPTS = sorted(
+    name for name, fn in vars(meta_suite).items()
+    if name.startswith("test_") and callable(fn)
+    and set(inspect.signature(fn).parameters) <= {"mc", "server", "key"}
+    and "mc" in inspect.signature(fn).parameters
+    and name != "test_meta_get_hit_and_last_access")
+
+
+def test_meta_scripts_cover_every_meta_command():
+    text = "".join(inspect.getsource(getattr(meta_suite, n)) for n in META_SCRIPTS)
+    for cmd in ("meta_get", "meta_set", "meta_delete", "meta_arithmetic", "binary_key"):
+        assert f"mc.{cmd}" in text or cmd in text, cmd
+    assert len(META_SCRIPTS) >= 18
+
+
+@pytest.mark.parametrize("name", META_SCRIPTS)
+def test_meta_script_on_aio(name, lt, memcached):
+    """test_meta.py's script, run on a bridged aio.StringClient."""
+    fn = getattr(meta_suite, name)
+    params = inspect.signature(fn).parameters
+    client = Bridge(cmemcache.aio.StringClient([memcached.address], timeout=2,
+                                               connect_timeout=2), lt)
+    args = {"mc": client, "server": memcached.fresh()}
+    try:
+        if "key" in params:
+            for key in meta_suite.BINARY_KEYS:
+                fn(**{k: args.get(k, key) for k in params})
+        else:
+            fn(**{k: args[k] for k in params})
+    finally:
+        client.close()
+
+
+def test_meta_many_tasks_on_aio(lt, memcached):
+    """256 tasks mixing meta and text calls on one aio.StringClient: each
+    reads its own values back."""
+    memcached.fresh()
+
+    async def go():
+        async with cmemcache.aio.StringClient([memcached.address], timeout=5) as c:
+            async def task(t: int):
+                key = b"m%d" % t
+                token = await c.meta_set(key, b"%d" % t * (t + 1), flags=t, return_cas=True)
+                r = await c.meta_get(key, cas=True, flags=True)
+                assert (r.value, r.flags, r.cas) == (b"%d" % t * (t + 1), t, token)
+                assert await c.get(key, with_flags=True) == (r.value, t)
+                assert await c.meta_arithmetic(b"n%d" % t, vivify=0, initial=t) == t
+                assert await c.meta_delete(key, cas=token) is True
+                return await c.meta_get(key)
+
+            assert await asyncio.gather(*[task(t) for t in range(256)]) == [None] * 256
+
+    lt.run(go())
+
+
+def test_the_call_with_the_most_arguments(lt, memcached):
+    """meta_get with every keyword: the call holds all 14 arguments."""
+    c = Bridge(cmemcache.aio.StringClient([memcached.address], timeout=2), lt)
+    assert c.meta_set("k", b"v", ttl=100, flags=5, mode="set", invalidate=False,
+                      return_cas=False, binary_key=False, cas=None) is True
+    r = c.meta_get("k", value=True, cas=True, flags=True, ttl=True, size=True,
+                   last_access=True, hit=True, no_bump=True, touch=200, vivify=None,
+                   recache=None, binary_key=False)
+    assert (r.value, r.flags, r.size, r.hit) == (b"v", 5, 1, False) and 199 <= r.ttl <= 200
+    with pytest.raises(TypeError, match="positional"):
+        c.meta_get("k", *range(16))
+    c.close()

@@ -23,13 +23,14 @@ import asyncio
 import collections.abc
 import errno
 import functools
+import inspect
 import os
 import socket
-from typing import Any
+from typing import Any, Callable
 
 from collections.abc import Iterable, Mapping
 
-from . import _cmemcache, _discovery, _dstring
+from . import _cmemcache, _discovery, _dstring, _lease
 from ._cmemcache import AsyncCall, Error
 from .client import _Plan, _Policy
 
@@ -300,7 +301,14 @@ async def _arun(sc: Any, plan: _Plan) -> Any:
         name, args, kwargs = next(plan)
         while True:
             try:
-                res = await getattr(sc, name)(*args, **kwargs)
+                if name.__class__ is str:
+                    res = await getattr(sc, name)(*args, **kwargs)
+                else:
+                    # a plan's own step: a callable, awaited when it returns
+                    # an awaitable (an async producer, asyncio.sleep)
+                    res = name(*args, **kwargs)
+                    if inspect.isawaitable(res):
+                        res = await res
             except BaseException as e:  # the plan decides what it catches
                 name, args, kwargs = plan.throw(e)
             else:
@@ -431,6 +439,20 @@ class Client(_Policy):
     async def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
         """Set a new expiry: 1 when touched, 0 when not found or down."""
         result: int = await _arun(self._sc, self._plan_touch(key, time, noreply))
+        return result
+
+    async def get_or_set(self, key: Any, producer: Callable[[], Any], ttl: int = 0, *,
+                         lock_ttl: int = 30, stale_ttl: int | None = None,
+                         recache_ttl: int | None = None, wait: float | None = None) -> Any:
+        """cmemcache.Client.get_or_set, awaited: ``producer`` is a coroutine
+        function (or a plain function); waiting callers sleep on the loop."""
+        longest = _lease.check(producer, ttl, lock_ttl, stale_ttl, recache_ttl, wait)
+        return await _arun(self._sc, _lease.plan_get_or_set(
+            self, key, producer, ttl, lock_ttl, stale_ttl, recache_ttl, longest, asyncio.sleep))
+
+    async def invalidate(self, key: Any, stale_ttl: int | None = None) -> bool:
+        """cmemcache.Client.invalidate, awaited."""
+        result: bool = await _arun(self._sc, _lease.plan_invalidate(self, key, stale_ttl))
         return result
 
     async def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:

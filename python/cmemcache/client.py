@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterable, Mapping
 if TYPE_CHECKING:
     import ssl
 
-from . import _cmemcache, _discovery
+from . import _cmemcache, _discovery, _lease
 from ._cmemcache import Error, InvalidKeyError, StringClient, ValueTooLargeError
 from ._serialize import (
     FLAG_COMPRESSED,
@@ -57,7 +57,7 @@ _OMIT = object()  # a value the decoder could not read: left out of get_multi
 _NO_KW: dict[str, Any] = {}
 _WITH_FLAGS = {"with_flags": True}
 # a command's plan: yields (engine method, args, kwargs), returns its result
-_Plan = Generator[tuple[str, tuple[Any, ...], dict[str, Any]], Any, Any]
+_Plan = Generator[tuple[Any, tuple[Any, ...], dict[str, Any]], Any, Any]
 _HARD_MAX_VALUE = 1 << 30
 
 
@@ -1039,7 +1039,8 @@ def _run(sc: Any, plan: _Plan) -> Any:
         name, args, kwargs = next(plan)
         while True:
             try:
-                res = getattr(sc, name)(*args, **kwargs)
+                # an engine method's name, or a plan's own step (a callable)
+                res = (getattr(sc, name) if name.__class__ is str else name)(*args, **kwargs)
             except BaseException as e:  # the plan decides what it catches
                 name, args, kwargs = plan.throw(e)
             else:
@@ -1166,6 +1167,34 @@ class Client(_cmemcache.ClientBase, _Policy):
     def touch(self, key: Any, time: Any = 0, noreply: bool = False) -> int:
         """Set a new expiry: 1 when touched, 0 when not found or down."""
         result: int = _run(self._sc, self._plan_touch(key, time, noreply))
+        return result
+
+    def get_or_set(self, key: Any, producer: Callable[[], Any], ttl: int = 0, *,
+                   lock_ttl: int = 30, stale_ttl: int | None = None,
+                   recache_ttl: int | None = None, wait: float | None = None) -> Any:
+        """The value of key; on a miss, ``producer()``'s, stored for ``ttl``
+        seconds (0: no expiry) and returned.  Stampede-proof (memcached's
+        meta leases): of all the callers that miss at once, in every
+        process and host, one runs the producer; the others poll until its
+        value lands (or, when the winner dies, until its ``lock_ttl``-second
+        lease ends and one of them takes over), ``wait`` seconds at most
+        (default ``2 * lock_ttl + 1``; then they run the producer
+        themselves, storing nothing).  A value marked stale by
+        ``invalidate()`` is served to every caller but one, which refreshes
+        it (and, with ``stale_ttl``, lets it live at most that long should
+        it die first); with ``recache_ttl``, one caller refreshes a value
+        whose TTL fell under it while the others are served it."""
+        longest = _lease.check(producer, ttl, lock_ttl, stale_ttl, recache_ttl, wait)
+        return _run(self._sc, _lease.plan_get_or_set(self, key, producer, ttl, lock_ttl,
+                                                      stale_ttl, recache_ttl, longest,
+                                                      _time.sleep))
+
+    def invalidate(self, key: Any, stale_ttl: int | None = None) -> bool:
+        """Marks key's value stale instead of deleting it: get_or_set()
+        serves it to every caller but the one that refreshes it (``get()``
+        still reads it).  ``stale_ttl``: the seconds it may still live.
+        True when there was a value."""
+        result: bool = _run(self._sc, _lease.plan_invalidate(self, key, stale_ttl))
         return result
 
     def incr(self, key: Any, delta: int = 1, noreply: bool = False) -> int | None:
