@@ -361,3 +361,34 @@ def test_undecodable_value_log_names_the_key(mc, memcached, caplog):
             assert "the-bad-key" in messages[0], messages
     finally:
         cm.disconnect_all()
+
+
+# -- values written by meta commands (get_or_set) ----------------------------------------
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("name", list(VALUES))
+def test_get_or_set_written_read_by_others(clients, server, reader, name):
+    """get_or_set stores with ms: the same bytes and flags as set(), read by
+    every peer's text get."""
+    value = VALUES[name]
+    assert same_value(value, clients["cmemcache"].get_or_set(name, lambda: value))
+    meta_written = server.raw_get(name.encode())
+    assert clients["cmemcache"].set("text-" + name, value) is True
+    assert meta_written == server.raw_get(("text-" + name).encode())
+    got = clients[reader].get(name)
+    if reader == "pylibmc" and name in ("bool_true", "bool_false"):
+        got = bool(got)  # pylibmc reads python-memcached's bools as ints
+    assert same_value(value, got), (reader, value, got)
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+@pytest.mark.parametrize("name", list(VALUES))
+def test_written_by_others_read_by_get_or_set(clients, server, writer, name):
+    write(clients, writer, name, VALUES[name])
+    want = clients["cmemcache"].get(name)
+
+    def producer():
+        raise AssertionError("a hit must not produce")
+
+    assert same_value(want, clients["cmemcache"].get_or_set(name, producer))

@@ -1132,3 +1132,54 @@ def test_async_methods_on_a_stopped_server_time_out(memcached_factory):
             return None
 
         assert run(recovered()) == "before"
+
+
+# -- get_or_set on leases (OPTIONS["leases"]) ------------------------------------------------
+
+
+@pytest.fixture
+def lease_cache(server) -> Iterator[BaseCache]:
+    with override_settings(CACHES=cache_settings(server.address, OPTIONS={
+            "leases": True, "lease_lock_ttl": 5})):
+        yield caches["default"]
+
+
+def test_get_or_set_with_leases(lease_cache, server):
+    test_get_or_set(lease_cache)  # Django's semantics, unchanged
+    # the backend's options, not the Client's
+    assert "leases" not in lease_cache._options and "lease_lock_ttl" not in lease_cache._options
+    runs: list = []
+
+    def slow() -> str:
+        runs.append(1)
+        time.sleep(0.2)
+        return "once"
+
+    out: list = []
+    threads = [threading.Thread(target=lambda: out.append(lease_cache.get_or_set("hot", slow, 60)))
+               for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert out == ["once"] * 16 and runs == [1]
+    assert 59 <= server.raw_ttl(":1:hot") <= 60
+    # timeout=0 (expire at once): Django's own path, nothing stored
+    assert lease_cache.get_or_set("gone", "x", timeout=0) == "x"
+    assert server.raw_get(b":1:gone") is None
+
+    async def main():
+        aruns: list = []
+
+        async def aslow() -> str:
+            aruns.append(1)
+            await asyncio.sleep(0.2)
+            return "async once"
+
+        got = await asyncio.gather(*[lease_cache.aget_or_set("ahot", aslow, 60)
+                                     for _ in range(64)])
+        assert got == ["async once"] * 64 and aruns == [1]
+        assert await lease_cache.aget_or_set("hot", slow) == "once"
+        await lease_cache.aclose()
+
+    asyncio.run(main())

@@ -67,8 +67,8 @@ def check(producer: Any, ttl: Any, lock_ttl: Any, stale_ttl: Any, recache_ttl: A
     return float(wait)
 
 
-def _placeholder(r: MetaResult) -> bool:
-    """The empty item a miss vivified, its value still being computed."""
+def _empty(r: MetaResult) -> bool:
+    """What a miss vivified looks like: no value, no flags, not stale."""
     return not r.stale and r.flags == 0 and r.value == b""
 
 
@@ -92,7 +92,7 @@ def plan_get_or_set(client: Any, key: Any, producer: Callable[[], Any], ttl: int
             return (yield producer, (), {})
         if r.win:
             return (yield from _produce(client, key, r, producer, ttl, stale_ttl))
-        if not _placeholder(r):
+        if not (r.won and _empty(r)):  # anything but a lease another caller holds
             value = client._decode(key, r.value, r.flags, _UNDECODABLE)
             if value is not _UNDECODABLE:
                 return value
@@ -113,7 +113,7 @@ def _produce(client: Any, key: Any, r: MetaResult, producer: Callable[[], Any], 
              stale_ttl: int | None) -> Any:
     """This caller won: runs the producer and stores what it returns with
     the cas the win came with (a newer write by anyone else stays)."""
-    empty = _placeholder(r)
+    empty = _empty(r)
     if r.stale and stale_ttl is not None:
         # should this caller die, the stale value goes after stale_ttl
         try:

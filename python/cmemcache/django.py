@@ -51,6 +51,13 @@ answered as python-memcached answers it: writes are not stored, reads return
 returns None meanwhile).  ``OPTIONS={"strict": True}`` raises the
 ``cmemcache.Error`` instead.
 
+``OPTIONS={"leases": True}`` makes ``get_or_set()`` and ``aget_or_set()``
+stampede-proof: they run on ``cmemcache.Client.get_or_set`` (memcached's
+meta leases, memcached 1.6), so of the callers that miss a key at once in
+every process only one calls ``default``; the others wait for its value
+(``"lease_lock_ttl"``, default 30 s, bounds how long a caller that died
+holds the lease).  Not through twemproxy, which has no meta commands.
+
 Differences from Django's backends:
 
 * Every backend instance with the same ``LOCATION`` and ``OPTIONS`` shares
@@ -155,6 +162,9 @@ class CMemcacheCache(BaseMemcachedCache):
             "pickleProtocol": pickle.HIGHEST_PROTOCOL,
             **self._options,
         }
+        # the backend's own options (not the clients')
+        self._leases = bool(self._options.pop("leases", False))
+        self._lease_lock_ttl: int = self._options.pop("lease_lock_ttl", 30)
 
     @property
     def client_servers(self) -> list[Any]:
@@ -188,6 +198,28 @@ class CMemcacheCache(BaseMemcachedCache):
         """Stores ``value`` only if ``key`` is absent: True when stored,
         False when the key exists or the server could not be reached."""
         return bool(super().add(key, value, timeout, version))
+
+    def _lease_ttl(self, timeout: Any) -> int | None:
+        """With OPTIONS["leases"]: the memcached TTL get_or_set takes for
+        timeout; None when it runs as Django's (no leases, or a timeout
+        that expires at once)."""
+        if not self._leases:
+            return None
+        ttl = self.get_backend_timeout(timeout)
+        return int(ttl) if ttl is not None and ttl >= 0 else None
+
+    def get_or_set(
+        self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> Any:
+        """The stored value, else ``default`` (called when callable) stored
+        and returned; with OPTIONS["leases"], one caller per miss calls it
+        (see the module's documentation)."""
+        ttl = self._lease_ttl(timeout)
+        if ttl is None:
+            return super().get_or_set(key, default, timeout, version)
+        key = self.make_and_validate_key(key, version=version)
+        producer = default if callable(default) else (lambda: default)
+        return self._cache.get_or_set(key, producer, ttl, lock_ttl=self._lease_lock_ttl)
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         """Adds ``delta`` (``decr`` subtracts it) to a decimal value: the
@@ -260,7 +292,14 @@ class CMemcacheCache(BaseMemcachedCache):
         self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> Any:
         """``get_or_set()``: the stored value, else ``default`` (called when
-        callable) added and read back."""
+        callable; awaited when it returns an awaitable, with leases) added
+        and read back."""
+        ttl = self._lease_ttl(timeout)
+        if ttl is not None:
+            key = self.make_and_validate_key(key, version=version)
+            producer = default if callable(default) else (lambda: default)
+            return await self._aclient().get_or_set(key, producer, ttl,
+                                                    lock_ttl=self._lease_lock_ttl)
         val = await self.aget(key, self._missing_key, version=version)
         if val is self._missing_key:
             if callable(default):
