@@ -233,8 +233,10 @@ def test_distributed_lock(server):
 
 
 @pytest.mark.hang_timeout(30)
-def test_distributed_lock_serializes_creators(server):
-    region = make(server, expiration_time=300, distributed_lock=True, lock_timeout=10)
+@pytest.mark.parametrize("lease", [False, True], ids=["add-lock", "lease-lock"])
+def test_distributed_lock_serializes_creators(server, lease):
+    region = make(server, expiration_time=300, distributed_lock=True, lock_timeout=10,
+                  lease_lock=lease)
     started = threading.Event()
     calls: list[int] = []
     results: list[str] = []
@@ -260,3 +262,45 @@ def test_distributed_lock_serializes_creators(server):
     assert results == ["value"] * 4
     assert calls == [1]
     assert server.raw_ttl("_lockshared") is None
+
+
+def test_lease_lock(server):
+    from cmemcache.dogpile import LeaseLock
+
+    region = make(server, expiration_time=300, distributed_lock=True, lock_timeout=7,
+                  lease_lock=True)
+    mutex = region.backend.get_mutex("key")
+    assert isinstance(mutex, LeaseLock)
+    assert not mutex.locked()
+    assert mutex.acquire() is True
+    assert 5 <= server.raw_ttl("_lockkey") <= 7 and mutex.locked()
+    other = region.backend.get_mutex("key")
+    assert other.acquire(wait=False) is False
+    mutex.release()
+    assert server.raw_ttl("_lockkey") is None
+    assert other.acquire(wait=False) is True
+    other.release()
+    # lock_timeout=0 (dogpile: no expiry): a lease still ends, after 30 s
+    forever = make(server, distributed_lock=True, lease_lock=True).backend.get_mutex("f")
+    assert forever.acquire() is True and 28 <= server.raw_ttl("_lockf") <= 30
+    forever.release()
+
+
+def test_lease_lock_is_not_released_by_a_holder_whose_lease_ended(server):
+    region = make(server, distributed_lock=True, lock_timeout=1, lease_lock=True)
+    slow, fast = region.backend.get_mutex("k"), region.backend.get_mutex("k")
+    assert slow.acquire() is True
+    # slow's lease ends; fast takes the lock (waiting for it)
+    assert fast.acquire(wait=True) is True
+    slow.release()  # too late: fast's lease stays
+    assert fast.locked() and region.backend.get_mutex("k").acquire(wait=False) is False
+    fast.release()
+    assert not fast.locked()
+    # dogpile's MemcachedLock, for comparison, deletes what it no longer holds
+    plain = make(server, distributed_lock=True, lock_timeout=1)
+    a, b = plain.backend.get_mutex("p"), plain.backend.get_mutex("p")
+    assert a.acquire() is True
+    assert b.acquire(wait=True) is True
+    a.release()
+    assert not b.locked()
+

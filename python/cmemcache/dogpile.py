@@ -29,6 +29,14 @@ otherwise.  A server that refuses the handshake or the credentials answers
 as an unreachable one: ``get`` returns ``NO_VALUE`` and ``set`` stores
 nothing (``strict=True`` raises the ``cmemcache.Error``).
 
+``lease_lock=True`` (with ``distributed_lock``) makes the distributed lock a
+meta lease (memcached 1.6): taken in one round trip by the caller
+memcached gives the win token to (``mg <_lockkey> N<ttl>``), released by a
+delete that names the lease's cas, so a holder whose lease ran out (after
+``lock_timeout`` seconds, 30 when that is 0: a lease always ends) never
+releases the lease another caller took since, as dogpile's
+``MemcachedLock`` does with its plain delete.
+
 Unlike dogpile's other memcached backends, which make one client per thread,
 every thread uses the same ``cmemcache.Client``: it is thread-safe and each
 call takes its own pooled connection.
@@ -45,6 +53,8 @@ import hashlib
 import inspect
 import pickle
 import re
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -76,6 +86,7 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
         "min_compress_len",
         "dead_retry",
         "socket_timeout",
+        "lease_lock",
     })
 
     def __init__(self, arguments: Mapping[str, Any]) -> None:
@@ -85,6 +96,7 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
                    if k in CLIENT_OPTIONS and k not in self.BACKEND_ARGUMENTS}
         options.setdefault("pickleProtocol", pickle.HIGHEST_PROTOCOL)
         self.client_options: dict[str, Any] = options
+        self.lease_lock = bool(arguments.get("lease_lock", False))
         super().__init__(arguments)  # type: ignore[no-untyped-call]
         # Made now (it opens no connection yet), so bad arguments fail in
         # configure() rather than at the first cache call.
@@ -120,4 +132,57 @@ class CMemcacheBackend(MemcacheArgs, GenericMemcachedBackend):
     def client(self) -> cmemcache.Client:
         """The client every thread shares."""
         return self._client
+
+    def get_mutex(self, key: Any) -> Any:
+        """dogpile's distributed lock for key (with ``distributed_lock``):
+        a LeaseLock with ``lease_lock``, else dogpile's MemcachedLock."""
+        if self.distributed_lock and self.lease_lock:
+            return LeaseLock(lambda: self._client, key, self.lock_timeout or 30)
+        return super().get_mutex(key)  # type: ignore[no-untyped-call]
+
+
+class LeaseLock:
+    """A distributed lock on a meta lease: ``acquire`` wins it or not in
+    one ``mg`` (memcached hands the win token to one caller), ``release``
+    deletes it only while it is still this holder's (its cas).  The lease
+    ends after ``ttl`` seconds if its holder dies."""
+
+    # the longest sleep between two tries of acquire(wait=True)
+    MAX_PAUSE = 0.1
+
+    def __init__(self, client_fn: Any, key: Any, ttl: int) -> None:
+        self.client_fn = client_fn
+        self.key = "_lock" + key
+        self.ttl = int(ttl)
+        self._cas: int | None = None
+        self._mutex = threading.Lock()
+
+    def _engine(self) -> cmemcache.StringClient:
+        engine: cmemcache.StringClient = self.client_fn()._sc
+        return engine
+
+    def acquire(self, wait: bool = True) -> bool:
+        """True when this caller won the lease; with wait, tries again
+        (5 ms, doubling up to 100 ms) until it does."""
+        pause = 0.005
+        while True:
+            with self._mutex:
+                r = self._engine().meta_get(self.key, value=False, cas=True, vivify=self.ttl)
+                if r is not None and r.win:
+                    self._cas = r.cas
+                    return True
+            if not wait:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, self.MAX_PAUSE)
+
+    def locked(self) -> bool:
+        """True while someone holds the lease."""
+        return self._engine().meta_get(self.key, value=False) is not None
+
+    def release(self) -> None:
+        """Deletes the lease if it is still this holder's."""
+        cas, self._cas = self._cas, None
+        if cas is not None:
+            self._engine().meta_delete(self.key, cas=cas)
 
