@@ -91,13 +91,15 @@ new_result(PyTypeObject *type)
     return (PyObject *)t;
 }
 
+static inline PyObject *
+bool_ref(bool b)
+{
+    return Py_NewRef(b ? Py_True : Py_False);
+}
+
 static PyObject *
 get_result(struct mc_call *c, const struct mc_meta_reply *rep)
 {
-    PyObject *t = new_result(c->mstate->meta_result_type);
-    if (t == NULL) {
-        return NULL;
-    }
     uint32_t asked = c->mflags;
     /* what was asked, whatever else a server sends */
     uint32_t has = rep->has & (MC_RF_WIN | MC_RF_STALE | MC_RF_WON
@@ -107,31 +109,44 @@ get_result(struct mc_call *c, const struct mc_meta_reply *rep)
                                | (asked & MC_MF_RET_SIZE ? MC_RF_SIZE : 0)
                                | (asked & MC_MF_RET_ACCESS ? MC_RF_ACCESS : 0)
                                | (asked & MC_MF_RET_HIT ? MC_RF_HIT : 0));
-    PyObject *v[R_NFIELDS];
-    v[R_VALUE] = (asked & MC_MF_VALUE) && rep->kind == MC_META_VA
-                     ? PyBytes_FromStringAndSize(rep->value,
-                                                 (Py_ssize_t)rep->value_len)
-                     : Py_NewRef(Py_None);
-    v[R_FLAGS] = opt_uint(has & MC_RF_FLAGS, rep->client_flags);
-    v[R_CAS] = opt_uint(has & MC_RF_CAS, rep->cas);
-    v[R_TTL] = (has & MC_RF_TTL) ? PyLong_FromLongLong(rep->ttl)
-                                 : Py_NewRef(Py_None);
-    v[R_SIZE] = opt_uint(has & MC_RF_SIZE, rep->size);
-    v[R_ACCESS] = opt_uint(has & MC_RF_ACCESS, rep->last_access);
-    v[R_HIT] = (has & MC_RF_HIT) ? PyBool_FromLong(rep->hit)
-                                 : Py_NewRef(Py_None);
-    v[R_WIN] = PyBool_FromLong((has & MC_RF_WIN) != 0);
-    v[R_STALE] = PyBool_FromLong((has & MC_RF_STALE) != 0);
-    v[R_WON] = PyBool_FromLong((has & MC_RF_WON) != 0);
-    bool ok = true;
-    for (int i = 0; i < R_NFIELDS; i++) {
-        ok = ok && v[i] != NULL;
-        PyStructSequence_SetItem(t, i, v[i] != NULL ? v[i]
-                                                    : Py_NewRef(Py_None));
+    PyObject *value = NULL;
+    if ((asked & MC_MF_VALUE) && rep->kind == MC_META_VA) {
+        value = PyBytes_FromStringAndSize(rep->value,
+                                          (Py_ssize_t)rep->value_len);
+        if (value == NULL) {
+            return NULL;
+        }
     }
-    if (!ok) {
-        Py_DECREF(t);
+    PyObject *t = new_result(c->mstate->meta_result_type);
+    if (t == NULL) {
+        Py_XDECREF(value);
         return NULL;
+    }
+    PyObject **item = ((PyTupleObject *)t)->ob_item;
+    item[R_VALUE] = value != NULL ? value : Py_NewRef(Py_None);
+    item[R_WIN] = bool_ref(has & MC_RF_WIN);
+    item[R_STALE] = bool_ref(has & MC_RF_STALE);
+    item[R_WON] = bool_ref(has & MC_RF_WON);
+    if (!(has & ~(uint32_t)(MC_RF_WIN | MC_RF_STALE | MC_RF_WON))) {
+        /* the value alone (meta_get(key)): every other field None */
+        for (int i = R_FLAGS; i <= R_HIT; i++) {
+            item[i] = Py_NewRef(Py_None);
+        }
+        return t;
+    }
+    item[R_FLAGS] = opt_uint(has & MC_RF_FLAGS, rep->client_flags);
+    item[R_CAS] = opt_uint(has & MC_RF_CAS, rep->cas);
+    item[R_TTL] = (has & MC_RF_TTL) ? PyLong_FromLongLong(rep->ttl)
+                                    : Py_NewRef(Py_None);
+    item[R_SIZE] = opt_uint(has & MC_RF_SIZE, rep->size);
+    item[R_ACCESS] = opt_uint(has & MC_RF_ACCESS, rep->last_access);
+    item[R_HIT] = (has & MC_RF_HIT) ? bool_ref(rep->hit)
+                                    : Py_NewRef(Py_None);
+    for (int i = R_FLAGS; i <= R_HIT; i++) {
+        if (item[i] == NULL) {
+            Py_DECREF(t);       /* result_dealloc skips the NULL items */
+            return NULL;
+        }
     }
     return t;
 }

@@ -252,6 +252,11 @@ struct fmt_case {
 static const struct fmt_case fmt_cases[] = {
     /* mg */
     {"mg plain", {.cmd = GET, K("foo")}, "mg foo\r\n"},
+    /* the value alone: mc_meta_fmt's short path */
+    {"mg value", {.cmd = GET, K("foo"), .flags = MC_MF_VALUE},
+     "mg foo v\r\n"},
+    {"mg value, 1-byte key", {.cmd = GET, K("k"), .flags = MC_MF_VALUE},
+     "mg k v\r\n"},
     {"mg every return flag",
      {.cmd = GET, K("foo"),
       .flags = MC_MF_VALUE | MC_MF_RET_FLAGS | MC_MF_RET_CAS | MC_MF_RET_TTL
@@ -417,6 +422,16 @@ static const struct fmt_bad fmt_bads[] = {
     {"mg key with tab", {.cmd = GET, K("a\tb")}, MC_META_EKEY_BAD_CHAR},
     {"mg key with DEL", {.cmd = GET, K("a\x7f")}, MC_META_EKEY_BAD_CHAR},
     {"mg key with NUL", {.cmd = GET, .key = "a\0b", .key_len = 3},
+     MC_META_EKEY_BAD_CHAR},
+    /* the same keys on the short path (the value alone) */
+    {"mg v empty key", {.cmd = GET, .flags = MC_MF_VALUE},
+     MC_META_EKEY_EMPTY},
+    {"mg v 251-byte key",
+     {.cmd = GET, .key = key251, .key_len = 251, .flags = MC_MF_VALUE},
+     MC_META_EKEY_TOO_LONG},
+    {"mg v key with space", {.cmd = GET, K("a b"), .flags = MC_MF_VALUE},
+     MC_META_EKEY_BAD_CHAR},
+    {"mg v key with CRLF", {.cmd = GET, K("a\r\nmn"), .flags = MC_MF_VALUE},
      MC_META_EKEY_BAD_CHAR},
     {"ms 251-byte key", {.cmd = SET, .key = key251, .key_len = 251,
                          .value_len = 1},
