@@ -657,6 +657,7 @@ AClient_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->module = Py_NewRef(module);
     self->core.state = st;
+    self->core.opaque = true;   /* pipelined: every meta reply is checked */
     self->ready = true;
     self->max_connections = max_connections;
     self->max_inflight = max_inflight;

@@ -139,6 +139,13 @@ mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
         mc_fail_proto(f, "reply does not fit the command");
         return MC_FEED_BROKEN;
     }
+    else if (r->check_opaque && (!(rep.has & MC_RF_OPAQUE_NUM)
+                                 || rep.opaque_num != r->opaque)) {
+        /* another request's reply (or none of ours): nothing on this
+         * connection can be matched any more */
+        mc_fail_proto(f, "the reply's opaque token is not the request's");
+        return MC_FEED_BROKEN;
+    }
     else if (r->on_meta != NULL && r->on_meta(r->owner, r, &rep) < 0) {
         r->on_meta = NULL;      /* read again next time, and discarded */
         mc_fail_set(&r->fail, MC_EOWNER);

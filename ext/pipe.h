@@ -74,6 +74,8 @@ struct mc_req {
     int ends;                  /* MC_X_VALUES: END lines still owed */
     unsigned fences_after;     /* "MN" owed right after this reply */
     size_t taken;              /* MC_X_STATS: bytes charged to the limit */
+    bool check_opaque;         /* MC_X_META: the reply must carry O<opaque> */
+    uint64_t opaque;
     mc_item_fn on_item;        /* NULL: the reply is discarded */
     mc_meta_fn on_meta;        /* MC_X_META's; NULL: discarded */
     mc_done_fn on_done;
@@ -95,6 +97,7 @@ mc_req_init(struct mc_req *r, enum mc_expect x)
     r->state = MC_REQ_FLIGHT;
     r->accept = 0;
     r->soft_errors = false;
+    r->check_opaque = false;
     r->with_cas = false;
     r->keys = NULL;
     r->key_stride = sizeof(struct mc_wkey);

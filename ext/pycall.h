@@ -33,6 +33,9 @@ struct mc_core {
     mc_state *state;
     struct mc_engine eng;
     PyObject *names;           /* tuple of the server strings */
+    bool opaque;               /* meta requests carry O<n> (pipelined: the
+                                * asyncio client), checked in the reply */
+    uint32_t next_opaque;      /* the last n sent (under the GIL) */
     _Atomic uint64_t calls[MC_CALL_COUNT];
 };
 

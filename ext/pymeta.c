@@ -341,6 +341,12 @@ meta_line(struct mc_core *core, struct mc_call *c, const char *fname,
     if (bin) {
         mr->flags |= MC_MF_BASE64;
     }
+    if (core->opaque) {
+        mr->flags |= MC_MF_OPAQUE;
+        mr->opaque = ++core->next_opaque;
+        c->req.check_opaque = true;
+        c->req.opaque = mr->opaque;
+    }
     ssize_t n = mc_meta_fmt(c->hdr, mr);
     if (n < 0) {
         const char *why;

@@ -1936,3 +1936,32 @@ def test_the_call_with_the_most_arguments(lt, memcached):
     with pytest.raises(TypeError, match="positional"):
         c.meta_get("k", *range(16))
     c.close()
+
+
+def test_meta_requests_carry_opaque_tokens(lt, fakes):
+    """Pipelined meta requests each carry O<n>; a reply whose token is not
+    its request's (a reordering proxy, a crossed connection) fails the
+    connection with ProtocolError instead of answering the wrong call."""
+    def script(conn):
+        line = conn.expect(rb"^mg a v O(\d+)\r\n").group(0)
+        token = int(line.split(b"O")[1])
+        conn.send(b"VA 1 O%d\r\nA\r\n" % token)
+        first = conn.expect(rb"^mg b v O(\d+)\r\n")
+        second = conn.expect(rb"^mg c v O(\d+)\r\n")
+        assert int(first.group(1)) != int(second.group(1))
+        # the two replies swapped: their tokens give it away
+        conn.send(b"VA 1 O%s\r\nC\r\nVA 1 O%s\r\nB\r\n" % (second.group(1), first.group(1)))
+        conn.expect(rb"^$", timeout=5)  # until the client closes
+
+    fake = fakes(script)
+    c = cmemcache.aio.StringClient([fake.address], timeout=2)
+
+    async def go():
+        assert (await c.meta_get("a")).value == b"A"
+        b, cc = await asyncio.gather(c.meta_get("b"), c.meta_get("c"), return_exceptions=True)
+        return b, cc
+
+    b, cc = lt.run(go())
+    assert isinstance(b, cmemcache.ProtocolError) and "opaque" in str(b)
+    assert isinstance(cc, cmemcache.ProtocolError)
+    lt.call(c.close)

@@ -368,6 +368,8 @@ struct rq {
     int ends;                  /* retrieval lines, when more than one */
     bool with_cas, soft_errors;
     bool owner_fails;          /* its owner fails at its first item */
+    long long opaque;          /* MC_X_META: > 0, the O token its reply
+                                * must carry */
 };
 
 /* Queues the requests of list (none when NULL). */
@@ -393,6 +395,10 @@ sc_queue(struct scenario *s, const struct rq *list)
         }
         t->r.with_cas = q->with_cas;
         t->r.soft_errors = q->soft_errors;
+        if (q->opaque > 0) {
+            t->r.check_opaque = true;
+            t->r.opaque = (uint64_t)q->opaque;
+        }
         if (q->owner_fails) {
             t->fail_at = 0;
         }
@@ -697,6 +703,18 @@ static const struct rq meta_then_version[] = {
     {.bytes = NULL},
 };
 
+/* The asyncio client's: each meta request carries O<n>. */
+static const struct rq meta_opaque[] = {
+    {.x = MC_X_META, .bytes = "mg a v O1\r\n", .accept = META_GET_OK,
+     .opaque = 1},
+    {.x = MC_X_META, .bytes = "ms a 1 O2\r\nx\r\n", .accept = META_STORE_OK,
+     .opaque = 2},
+    {.x = MC_X_META, .bytes = "mg b v O3\r\n", .accept = META_GET_OK,
+     .opaque = 3},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
 static const struct rq meta_owner_fails[] = {
     {.x = MC_X_META, .bytes = "mg a v\r\n", .accept = META_GET_OK,
      .owner_fails = true},
@@ -761,6 +779,43 @@ test_meta(void)
          "R7 done ok\n"
          "R8 item 0 VERSION 1.6.18\n"
          "R8 done ok\n",
+         0},
+        {"opaque tokens matched", meta_opaque, NULL,
+         "VA 1 O1\r\nz\r\nHD O2\r\nEN O3\r\nVERSION 1\r\n",
+         "R0 meta VA [z]\n"
+         "R0 done ok\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "R2 meta EN\n"
+         "R2 done ok\n"
+         "R3 item 0 VERSION 1\n"
+         "R3 done ok\n",
+         0},
+        {"replies whose opaque tokens are swapped", meta_opaque, NULL,
+         "EN O3\r\nHD O2\r\nVA 1 O1\r\nz\r\nVERSION 1\r\n",
+         "broken EBADREPLY the reply's opaque token is not the request's\n"
+         "R0 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R1 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R2 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R3 failed EBADREPLY the reply's opaque token is not the request's\n",
+         MC_FEED_BROKEN},
+        {"a reply without the opaque token", meta_opaque, NULL,
+         "VA 1\r\nz\r\nHD O2\r\n",
+         "broken EBADREPLY the reply's opaque token is not the request's\n"
+         "R0 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R1 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R2 failed EBADREPLY the reply's opaque token is not the request's\n"
+         "R3 failed EBADREPLY the reply's opaque token is not the request's\n",
+         MC_FEED_BROKEN},
+        {"an error line answers an opaque request", meta_opaque, NULL,
+         "SERVER_ERROR out of memory\r\nHD O2\r\nEN O3\r\nVERSION 1\r\n",
+         "R0 failed EREPLY SERVER_ERROR out of memory\n"
+         "R1 meta HD\n"
+         "R1 done ok\n"
+         "R2 meta EN\n"
+         "R2 done ok\n"
+         "R3 item 0 VERSION 1\n"
+         "R3 done ok\n",
          0},
         {"meta error lines in sync", meta_then_version, NULL,
          "CLIENT_ERROR bad command line format\r\n"
