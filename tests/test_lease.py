@@ -102,11 +102,10 @@ def test_a_lease_that_ends_is_taken_over(client, server):
     sc.close()
 
 
-def test_invalidate_serves_stale_while_one_refreshes(client, server):
-    assert client.set("k", "v1") is True
-    assert client.invalidate("k") is True
-    assert client.invalidate("absent") is False
-    assert client.get("k") == "v1"  # a plain get still reads it
+def while_one_refreshes(client, fresh, **kwargs):
+    """A thread wins the key and holds its refresh open; meanwhile five
+    get_or_set calls of this thread run.  Returns (their values, what the
+    winner got, the producer's runs)."""
     runs: list = []
     seen: list = []
     started, release = threading.Event(), threading.Event()
@@ -115,17 +114,28 @@ def test_invalidate_serves_stale_while_one_refreshes(client, server):
         runs.append(1)
         started.set()
         release.wait(10)
-        return "v2"
+        return fresh
 
-    winner = threading.Thread(target=lambda: seen.append(client.get_or_set("k", producer)))
+    winner = threading.Thread(
+        target=lambda: seen.append(client.get_or_set("k", producer, 100, **kwargs)))
     winner.start()
     assert started.wait(10)
-    # while the winner refreshes, every other caller gets the stale value
-    assert [client.get_or_set("k", producer) for _ in range(5)] == ["v1"] * 5
+    meanwhile = [client.get_or_set("k", producer, 100, **kwargs) for _ in range(5)]
     release.set()
     winner.join(10)
+    return meanwhile, seen, runs
+
+
+def test_invalidate_serves_stale_while_one_refreshes(client, server):
+    assert client.set("k", "v1") is True
+    assert client.invalidate("k") is True
+    assert client.invalidate("absent") is False
+    assert client.get("k") == "v1"  # a plain get still reads it
+    meanwhile, seen, runs = while_one_refreshes(client, "v2")
+    # while the winner refreshes, every other caller gets the stale value
+    assert meanwhile == ["v1"] * 5
     assert seen == ["v2"] and len(runs) == 1
-    assert client.get_or_set("k", producer) == "v2"
+    assert client.get_or_set("k", lambda: "v3") == "v2"
     assert client._sc.meta_get("k").stale is False
 
 
@@ -147,27 +157,13 @@ def test_stale_ttl_bounds_a_refresh_that_never_lands(client, server):
 
 def test_recache_ttl_refreshes_early(client, server):
     assert client.set("k", "old", time=100) is True
-    runs: list = []
-    seen: list = []
-    started, release = threading.Event(), threading.Event()
-
-    def producer():
-        runs.append(1)
-        started.set()
-        release.wait(10)
-        return "new"
-
-    winner = threading.Thread(
-        target=lambda: seen.append(client.get_or_set("k", producer, 100, recache_ttl=200)))
-    winner.start()
-    assert started.wait(10)
-    assert client.get_or_set("k", producer, 100, recache_ttl=200) == "old"
-    release.set()
-    winner.join(10)
+    # the TTL (100) is under recache_ttl: one caller refreshes, the others
+    # are served the current value meanwhile
+    meanwhile, seen, runs = while_one_refreshes(client, "new", recache_ttl=200)
+    assert meanwhile == ["old"] * 5
     assert seen == ["new"] and len(runs) == 1
     # the new value's TTL is above 50: no early recache
-    assert client.get_or_set("k", producer, 100, recache_ttl=50) == "new"
-    assert len(runs) == 1
+    assert client.get_or_set("k", lambda: "again", 100, recache_ttl=50) == "new"
 
 
 def test_a_newer_write_is_not_overwritten(client, server):
