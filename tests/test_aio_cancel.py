@@ -1,7 +1,7 @@
 """cmemcache.aio under cancellation and failing servers: 256 tasks share the
 asyncio clients, 20,000 calls in all over 2 memcached servers, each task
-reading and writing keys of its own with values that name their key and
-version (some of 200 KB, so that a cancellation lands in the middle of a
+reading and writing keys of its own (text and meta commands) with values
+that name their key and version (some of 200 KB, so that a cancellation lands in the middle of a
 reply), while calls are cancelled at random (task.cancel() after a random
 delay, asyncio.timeout and asyncio.wait_for with tiny timeouts, the
 client's own timeout) and the servers are stopped (SIGSTOP, SIGCONT) and
@@ -158,7 +158,7 @@ async def string_worker(run: Run, c, tid: int, pace: float) -> None:
                 run.crossed.append(("get_multi keys", asked, sorted(got)))
             for k, v in got.items():
                 run.check_value(k, v, "get_multi")
-        elif op < 0.93:
+        elif op < 0.87:
             batch = {}
             for k in rng.sample(keys, rng.randrange(1, KEYS_PER_TASK + 1)):
                 version = run.attempted[k] = run.attempted.get(k, 0) + 1
@@ -166,6 +166,15 @@ async def string_worker(run: Run, c, tid: int, pace: float) -> None:
             res = await call_with_chaos(rng, lambda: c.set_multi(batch))
             if res != []:
                 run.crossed.append(("set_multi", sorted(batch), res))
+        elif op < 0.90:
+            r = await call_with_chaos(rng, lambda: c.meta_get(key))
+            run.check_value(key, None if r is None else r.value, "meta_get")
+        elif op < 0.93:
+            version = run.attempted[key] = run.attempted.get(key, 0) + 1
+            value = value_for(key, version, pick_size(rng))
+            res = await call_with_chaos(rng, lambda: c.meta_set(key, value))
+            if res is not True:
+                run.crossed.append(("meta_set", key, res))
         else:
             res = await call_with_chaos(rng, lambda: c.delete(key))
             if res not in (True, False):
