@@ -116,6 +116,7 @@ mc_exec(PyObject *module)
         || PyModule_AddType(module, st->meta_result_type) < 0) {
         return -1;
     }
+    mc_meta_freelist_claim(st->meta_result_type);
     PyObject *events = PyImport_ImportModule("asyncio.events");
     if (events == NULL) {
         return -1;
@@ -173,6 +174,7 @@ mc_clear(PyObject *module)
     Py_CLEAR(st->aclient_type);
     Py_CLEAR(st->aconn_type);
     Py_CLEAR(st->acall_type);
+    mc_meta_freelist_release(st->meta_result_type);
     Py_CLEAR(st->meta_result_type);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->str_set_result);

@@ -41,6 +41,38 @@ static PyStructSequence_Desc result_desc = {
     R_NFIELDS,
 };
 
+/* Results freed keep their memory here, for the next ones (as CPython's
+ * tuples keep a free list): a result's allocation and release, and its
+ * GC bookkeeping, cost as much as the rest of building it.  The list holds
+ * objects of one MetaResult type, the first module's (free_type, borrowed:
+ * mc_meta_freelist_release empties the list before that module lets its
+ * type go); another interpreter's results are freed as usual.  Under the
+ * GIL, as every use of a result is. */
+#define FREE_MAX 16
+static PyTypeObject *free_type;
+static PyObject *free_list[FREE_MAX];
+static int free_n;
+
+void
+mc_meta_freelist_claim(PyTypeObject *type)
+{
+    if (free_type == NULL) {
+        free_type = type;
+    }
+}
+
+void
+mc_meta_freelist_release(PyTypeObject *type)
+{
+    if (type == NULL || type != free_type) {
+        return;
+    }
+    while (free_n > 0) {
+        PyObject_GC_Del(free_list[--free_n]);
+    }
+    free_type = NULL;
+}
+
 /* structseq_dealloc without its lookup of n_fields in the type's dict:
  * every MetaResult, made here or by the type's own constructor, holds
  * R_NFIELDS items. */
@@ -52,7 +84,14 @@ result_dealloc(PyObject *op)
     for (int i = 0; i < R_NFIELDS; i++) {
         Py_XDECREF(((PyTupleObject *)op)->ob_item[i]);
     }
-    PyObject_GC_Del(op);
+    if (tp == free_type && free_n < FREE_MAX) {
+        /* untracked; its items are stale until new_result's caller sets
+         * every one */
+        free_list[free_n++] = op;
+    }
+    else {
+        PyObject_GC_Del(op);
+    }
     Py_DECREF(tp);              /* a heap type: each instance holds it */
 }
 
@@ -81,6 +120,15 @@ opt_uint(bool asked, uint64_t v)
 static PyObject *
 new_result(PyTypeObject *type)
 {
+    if (type == free_type && free_n > 0) {
+        /* what PyObject_GC_NewVar would have done but allocate: the type
+         * reference and a fresh reference count (get_result sets every
+         * item before anything can read one) */
+        PyObject *op = free_list[--free_n];
+        Py_INCREF(type);
+        _Py_NewReference(op);
+        return op;
+    }
     PyTupleObject *t = PyObject_GC_NewVar(PyTupleObject, type, R_NFIELDS);
     if (t == NULL) {
         return NULL;
@@ -401,9 +449,15 @@ mc_prep_meta_get(struct mc_core *core, struct mc_call *c,
     struct mc_meta_request mr;
     meta_init(core, c, MC_META_GET, 1u << MC_META_VA | 1u << MC_META_HD
                                         | 1u << MC_META_EN);
+    if (kwnames == NULL && nargs == 1 && !core->opaque) {
+        /* meta_get(key): the value alone, every default; mc_meta_fmt reads
+         * no more of the request than these */
+        mr.cmd = MC_META_GET;
+        mr.flags = MC_MF_VALUE;
+        return meta_line(core, c, "meta_get", args[0], NULL, &mr);
+    }
     meta_request(&mr, MC_META_GET);
     if (kwnames == NULL && nargs == 1) {
-        /* meta_get(key): the value alone, every default */
         mr.flags = MC_MF_VALUE;
         return meta_line(core, c, "meta_get", args[0], NULL, &mr);
     }

@@ -28,4 +28,10 @@ int mc_prep_meta_arith(struct mc_core *core, struct mc_call *c,
 /* The cmemcache.MetaResult type (a struct sequence), for the module. */
 PyTypeObject *mc_meta_result_type_new(void);
 
+/* The module that made type keeps freed results for reuse (the first one
+ * to claim it: another's are freed as usual) ... */
+void mc_meta_freelist_claim(PyTypeObject *type);
+/* ... until it lets the type go: the kept results are freed. */
+void mc_meta_freelist_release(PyTypeObject *type);
+
 #endif

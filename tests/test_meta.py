@@ -14,6 +14,7 @@ import pytest
 
 import cmemcache
 from cmemcache import MetaResult, StringClient
+from conftest import run_python
 
 NONE_ASKED = dict(value=None, flags=None, cas=None, ttl=None, size=None, last_access=None,
                   hit=None, win=False, stale=False, won=False)
@@ -496,3 +497,67 @@ def test_meta_after_a_noreply_text_command(mc):
     assert mc.meta_get("k") is None
     assert mc.meta_set("k", b"w") is True
     assert mc.get("k") == b"w"
+
+
+# -- MetaResult's free list --------------------------------------------------------------
+
+
+def test_results_freed_and_made_again_keep_their_own_fields(mc, server):
+    """Freed MetaResults are reused (pymeta.c's free list): a result made
+    after many were freed, and one made after a result of the type's own
+    constructor was freed, holds exactly its reply's fields."""
+    for i in range(40):
+        assert mc.meta_set(b"k%d" % i, b"v%d" % i, flags=i, ttl=100 + i) is True
+    held = [mc.meta_get(b"k%d" % i, flags=True, ttl=True) for i in range(40)]
+    assert [(r.value, r.flags) for r in held] == [(b"v%d" % i, i) for i in range(40)]
+    del held
+    for i in range(40):
+        r = mc.meta_get(b"k%d" % i)
+        assert fields(r) == dict(NONE_ASKED, value=b"v%d" % i)
+        r2 = mc.meta_get(b"k%d" % i, cas=True, value=False)
+        assert r2.value is None and isinstance(r2.cas, int) and r2 is not r
+    own = MetaResult((b"x", 1, 2, 3, 4, 5, True, True, True, True))
+    del own
+    assert fields(mc.meta_get(b"k0")) == dict(NONE_ASKED, value=b"v0")
+    assert mc.meta_get(b"absent") is None
+
+
+SUBINTERPRETER = """
+import sys
+import cmemcache
+address = sys.argv[1]
+code = '''
+import cmemcache
+c = cmemcache.StringClient([%r])
+for i in range(50):
+    r = c.meta_get(b"k", flags=True)
+    assert (r.value, r.flags) == (b"sub", 7), r
+c.close()
+''' % address
+if sys.version_info >= (3, 13):
+    import _interpreters as si
+    interp = si.create(si.new_config("legacy"))
+    failed = si.exec(interp, code)
+    assert failed is None, failed
+else:
+    import _xxsubinterpreters as si
+    interp = si.create(isolated=False)
+    si.run_string(interp, code)
+main = cmemcache.StringClient([address])
+kept = [main.meta_get(b"k") for _ in range(20)]
+si.destroy(interp)
+for _ in range(50):
+    assert main.meta_get(b"k", flags=True)[:2] == (b"sub", 7)
+del kept
+print("ok")
+"""
+
+
+def test_results_of_a_subinterpreter_and_the_main_one(server):
+    """A module made in a (legacy) subinterpreter has a MetaResult type of
+    its own: its results never go to the main module's free list, and
+    destroying the subinterpreter leaves the main one's results intact."""
+    server.raw_set(b"k", b"sub", flags=7)
+    done = run_python(SUBINTERPRETER, server.address, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
