@@ -1,3 +1,5 @@
+/* One socket (see conn.h): a host name resolved by the connect deadline,
+ * the connect, sends, receives and waits. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -9,8 +11,13 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -128,6 +135,129 @@ open_one(int family, const struct sockaddr *addr, socklen_t addrlen,
     return fd;
 }
 
+/* ---- name resolution, bounded by the connect deadline ------------------- */
+
+/* getaddrinfo has no timeout of its own (the resolver's are resolv.conf's,
+ * seconds each, attempts times): a name is resolved in a thread of its
+ * own while the caller waits for it until the deadline.  A lookup the
+ * caller gave up on finishes there and frees what it got.  A numeric
+ * address needs no lookup and is converted in place. */
+struct lookup {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int refs;                  /* the caller's and the thread's */
+    bool done;
+    int rc;
+    struct addrinfo *res;
+    struct addrinfo hints;
+    char host[256];
+    char port[8];
+};
+
+static void
+lookup_unref(struct lookup *l)
+{
+    pthread_mutex_lock(&l->mu);
+    int left = --l->refs;
+    pthread_mutex_unlock(&l->mu);
+    if (left == 0) {
+        if (l->res != NULL) {
+            freeaddrinfo(l->res);
+        }
+        pthread_cond_destroy(&l->cv);
+        pthread_mutex_destroy(&l->mu);
+        free(l);
+    }
+}
+
+static void *
+lookup_run(void *arg)
+{
+    struct lookup *l = arg;
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(l->host, l->port, &l->hints, &res);
+    pthread_mutex_lock(&l->mu);
+    l->rc = rc;
+    l->res = res;
+    l->done = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    return NULL;
+}
+
+static bool
+is_numeric(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, buf) == 1
+           || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* getaddrinfo(host, port, hints) by deadline: 0 with *res, a getaddrinfo
+ * error (> 0), or -ETIMEDOUT / -ENOMEM / -EAGAIN (no thread). */
+static int
+resolve(const char *host, const char *port, const struct addrinfo *hints,
+        int64_t deadline, struct addrinfo **res)
+{
+    *res = NULL;
+    if (is_numeric(host)) {
+        struct addrinfo h = *hints;
+        h.ai_flags |= AI_NUMERICHOST;
+        return getaddrinfo(host, port, &h, res);
+    }
+    struct lookup *l = calloc(1, sizeof(*l));
+    if (l == NULL) {
+        return -ENOMEM;
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    l->refs = 2;
+    l->hints = *hints;
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    snprintf(l->port, sizeof(l->port), "%s", port);
+    /* the thread takes no signal: the caller's thread handles them */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int err = pthread_create(&t, &attr, lookup_run, l);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0) {
+        l->refs = 1;
+        lookup_unref(l);
+        return -EAGAIN;
+    }
+    int rc = -ETIMEDOUT;
+    pthread_mutex_lock(&l->mu);
+    while (!l->done) {
+        struct timespec ts = {
+            .tv_sec = (time_t)(deadline / 1000000000),
+            .tv_nsec = (long)(deadline % 1000000000),
+        };
+        if (pthread_cond_timedwait(&l->cv, &l->mu, &ts) == ETIMEDOUT
+            && !l->done) {
+            break;
+        }
+    }
+    if (l->done) {
+        rc = l->rc;
+        *res = l->res;
+        l->res = NULL;          /* the caller's now */
+    }
+    pthread_mutex_unlock(&l->mu);
+    lookup_unref(l);
+    return rc;
+}
+
 int
 mc_conn_open(const struct mc_server_spec *spec, int64_t deadline,
              int *gai_err)
@@ -158,7 +288,10 @@ mc_conn_open(const struct mc_server_spec *spec, int64_t deadline,
     hints.ai_family = spec->family == MC_TCP6 ? AF_INET6 : AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    int rc = getaddrinfo(host, port, &hints, &res);
+    int rc = resolve(host, port, &hints, deadline, &res);
+    if (rc < 0) {
+        return rc;
+    }
     if (rc != 0) {
         *gai_err = rc;
         return MC_ERESOLVE;

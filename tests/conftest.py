@@ -53,6 +53,7 @@ SERIAL_MODULES = frozenset({
     "test_midcall.py",
     "test_multiserver.py",
     "test_recovery.py",
+    "test_resolve.py",
     "test_threads_chaos.py",
 })
 
