@@ -236,6 +236,7 @@ CHILD = textwrap.dedent("""
     import json, sys, threading, time
     import cmemcache
     address, key, threads, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    lock_ttl = int(sys.argv[5])
     c = cmemcache.Client([address], strict=True, socket_timeout=10)
     runs, results = [], []
     lock = threading.Lock()
@@ -255,7 +256,7 @@ CHILD = textwrap.dedent("""
         barrier.wait()
         end = time.monotonic() + 10
         while True:
-            v = c.get_or_set(key, producer, lock_ttl=2)
+            v = c.get_or_set(key, producer, lock_ttl=lock_ttl, wait=60)  # not under test here
             with lock:
                 results.append((time.monotonic(), v, (runs or [None])[-1]))
             # refresh: read on until the new value is seen (bounded)
@@ -273,9 +274,12 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def start_children(server, key: str, n: int, threads: int, mode: str) -> list:
+def start_children(server, key: str, n: int, threads: int, mode: str, lock_ttl: int = 30) -> list:
+    """n processes of threads threads each, ready to call get_or_set on key
+    once they read "go" (the producer's lease lock_ttl seconds)."""
     procs = [subprocess.Popen([sys.executable, "-c", CHILD, server.address, key, str(threads),
-                               mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                               mode, str(lock_ttl)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for _ in range(n)]
     for p in procs:
         assert p.stdout.readline() == "ready\n"
@@ -325,11 +329,11 @@ def test_stampede_16_processes_32_threads(server):
 @pytest.mark.serial
 @pytest.mark.hang_timeout(240)
 def test_a_killed_winner_is_taken_over_after_its_lease(server):
-    (winner,) = start_children(server, "k", 1, 1, "hang")
+    (winner,) = start_children(server, "k", 1, 1, "hang", lock_ttl=2)
     winner.stdin.write("go\n")
     winner.stdin.flush()
     assert winner.stdout.readline() == "producing\n"
-    others = start_children(server, "k", 4, 8, "fill")
+    others = start_children(server, "k", 4, 8, "fill", lock_ttl=2)
     for p in others:
         p.stdin.write("go\n")
         p.stdin.flush()
