@@ -935,4 +935,3 @@ mc_discovery_handoff(PyTypeObject *type, PyObject *args, PyObject *kwargs,
     Py_DECREF(mod);
     return *made != NULL ? 1 : -1;
 }
-

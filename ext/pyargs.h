@@ -101,6 +101,11 @@ struct mc_client_args {
  * here so that bad files fail before anything connects, or NULL).
  * mc_engine_from_args takes a->cfg.auth and a->cfg.tls over; before that,
  * mc_client_args_release frees what a holds. */
+int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
+                         const char *type_name, struct mc_client_args *a);
+
+void mc_client_args_release(struct mc_client_args *a);
+
 /* A client constructor called with discovery= or discovery_interval= is
  * handed to cmemcache._dstring's factory(type, args, kwargs), which makes
  * the client (ElastiCache discovery is policy in Python): *made is what
@@ -109,11 +114,6 @@ struct mc_client_args {
 int mc_discovery_handoff(PyTypeObject *type, PyObject *args,
                          PyObject *kwargs, const char *factory,
                          PyObject **made);
-
-int mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
-                         const char *type_name, struct mc_client_args *a);
-
-void mc_client_args_release(struct mc_client_args *a);
 
 /* The TLS arguments of the constructor, as given (NULL when omitted). */
 struct mc_tls_args {

@@ -449,18 +449,18 @@ mc_prep_meta_get(struct mc_core *core, struct mc_call *c,
     struct mc_meta_request mr;
     meta_init(core, c, MC_META_GET, 1u << MC_META_VA | 1u << MC_META_HD
                                         | 1u << MC_META_EN);
-    if (kwnames == NULL && nargs == 1 && !core->opaque) {
-        /* meta_get(key): the value alone, every default; mc_meta_fmt reads
-         * no more of the request than these */
+    if (kwnames == NULL && nargs == 1) {
+        /* meta_get(key): the value alone, every default.  Without an
+         * opaque token mc_meta_fmt reads no more of the request than its
+         * command, flags and key: the rest is left unset. */
+        if (core->opaque) {
+            meta_request(&mr, MC_META_GET);
+        }
         mr.cmd = MC_META_GET;
         mr.flags = MC_MF_VALUE;
         return meta_line(core, c, "meta_get", args[0], NULL, &mr);
     }
     meta_request(&mr, MC_META_GET);
-    if (kwnames == NULL && nargs == 1) {
-        mr.flags = MC_MF_VALUE;
-        return meta_line(core, c, "meta_get", args[0], NULL, &mr);
-    }
     if (mc_parse_args("meta_get", args, nargs, kwnames, names, 1, 1, a) < 0) {
         return -1;
     }

@@ -208,6 +208,11 @@ class CMemcacheCache(BaseMemcachedCache):
         ttl = self.get_backend_timeout(timeout)
         return int(ttl) if ttl is not None and ttl >= 0 else None
 
+    def _lease_args(self, key: str, default: Any, version: int | None) -> tuple[str, Any]:
+        """The client's key and producer for a leased get_or_set."""
+        producer = default if callable(default) else (lambda: default)
+        return self.make_and_validate_key(key, version=version), producer
+
     def get_or_set(
         self, key: str, default: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> Any:
@@ -217,9 +222,8 @@ class CMemcacheCache(BaseMemcachedCache):
         ttl = self._lease_ttl(timeout)
         if ttl is None:
             return super().get_or_set(key, default, timeout, version)
-        key = self.make_and_validate_key(key, version=version)
-        producer = default if callable(default) else (lambda: default)
-        return self._cache.get_or_set(key, producer, ttl, lock_ttl=self._lease_lock_ttl)
+        return self._cache.get_or_set(*self._lease_args(key, default, version), ttl,
+                                      lock_ttl=self._lease_lock_ttl)
 
     def incr(self, key: str, delta: int = 1, version: int | None = None) -> int:
         """Adds ``delta`` (``decr`` subtracts it) to a decimal value: the
@@ -296,10 +300,8 @@ class CMemcacheCache(BaseMemcachedCache):
         and read back."""
         ttl = self._lease_ttl(timeout)
         if ttl is not None:
-            key = self.make_and_validate_key(key, version=version)
-            producer = default if callable(default) else (lambda: default)
-            return await self._aclient().get_or_set(key, producer, ttl,
-                                                    lock_ttl=self._lease_lock_ttl)
+            return await self._aclient().get_or_set(*self._lease_args(key, default, version),
+                                                    ttl, lock_ttl=self._lease_lock_ttl)
         val = await self.aget(key, self._missing_key, version=version)
         if val is self._missing_key:
             if callable(default):

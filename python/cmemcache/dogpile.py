@@ -61,6 +61,7 @@ from typing import Any
 from dogpile.cache.backends.memcached import GenericMemcachedBackend, MemcacheArgs
 
 import cmemcache
+from cmemcache import _lease
 
 __all__ = ["CMemcacheBackend"]
 
@@ -147,9 +148,6 @@ class LeaseLock:
     deletes it only while it is still this holder's (its cas).  The lease
     ends after ``ttl`` seconds if its holder dies."""
 
-    # the longest sleep between two tries of acquire(wait=True)
-    MAX_PAUSE = 0.1
-
     def __init__(self, client_fn: Any, key: Any, ttl: int) -> None:
         self.client_fn = client_fn
         self.key = "_lock" + key
@@ -164,7 +162,7 @@ class LeaseLock:
     def acquire(self, wait: bool = True) -> bool:
         """True when this caller won the lease; with wait, tries again
         (5 ms, doubling up to 100 ms) until it does."""
-        pause = 0.005
+        pause = _lease.FIRST_POLL  # get_or_set's waiters poll alike
         while True:
             with self._mutex:
                 r = self._engine().meta_get(self.key, value=False, cas=True, vivify=self.ttl)
@@ -174,7 +172,7 @@ class LeaseLock:
             if not wait:
                 return False
             time.sleep(pause)
-            pause = min(pause * 2, self.MAX_PAUSE)
+            pause = min(pause * 2, _lease.MAX_POLL)
 
     def locked(self) -> bool:
         """True while someone holds the lease."""
