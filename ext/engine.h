@@ -135,6 +135,8 @@ struct mc_config {
     bool fence;                /* "mn" after noreply commands */
     bool flush_on_reconnect;
     bool proxy;                /* twemproxy in front: no meta, no gat */
+    bool meta;                 /* protocol="meta": the key commands go as
+                                * mg/ms/md/ma (pycall.c, multi.c) */
     enum mc_failover failover;
     char *auth;                /* the authentication request sent first on
                                 * every new connection (mc_fmt_auth), owned

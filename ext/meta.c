@@ -691,3 +691,66 @@ mc_meta_parse(const char *buf, size_t len, size_t max_value,
     r->kind = kind;
     return (ssize_t)head;
 }
+
+/* ---- meta replies read as text ones ---------------------------------- */
+
+int
+mc_meta_as_text(enum mc_meta_as as, const struct mc_meta_reply *m,
+                struct mc_reply *out)
+{
+    memset(out, 0, sizeof(*out));
+    switch (as) {
+    case MC_AS_GET:
+        if (m->kind == MC_META_EN) {
+            return 0;
+        }
+        if (m->kind != MC_META_VA || !(m->has & MC_RF_FLAGS)) {
+            return -1;
+        }
+        out->kind = MC_VALUE;
+        out->value = m->value;
+        out->value_len = m->value_len;
+        out->flags = m->client_flags;
+        out->cas = m->cas;
+        out->has_cas = (m->has & MC_RF_CAS) != 0;
+        return 1;
+    case MC_AS_TOUCH:
+        out->kind = m->kind == MC_META_HD   ? MC_TOUCHED
+                    : m->kind == MC_META_EN ? MC_NOT_FOUND
+                                            : MC_END;
+        return out->kind == MC_END ? -1 : 1;
+    case MC_AS_STORE:
+        out->kind = m->kind == MC_META_HD   ? MC_STORED
+                    : m->kind == MC_META_NS ? MC_NOT_STORED
+                    : m->kind == MC_META_EX ? MC_EXISTS
+                    : m->kind == MC_META_NF ? MC_NOT_FOUND
+                                            : MC_END;
+        return out->kind == MC_END ? -1 : 1;
+    case MC_AS_DELETE:
+        out->kind = m->kind == MC_META_HD   ? MC_DELETED
+                    : m->kind == MC_META_NF ? MC_NOT_FOUND
+                                            : MC_END;
+        return out->kind == MC_END ? -1 : 1;
+    case MC_AS_ARITH:
+        if (m->kind == MC_META_NF) {
+            out->kind = MC_NOT_FOUND;
+            return 1;
+        }
+        if (m->kind != MC_META_VA || m->value_len == 0
+            || m->value_len > 20) {
+            return -1;
+        }
+        for (size_t i = 0; i < m->value_len; i++) {
+            unsigned d = (unsigned char)m->value[i] - '0';
+            if (d > 9 || out->number > (UINT64_MAX - d) / 10) {
+                return -1;
+            }
+            out->number = out->number * 10 + d;
+        }
+        out->kind = MC_NUMBER;
+        return 1;
+    case MC_AS_NONE:
+        break;
+    }
+    return -1;
+}

@@ -222,4 +222,28 @@ mc_meta_is_error(enum mc_meta_kind kind)
            || kind == MC_META_SERVER_ERROR;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Text commands spoken as meta (protocol="meta")                            */
+
+/* The text command a meta request stands for, and so the text reply its
+ * meta reply reads as. */
+enum mc_meta_as {
+    MC_AS_NONE,    /* a meta command of its own (on_meta takes the reply) */
+    MC_AS_GET,     /* get/gets/gat/gats as "mg <key> v f [c] [T]" */
+    MC_AS_TOUCH,   /* touch as "mg <key> T<ttl>" */
+    MC_AS_STORE,   /* set/add/replace/append/prepend/cas as ms */
+    MC_AS_DELETE,  /* delete as md */
+    MC_AS_ARITH,   /* incr/decr as "ma <key> [MD] D<delta> v" */
+};
+
+/* Reads meta reply m (not an error line, not MN) as the text reply of the
+ * command as stands for, into *out (pointers into m's buffer): VA as VALUE
+ * (f as flags, c as cas) or a number, HD as STORED/DELETED/TOUCHED, NS as
+ * NOT_STORED, EX as EXISTS, NF as NOT_FOUND, EN as NOT_FOUND for a touch.
+ * Returns 1, 0 when the reply carries no item (EN answering a get: a
+ * miss), or -1 when it does not answer such a command (a number that is
+ * not one included). */
+int mc_meta_as_text(enum mc_meta_as as, const struct mc_meta_reply *m,
+                    struct mc_reply *out);
+
 #endif

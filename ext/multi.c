@@ -280,6 +280,98 @@ build_sets(struct mc_multi *m, struct mc_part *p)
     return 0;
 }
 
+/* protocol="meta": one mg (with q, then an mn ending the request), ms or
+ * md line per key, each with O<opaque + its place in the part>; a set's
+ * lines each followed by its value and CRLF (and on a TLS connection a
+ * zero-length iovec, as build_sets).  noreply: q on every line (the
+ * fence's MN follows). */
+static int
+build_meta(struct mc_multi *m, struct mc_part *p)
+{
+    static const enum mc_meta_cmd cmds[] = {
+        [MC_MULTI_GET] = MC_META_GET, [MC_MULTI_SET] = MC_META_SET,
+        [MC_MULTI_DELETE] = MC_META_DELETE};
+    struct mc_buf *b = &p->text;
+    bool set = m->kind == MC_MULTI_SET;
+    bool marks = set && p->conn != NULL && p->conn->tls != NULL;
+    size_t *offs = malloc(sizeof(size_t) * (p->nitems + 1));
+    p->iov = malloc(sizeof(struct iovec)
+                    * (set ? (marks ? 4 : 3) * p->nitems : 1));
+    if (offs == NULL || p->iov == NULL) {
+        free(offs);
+        return -1;
+    }
+    for (size_t i = 0; i < p->nitems; i++) {
+        const struct mc_item *it = &m->items[p->items[i]];
+        struct mc_meta_request mr = {.cmd = cmds[m->kind]};
+        char key[MC_MAX_KEY];
+        mr.key = it->wk.key;
+        mr.key_len = it->wk.pre_len + it->wk.key_len;
+        if (it->wk.pre_len > 0) {
+            memcpy(key, it->wk.pre, it->wk.pre_len);
+            memcpy(key + it->wk.pre_len, it->wk.key, it->wk.key_len);
+            mr.key = key;
+        }
+        mr.flags = m->noreply ? MC_MF_QUIET : MC_MF_OPAQUE;
+        mr.opaque = m->opaque + (uint32_t)i;
+        mr.ttl = (int32_t)m->exptime;
+        if (m->kind == MC_MULTI_GET) {
+            mr.flags = MC_MF_QUIET | MC_MF_OPAQUE | MC_MF_VALUE
+                       | MC_MF_RET_FLAGS | (m->with_cas ? MC_MF_RET_CAS : 0)
+                       | (m->touch ? MC_MF_TTL : 0);
+        }
+        else if (set) {
+            mr.value_len = it->val_len;
+            mr.client_flags = it->flags;
+            mr.flags |= (it->flags ? MC_MF_CLIENT_FLAGS : 0)
+                        | (m->exptime ? MC_MF_TTL : 0);
+        }
+        if (mc_buf_reserve(b, MC_META_MAX_REQUEST) < 0) {
+            free(offs);
+            return -1;
+        }
+        offs[i] = b->end;
+        ssize_t n = mc_meta_fmt(b->data + b->end, &mr);
+        if (n < 0) {            /* keys and values were checked: unreachable */
+            free(offs);
+            return -1;
+        }
+        b->end += (size_t)n;
+    }
+    offs[p->nitems] = b->end;
+    if ((m->kind == MC_MULTI_GET && text_put(b, "mn\r\n", 4) < 0)
+        || (set && text_put(b, crlf, 2) < 0)) {
+        free(offs);
+        return -1;
+    }
+    if (!set) {
+        p->iov[0].iov_base = b->data;
+        p->iov[0].iov_len = b->end;
+        p->niov = 1;
+        free(offs);
+        return 0;
+    }
+    int k = 0;
+    for (size_t i = 0; i < p->nitems; i++) {
+        const struct mc_item *it = &m->items[p->items[i]];
+        p->iov[k].iov_base = b->data + offs[i];
+        p->iov[k++].iov_len = offs[i + 1] - offs[i];
+        if (it->val_len > 0) {
+            p->iov[k].iov_base = (void *)it->val;
+            p->iov[k++].iov_len = it->val_len;
+        }
+        p->iov[k].iov_base = b->data + offs[p->nitems];
+        p->iov[k++].iov_len = 2;
+        if (marks && i + 1 < p->nitems) {
+            p->iov[k].iov_base = NULL;
+            p->iov[k++].iov_len = 0;
+        }
+    }
+    p->niov = k;
+    free(offs);
+    return 0;
+}
+
 /* Writes one server's request text and its iovecs. */
 static int
 build_part(struct mc_multi *m, struct mc_part *p)
@@ -291,6 +383,9 @@ build_part(struct mc_multi *m, struct mc_part *p)
     }
     if (mc_buf_reserve(&p->text, room) < 0) {  /* usually the only one */
         return -1;
+    }
+    if (m->e->cfg.meta) {
+        return build_meta(m, p);
     }
     if (m->kind == MC_MULTI_SET) {
         return build_sets(m, p);
@@ -313,7 +408,19 @@ static int
 build_req(struct mc_multi *m, struct mc_part *p)
 {
     struct mc_req *r = &p->req;
-    if (m->kind == MC_MULTI_GET) {
+    if (m->e->cfg.meta) {
+        static const enum mc_meta_as as[] = {[MC_MULTI_GET] = MC_AS_GET,
+                                             [MC_MULTI_SET] = MC_AS_STORE,
+                                             [MC_MULTI_DELETE] = MC_AS_DELETE};
+        mc_req_init(r, MC_X_META);
+        r->as = as[m->kind];
+        r->quiet = m->kind == MC_MULTI_GET;
+        r->with_cas = m->with_cas;
+        r->soft_errors = m->kind == MC_MULTI_SET;
+        r->check_opaque = true;
+        r->opaque = m->opaque;
+    }
+    else if (m->kind == MC_MULTI_GET) {
         mc_req_init(r, MC_X_VALUES);
         r->with_cas = m->with_cas;
         r->keys = (const char *)&m->items[0].wk;

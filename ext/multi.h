@@ -56,6 +56,8 @@ struct mc_multi {
     bool touch;                /* gat, gats */
     bool with_cas;             /* gets, gats */
     bool noreply;
+    uint32_t opaque;           /* protocol="meta": item i of a part sends
+                                * O<opaque + i> */
     struct mc_item *items;
     size_t nitems;             /* filled by the caller, up to the capacity */
     struct mc_part *parts;

@@ -98,12 +98,78 @@ mc_owed_frame(struct mc_conn *c, const struct mc_reply *rep, struct mc_fail *f)
     return 0;
 }
 
+/* A frame owed to a fence that mc_parse does not read: the status line a
+ * quiet (noreply) meta command still sends (NS, EX, NF; HD and EN of an mg
+ * or ma), skipped like a noreply command's error.  Returns its length,
+ * MC_NEED_MORE, or MC_EPROTO. */
+ssize_t
+mc_owed_meta(const struct mc_conn *c)
+{
+    struct mc_meta_reply rep;
+    if (c->flush_oks > 0 || c->fences == 0) {
+        return MC_EPROTO;
+    }
+    ssize_t n = mc_meta_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf), 0,
+                              &rep);
+    if (n > 0 && (rep.kind == MC_META_HD || rep.kind == MC_META_NS
+                  || rep.kind == MC_META_EX || rep.kind == MC_META_NF
+                  || rep.kind == MC_META_EN)) {
+        return n;
+    }
+    return n == MC_NEED_MORE ? MC_NEED_MORE : MC_EPROTO;
+}
+
+/* A meta error line as the text one, for mc_fail_reply. */
+static void
+meta_fail_reply(struct mc_fail *f, const struct mc_meta_reply *rep)
+{
+    struct mc_reply er;
+    er.kind = rep->kind == MC_META_ERROR          ? MC_ERROR
+              : rep->kind == MC_META_CLIENT_ERROR ? MC_CLIENT_ERROR
+                                                  : MC_SERVER_ERROR;
+    er.text = rep->text;
+    er.text_len = rep->text_len;
+    mc_fail_reply(f, &er);
+}
+
+/* Gives item at's frame to r's owner: read as the text reply of the
+ * command r stands for (on_item), or as it is (on_meta).  Returns 0, 1
+ * when the owner failed, -1 when the frame does not answer r (f set). */
+static int
+meta_deliver(struct mc_req *r, size_t at, const struct mc_meta_reply *rep,
+             struct mc_fail *f)
+{
+    size_t item = r->index != NULL ? r->index[at] : at;
+    if (r->as == MC_AS_NONE) {
+        if (!(r->accept & (1u << rep->kind))) {
+            mc_fail_proto(f, "reply does not fit the command");
+            return -1;
+        }
+        return r->on_meta != NULL && r->on_meta(r->owner, r, rep) < 0;
+    }
+    struct mc_reply tr;
+    int k = mc_meta_as_text(r->as, rep, &tr);
+    if (k < 0 || (k > 0 && tr.kind == MC_VALUE && r->with_cas
+                  && !tr.has_cas)) {
+        mc_fail_proto(f, "reply does not fit the command");
+        return -1;
+    }
+    return k > 0 && r->on_item != NULL
+           && r->on_item(r->owner, r, item, &tr) < 0;
+}
+
 /* The frame of an MC_X_META request r, the oldest in flight with nothing
  * owed ahead of it.  Returns MC_FEED_TAKEN when the frame was taken (r
- * finished), 0
- * when more must be received (*need set), MC_FEED_OWNER when r's owner
- * failed on it (the frame is left unread: the next call discards it and
- * finishes r), MC_FEED_BROKEN with f set. */
+ * finished when it was the last of its reply), 0 when more must be
+ * received (*need set), MC_FEED_OWNER when r's owner failed on it (the
+ * last frame of a reply is left unread: the next call discards it and
+ * finishes r), MC_FEED_BROKEN with f set.
+ *
+ * Item i's frame carries O<opaque + i> when check_opaque (every frame of
+ * a quiet request does: the items without an answer send nothing); an
+ * error line carries no token: the whole reply of a one-item request,
+ * one item's (the one due) with soft_errors, and in a quiet reply the
+ * failure of the request, read on to its MN. */
 int
 mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
              size_t *need, struct mc_fail *f)
@@ -125,35 +191,71 @@ mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
         }
         return MC_FEED_BROKEN;
     }
+    size_t at = r->cursor;
+    bool last = !r->quiet && at + 1 >= r->nitems;
+    int rc;
     if (mc_meta_is_error(rep.kind)) {
-        /* the error line is the whole reply: in sync */
+        if (r->quiet || r->nitems == 1) {
+            /* in sync: the request fails (a quiet one reads on to MN) */
+            if (r->fail.code == 0) {
+                meta_fail_reply(&r->fail, &rep);
+            }
+            r->on_item = NULL;
+            r->on_meta = NULL;
+            mc_buf_consume(&c->rbuf, (size_t)n);
+            if (!r->quiet) {
+                mc_finish_head(c, MC_REQ_DONE);
+            }
+            return MC_FEED_TAKEN;
+        }
+        if (!r->soft_errors || rep.kind != MC_META_SERVER_ERROR) {
+            meta_fail_reply(f, &rep);  /* where the server stands is unknown */
+            return MC_FEED_BROKEN;
+        }
         struct mc_reply er;
-        er.kind = rep.kind == MC_META_ERROR          ? MC_ERROR
-                  : rep.kind == MC_META_CLIENT_ERROR ? MC_CLIENT_ERROR
-                                                     : MC_SERVER_ERROR;
+        er.kind = MC_SERVER_ERROR;
         er.text = rep.text;
         er.text_len = rep.text_len;
-        mc_fail_reply(&r->fail, &er);
+        size_t item = r->index != NULL ? r->index[at] : at;
+        rc = r->on_item != NULL && r->on_item(r->owner, r, item, &er) < 0;
     }
-    else if (!(r->accept & (1u << rep.kind))) {
-        mc_fail_proto(f, "reply does not fit the command");
-        return MC_FEED_BROKEN;
+    else if (r->quiet && rep.kind == MC_META_MN) {
+        mc_buf_consume(&c->rbuf, (size_t)n);
+        mc_finish_head(c, MC_REQ_DONE);
+        return MC_FEED_TAKEN;
     }
-    else if (r->check_opaque && (!(rep.has & MC_RF_OPAQUE_NUM)
-                                 || rep.opaque_num != r->opaque)) {
-        /* another request's reply (or none of ours): nothing on this
-         * connection can be matched any more */
-        mc_fail_proto(f, "the reply's opaque token is not the request's");
-        return MC_FEED_BROKEN;
+    else {
+        if (r->check_opaque || r->quiet) {
+            uint32_t pos = (uint32_t)rep.opaque_num - r->opaque;
+            if (!(rep.has & MC_RF_OPAQUE_NUM) || rep.opaque_num > UINT32_MAX
+                || (r->quiet ? pos < at || pos >= r->nitems : pos != at)) {
+                /* another request's reply (or none of ours): nothing on
+                 * this connection can be matched any more */
+                mc_fail_proto(f, "the reply's opaque token is not the "
+                              "request's");
+                return MC_FEED_BROKEN;
+            }
+            at = pos;
+        }
+        rc = meta_deliver(r, at, &rep, f);
+        if (rc < 0) {
+            return MC_FEED_BROKEN;
+        }
     }
-    else if (r->on_meta != NULL && r->on_meta(r->owner, r, &rep) < 0) {
-        r->on_meta = NULL;      /* read again next time, and discarded */
+    if (rc > 0) {
+        r->on_item = NULL;      /* the rest of the reply is discarded */
+        r->on_meta = NULL;
         mc_fail_set(&r->fail, MC_EOWNER);
-        return MC_FEED_OWNER;
+        if (last) {
+            return MC_FEED_OWNER;  /* read again next time, discarded */
+        }
     }
     mc_buf_consume(&c->rbuf, (size_t)n);
-    mc_finish_head(c, MC_REQ_DONE);
-    return MC_FEED_TAKEN;
+    r->cursor = at + 1;
+    if (!r->quiet && r->cursor >= r->nitems) {
+        mc_finish_head(c, MC_REQ_DONE);
+    }
+    return rc > 0 ? MC_FEED_OWNER : MC_FEED_TAKEN;
 }
 
 void
@@ -195,6 +297,13 @@ mc_conn_drain_owed(struct mc_conn *c)
         }
         ssize_t n = mc_parse(mc_buf_head(&c->rbuf), mc_buf_len(&c->rbuf), 0,
                              &rep);
+        if (n == MC_EPROTO) {
+            n = mc_owed_meta(c);
+            if (n > 0) {
+                mc_buf_consume(&c->rbuf, (size_t)n);
+                continue;
+            }
+        }
         if (n == MC_NEED_MORE) {
             return 0;
         }

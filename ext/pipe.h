@@ -33,9 +33,13 @@ enum mc_expect {
     MC_X_VERSION,  /* VERSION <text> */
     MC_X_STATS,    /* STAT lines until END (or RESET, or OK) */
     MC_X_CONFIG,   /* "config get": at most one CONFIG frame, then END */
-    MC_X_META,     /* one meta reply frame (mc_meta_parse) of the kinds in
-                    * accept, given to on_meta; an error line fails the
-                    * request and leaves the stream in sync */
+    MC_X_META,     /* meta reply frames (mc_meta_parse): one per item, of
+                    * the kinds in accept, given to on_meta (or, for a
+                    * text command spoken as meta, read as its text reply
+                    * and given to on_item); with quiet, the frames of the
+                    * items that answered, then MN.  An error line fails
+                    * the request and leaves the stream in sync (one item
+                    * of several: see soft_errors) */
 };
 
 enum mc_req_state { MC_REQ_FLIGHT, MC_REQ_DONE, MC_REQ_FAILED };
@@ -74,8 +78,12 @@ struct mc_req {
     int ends;                  /* MC_X_VALUES: END lines still owed */
     unsigned fences_after;     /* "MN" owed right after this reply */
     size_t taken;              /* MC_X_STATS: bytes charged to the limit */
-    bool check_opaque;         /* MC_X_META: the reply must carry O<opaque> */
-    uint64_t opaque;
+    bool check_opaque;         /* MC_X_META: item i's reply must carry
+                                * O<opaque + i> (32 bits, wrapping) */
+    uint32_t opaque;
+    enum mc_meta_as as;        /* MC_X_META: the text command it stands for */
+    bool quiet;                /* MC_X_META: sent with q, then "mn": the
+                                * frames carry O and end with MN */
     mc_item_fn on_item;        /* NULL: the reply is discarded */
     mc_meta_fn on_meta;        /* MC_X_META's; NULL: discarded */
     mc_done_fn on_done;
@@ -98,6 +106,8 @@ mc_req_init(struct mc_req *r, enum mc_expect x)
     r->accept = 0;
     r->soft_errors = false;
     r->check_opaque = false;
+    r->as = MC_AS_NONE;
+    r->quiet = false;
     r->with_cas = false;
     r->keys = NULL;
     r->key_stride = sizeof(struct mc_wkey);
@@ -242,6 +252,7 @@ enum mc_frame_rc mc_frame_broken(struct mc_fail *f, const char *why);
 void mc_feed_unparsable(const struct mc_conn *c, struct mc_fail *f);
 int mc_owed_frame(struct mc_conn *c, const struct mc_reply *rep,
                   struct mc_fail *f);
+ssize_t mc_owed_meta(const struct mc_conn *c);
 int mc_meta_feed(struct mc_conn *c, struct mc_req *r, size_t max_value,
                  size_t *need, struct mc_fail *f);
 void mc_finish_head(struct mc_conn *c, enum mc_req_state state);
@@ -433,6 +444,13 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
             if (n == MC_NEED_MORE) {
                 *need = rep.need;
                 return 0;
+            }
+            if (owed && (n = mc_owed_meta(c)) != MC_EPROTO) {
+                if (n == MC_NEED_MORE) {
+                    return 0;
+                }
+                mc_buf_consume(&c->rbuf, (size_t)n);
+                continue;
             }
             mc_feed_unparsable(c, f);
             return MC_FEED_BROKEN;

@@ -656,16 +656,17 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                              "tls_ca_file", "tls_certfile", "tls_keyfile",
                              "tls_keyfile_password", "tls_server_hostname",
                              "tls_verify", "tls_min_version",
-                             "tls_max_version", NULL};
+                             "tls_max_version", "protocol", NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL, *username = NULL, *password = NULL;
     Py_ssize_t max_value = 1024 * 1024;
     int pool_size = 8, fence = 1, flush_on_reconnect = 0, timeout_limit = 3;
     const char *failover = "none", *hash = NULL, *proxy = NULL;
+    const char *protocol = "text";
     const char *distribution = "python-memcached";
     char format[64];
     struct mc_tls_args tls = {0};
-    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspziOOOOOOOOOOO:%s",
+    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspziOOOOOOOOOOOs:%s",
                   type_name);
     memset(a, 0, sizeof(*a));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &servers,
@@ -677,7 +678,8 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                                      &tls.tls, &tls.ca_file, &tls.certfile,
                                      &tls.keyfile, &tls.password,
                                      &tls.hostname, &tls.verify,
-                                     &tls.min_version, &tls.max_version)) {
+                                     &tls.min_version, &tls.max_version,
+                                     &protocol)) {
         return -1;
     }
     struct mc_config *cfg = &a->cfg;
@@ -698,6 +700,25 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
          * stats: no fence, and those calls refused before sending. */
         cfg->proxy = true;
         cfg->fence = false;
+    }
+    if (strcmp(protocol, "meta") == 0) {
+        /* a quiet (noreply) meta command may still answer: only a fence
+         * tells where its answer ends */
+        if (cfg->proxy || !cfg->fence) {
+            PyErr_SetString(PyExc_ValueError,
+                            cfg->proxy ? "protocol='meta' does not go "
+                                         "through twemproxy (it speaks no "
+                                         "meta commands)"
+                                       : "protocol='meta' needs "
+                                         "noreply_fence=True");
+            return -1;
+        }
+        cfg->meta = true;
+    }
+    else if (strcmp(protocol, "text") != 0) {
+        PyErr_Format(PyExc_ValueError, "protocol must be 'text' or 'meta', "
+                     "not '%s'", protocol);
+        return -1;
     }
     const struct named *dist = find_named(distributions, distribution);
     if (dist == NULL) {

@@ -63,6 +63,50 @@ call_key(struct mc_core *core, struct mc_call *c, PyObject *key)
                     &c->hold);
 }
 
+/* protocol="meta": c's command as the meta request mr (its key is c's),
+ * its reply read as the text one (mc_meta_as_text).  noreply is q: the
+ * fence's MN follows (a quiet command's failure is skipped as a text
+ * noreply's error is); otherwise a pipelining client sends an opaque
+ * token, checked in the reply. */
+static int
+call_meta(struct mc_core *core, struct mc_call *c,
+          struct mc_meta_request *mr, enum mc_meta_as as)
+{
+    mr->key = c->wk.key;
+    mr->key_len = c->wk.key_len;
+    if (c->noreply) {
+        mr->flags |= MC_MF_QUIET;
+    }
+    else if (core->opaque) {
+        mr->flags |= MC_MF_OPAQUE;
+        mr->opaque = ++core->next_opaque;
+        c->req.check_opaque = true;
+        c->req.opaque = mr->opaque;
+    }
+    ssize_t n = mc_meta_fmt(c->hdr, mr);
+    if (n < 0) {
+        /* the arguments were checked for the text command: unreachable */
+        PyErr_SetString(PyExc_SystemError, mc_meta_fmt_strerror(n));
+        return -1;
+    }
+    c->req.expect = MC_X_META;
+    c->req.as = as;
+    call_add(c, c->hdr, (size_t)n);
+    return 0;
+}
+
+static int
+meta_retrieve(struct mc_core *core, struct mc_call *c, bool with_cas,
+              bool touch, int64_t exptime)
+{
+    struct mc_meta_request mr = {.cmd = MC_META_GET};
+    mr.flags = MC_MF_VALUE | MC_MF_RET_FLAGS | (with_cas ? MC_MF_RET_CAS : 0)
+               | (touch ? MC_MF_TTL : 0);
+    mr.ttl = (int32_t)exptime;
+    c->req.with_cas = with_cas;
+    return call_meta(core, c, &mr, MC_AS_GET);
+}
+
 /* ---- reply items to Python ---------------------------------------------- */
 
 PyObject *
@@ -285,9 +329,12 @@ mc_prep_retrieve(struct mc_core *core, struct mc_call *c,
         || call_key(core, c, a[0]) < 0) {
         return -1;
     }
+    c->with_cas = with_cas;
+    if (core->eng.cfg.meta) {
+        return meta_retrieve(core, c, with_cas, touch, exptime);
+    }
     call_add(c, c->hdr, mc_fmt_get(c->hdr, cmd, touch, exptime, c->wk.key,
                                    c->wk.key_len));
-    c->with_cas = with_cas;
     c->req.with_cas = with_cas;
     c->req.keys = (const char *)&c->wk;
     return 0;
@@ -311,6 +358,9 @@ mc_prep_get_decoded(struct mc_core *core, struct mc_call *c,
     c->decoder = args[2];
     c->unpickle = nargs == 4 ? args[3] : NULL;
     c->with_flags = c->with_cas = false;
+    if (core->eng.cfg.meta) {
+        return meta_retrieve(core, c, false, false, 0);
+    }
     call_add(c, c->hdr, mc_fmt_get(c->hdr, "get", false, 0, c->wk.key,
                                    c->wk.key_len));
     c->req.keys = (const char *)&c->wk;
@@ -330,9 +380,33 @@ store_line(struct mc_core *core, struct mc_call *c, enum mc_store cmd,
                      "(%zu)", val_len, core->eng.cfg.max_value);
         return -1;
     }
-    call_add(c, c->hdr, mc_fmt_store(c->hdr, cmd, c->wk.key, c->wk.key_len,
-                                     flags, exptime, val_len, cas,
-                                     c->noreply));
+    if (core->eng.cfg.meta) {
+        static const enum mc_meta_mode modes[] = {
+            [MC_ADD] = MC_MODE_ADD, [MC_REPLACE] = MC_MODE_REPLACE,
+            [MC_APPEND] = MC_MODE_APPEND, [MC_PREPEND] = MC_MODE_PREPEND};
+        struct mc_meta_request mr = {.cmd = MC_META_SET};
+        mr.value_len = val_len;
+        mr.flags = (flags ? MC_MF_CLIENT_FLAGS : 0)
+                   | (exptime ? MC_MF_TTL : 0);
+        mr.client_flags = flags;
+        mr.ttl = (int32_t)exptime;
+        if (cmd == MC_CAS) {
+            mr.flags |= MC_MF_COMPARE_CAS;
+            mr.cas = cas;
+        }
+        else if (cmd != MC_SET) {
+            mr.flags |= MC_MF_MODE;
+            mr.mode = modes[cmd];
+        }
+        if (call_meta(core, c, &mr, MC_AS_STORE) < 0) {
+            return -1;
+        }
+    }
+    else {
+        call_add(c, c->hdr, mc_fmt_store(c->hdr, cmd, c->wk.key,
+                                         c->wk.key_len, flags, exptime,
+                                         val_len, cas, c->noreply));
+    }
     if (val_len > 0) {
         call_add(c, val, val_len);
     }
@@ -419,6 +493,10 @@ mc_prep_delete(struct mc_core *core, struct mc_call *c,
         || mc_to_bool(a[1], &c->noreply) < 0 || call_key(core, c, a[0]) < 0) {
         return -1;
     }
+    if (core->eng.cfg.meta) {
+        struct mc_meta_request mr = {.cmd = MC_META_DELETE};
+        return call_meta(core, c, &mr, MC_AS_DELETE);
+    }
     call_add(c, c->hdr, mc_fmt_delete(c->hdr, c->wk.key, c->wk.key_len,
                                       c->noreply));
     c->req.accept = 1u << MC_DELETED | 1u << MC_NOT_FOUND;
@@ -439,9 +517,18 @@ mc_prep_arith(struct mc_core *core, struct mc_call *c, PyObject *const *args,
         || mc_to_bool(a[2], &c->noreply) < 0 || call_key(core, c, a[0]) < 0) {
         return -1;
     }
+    c->retry_safe = false;
+    if (core->eng.cfg.meta) {
+        /* noreply: no v (an ma with v sends its VA, quiet or not) */
+        struct mc_meta_request mr = {.cmd = MC_META_ARITH};
+        mr.flags = MC_MF_DELTA | (c->noreply ? 0 : MC_MF_VALUE)
+                   | (decr ? MC_MF_MODE : 0);
+        mr.delta = delta;
+        mr.mode = MC_MODE_DECR;
+        return call_meta(core, c, &mr, MC_AS_ARITH);
+    }
     call_add(c, c->hdr, mc_fmt_arith(c->hdr, decr, c->wk.key, c->wk.key_len,
                                      delta, c->noreply));
-    c->retry_safe = false;
     return 0;
 }
 
@@ -457,6 +544,12 @@ mc_prep_touch(struct mc_core *core, struct mc_call *c, PyObject *const *args,
         || mc_to_exptime(a[1], &exptime) < 0
         || mc_to_bool(a[2], &c->noreply) < 0 || call_key(core, c, a[0]) < 0) {
         return -1;
+    }
+    if (core->eng.cfg.meta) {
+        struct mc_meta_request mr = {.cmd = MC_META_GET};
+        mr.flags = MC_MF_TTL;
+        mr.ttl = (int32_t)exptime;
+        return call_meta(core, c, &mr, MC_AS_TOUCH);
     }
     call_add(c, c->hdr, mc_fmt_touch(c->hdr, c->wk.key, c->wk.key_len,
                                      exptime, c->noreply));

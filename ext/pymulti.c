@@ -24,6 +24,11 @@ pymulti_init(struct mc_core *core, struct mc_pymulti *pm,
     }
     pm->m.on_item = multi_item;
     pm->m.owner = pm;
+    if (core->opaque && core->eng.cfg.meta) {
+        /* a pipelining client's tokens stay unique across its calls */
+        pm->m.opaque = core->next_opaque + 1;
+        core->next_opaque += (uint32_t)n;
+    }
     return 0;
 }
 

@@ -240,6 +240,7 @@ class _Policy:
         key_hash: str | None = None,
         proxy: str | None = None,
         timeout_limit: int = 3,
+        protocol: str = "text",
         username: str | bytes | None = None,
         password: str | bytes | None = None,
         tls: bool = False,
@@ -264,6 +265,8 @@ class _Policy:
         self.distribution = distribution
         self.proxy = proxy
         self.timeout_limit = timeout_limit
+        # "meta": the engine speaks every key command as mg/ms/md/ma
+        self.protocol = protocol
         # memcached -Y: checked by the engine (set_servers), kept for the
         # engines set_servers makes later; never shown
         self._username = username
@@ -370,6 +373,7 @@ class _Policy:
             flush_on_reconnect=bool(self.flush_on_reconnect),
             proxy=self.proxy,
             timeout_limit=self.timeout_limit,
+            protocol=self.protocol,
             username=self._username,
             password=self._password,
             **self._tls,
