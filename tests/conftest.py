@@ -564,6 +564,8 @@ class TcpRelay:
         #: one ``[client bytes, server bytes]`` per relayed connection, in
         #: the order they were accepted
         self.per_connection: list[list[int]] = []
+        #: what the clients sent, every connection's bytes in arrival order
+        self.sent = bytearray()
         self._socks: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._stop = threading.Event()
@@ -622,6 +624,7 @@ class TcpRelay:
                 with self._lock:
                     if count:
                         self.bytes_sent += len(data)
+                        self.sent += data
                     counts[0 if count else 1] += len(data)
                 dst.sendall(data)
         except OSError:

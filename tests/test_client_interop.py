@@ -92,11 +92,12 @@ def same_value(expected, actual) -> bool:
 # -- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def clients(server):
-    """One client of each library on the flushed server."""
+@pytest.fixture(params=["text", "meta"])
+def clients(server, request):
+    """One client of each library on the flushed server (cmemcache's
+    speaking the text protocol, or meta commands)."""
     made = {
-        "cmemcache": cmemcache.Client([server.address]),
+        "cmemcache": cmemcache.Client([server.address], protocol=request.param),
         "python-memcached": memcache.Client([server.address]),
         "pymemcache": PymemcacheClient(("127.0.0.1", server.port), serde=pymemcache.serde.pickle_serde,
                                        connect_timeout=5, timeout=5),
