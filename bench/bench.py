@@ -334,6 +334,14 @@ class StringClientSpec(ClientSpec):
         return cmemcache.StringClient(["%s:%d" % (HOST, p) for p in ports])
 
 
+class StringClientMetaSpec(StringClientSpec):
+    key, label = "stringclient-meta", 'cmemcache.StringClient(protocol="meta")'
+
+    def make(self, ports, pickling=False):
+        import cmemcache
+        return cmemcache.StringClient(["%s:%d" % (HOST, p) for p in ports], protocol="meta")
+
+
 class CmemcacheClientSpec(ClientSpec):
     key, label, module, dist, pickles = ("client", "cmemcache.Client", "cmemcache",
                                          "cmemcache", True)
@@ -398,7 +406,17 @@ class PylibmcSpec(ClientSpec):
                               behaviors=behaviors)
 
 
-CLIENT_SPECS = [StringClientSpec(), CmemcacheClientSpec(), PythonMemcachedSpec(),
+class CmemcacheClientMetaSpec(CmemcacheClientSpec):
+    key, label = "client-meta", 'cmemcache.Client(protocol="meta")'
+
+    def make(self, ports, pickling=False):
+        import cmemcache
+        return cmemcache.Client(["%s:%d" % (HOST, p) for p in ports],
+                                pickleProtocol=PICKLE_PROTOCOL, protocol="meta")
+
+
+CLIENT_SPECS = [StringClientSpec(), StringClientMetaSpec(), CmemcacheClientSpec(),
+                CmemcacheClientMetaSpec(), PythonMemcachedSpec(),
                 PymemcacheSpec(), PylibmcSpec()]
 RAW = "raw"
 RAW_LABEL = "raw C loop"

@@ -137,6 +137,9 @@ struct mc_config {
     bool proxy;                /* twemproxy in front: no meta, no gat */
     bool meta;                 /* protocol="meta": the key commands go as
                                 * mg/ms/md/ma (pycall.c, multi.c) */
+    bool binary_keys;          /* with meta: a key with spaces or control
+                                * characters (at most 186 bytes) is taken
+                                * and sent base64-encoded */
     enum mc_failover failover;
     char *auth;                /* the authentication request sent first on
                                 * every new connection (mc_fmt_auth), owned

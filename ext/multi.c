@@ -313,10 +313,15 @@ build_meta(struct mc_multi *m, struct mc_part *p)
             mr.key = key;
         }
         mr.flags = m->noreply ? MC_MF_QUIET : MC_MF_OPAQUE;
+        if (m->e->cfg.binary_keys
+            && mc_key_check(mr.key, mr.key_len) != MC_KEY_OK) {
+            mr.flags |= MC_MF_BASE64;
+        }
         mr.opaque = m->opaque + (uint32_t)i;
         mr.ttl = (int32_t)m->exptime;
         if (m->kind == MC_MULTI_GET) {
-            mr.flags = MC_MF_QUIET | MC_MF_OPAQUE | MC_MF_VALUE
+            mr.flags = (mr.flags & MC_MF_BASE64) | MC_MF_QUIET | MC_MF_OPAQUE
+                       | MC_MF_VALUE
                        | MC_MF_RET_FLAGS | (m->with_cas ? MC_MF_RET_CAS : 0)
                        | (m->touch ? MC_MF_TTL : 0);
         }

@@ -237,6 +237,24 @@ pykey(mc_state *st, struct mc_engine *e, PyObject *obj, const char *pre,
     if (s == MC_KEY_OK && pre_len + (size_t)kn > MC_MAX_KEY) {
         s = MC_KEY_TOO_LONG;
     }
+    if (s == MC_KEY_OK && pre_len > 0 && e->cfg.binary_keys
+        && mc_key_check(pre, pre_len) != MC_KEY_OK) {
+        s = MC_KEY_BAD_CHAR;    /* the joined key goes base64-encoded */
+    }
+    if (s == MC_KEY_BAD_CHAR && e->cfg.binary_keys) {
+        if (pre_len + (size_t)kn > MC_META_MAX_B64_KEY) {
+            PyObject *k = PyBytes_FromStringAndSize(kp, kn < 300 ? kn : 300);
+            if (k != NULL) {
+                PyErr_Format(st->InvalidKeyError,
+                             "a key with a space or control character is "
+                             "sent base64-encoded: at most 186 bytes, "
+                             "prefix included: %R", k);
+                Py_DECREF(k);
+            }
+            goto fail;
+        }
+        s = MC_KEY_OK;
+    }
     if (s != MC_KEY_OK && !(s == MC_KEY_EMPTY && pre_len > 0)) {
         mc_raise_key(st, s, kp, kn);
         goto fail;
@@ -300,7 +318,8 @@ mc_pykey_binary(mc_state *st, struct mc_engine *e, PyObject *obj,
 }
 
 int
-mc_check_prefix(mc_state *st, PyObject *obj, const char **p, Py_ssize_t *n)
+mc_check_prefix(mc_state *st, bool binary_keys, PyObject *obj,
+                const char **p, Py_ssize_t *n)
 {
     if (obj == NULL || obj == Py_None) {
         *p = "";
@@ -314,6 +333,9 @@ mc_check_prefix(mc_state *st, PyObject *obj, const char **p, Py_ssize_t *n)
         return 0;
     }
     enum mc_key_status s = mc_key_check(*p, (size_t)*n);
+    if (s == MC_KEY_BAD_CHAR && binary_keys) {
+        return 0;               /* the length is checked with each key */
+    }
     if (s != MC_KEY_OK) {
         return mc_raise_key(st, s, *p, *n);
     }
@@ -656,17 +678,19 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                              "tls_ca_file", "tls_certfile", "tls_keyfile",
                              "tls_keyfile_password", "tls_server_hostname",
                              "tls_verify", "tls_min_version",
-                             "tls_max_version", "protocol", NULL};
+                             "tls_max_version", "protocol", "binary_keys",
+                             NULL};
     PyObject *servers, *timeout = NULL, *connect_timeout = NULL;
     PyObject *dead_retry = NULL, *username = NULL, *password = NULL;
     Py_ssize_t max_value = 1024 * 1024;
     int pool_size = 8, fence = 1, flush_on_reconnect = 0, timeout_limit = 3;
+    int binary_keys = 0;
     const char *failover = "none", *hash = NULL, *proxy = NULL;
     const char *protocol = "text";
     const char *distribution = "python-memcached";
     char format[64];
     struct mc_tls_args tls = {0};
-    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspziOOOOOOOOOOOs:%s",
+    PyOS_snprintf(format, sizeof(format), "O|$OOOnipszspziOOOOOOOOOOOsp:%s",
                   type_name);
     memset(a, 0, sizeof(*a));
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, kwlist, &servers,
@@ -679,7 +703,7 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                                      &tls.keyfile, &tls.password,
                                      &tls.hostname, &tls.verify,
                                      &tls.min_version, &tls.max_version,
-                                     &protocol)) {
+                                     &protocol, &binary_keys)) {
         return -1;
     }
     struct mc_config *cfg = &a->cfg;
@@ -720,6 +744,13 @@ mc_parse_client_args(mc_state *st, PyObject *args, PyObject *kwargs,
                      "not '%s'", protocol);
         return -1;
     }
+    if (binary_keys && !cfg->meta) {
+        PyErr_SetString(PyExc_ValueError, "binary_keys=True needs "
+                        "protocol='meta' (the text protocol cannot send "
+                        "such keys)");
+        return -1;
+    }
+    cfg->binary_keys = binary_keys != 0;
     const struct named *dist = find_named(distributions, distribution);
     if (dist == NULL) {
         PyErr_Format(PyExc_ValueError, "distribution must be "

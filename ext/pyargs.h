@@ -55,9 +55,10 @@ mc_pyhold_release(struct mc_pyhold *h)
  * TypeError for other types. */
 int mc_key_bytes(PyObject *key, const char **p, Py_ssize_t *n);
 
-/* Checks a key prefix (None or empty allowed). */
-int mc_check_prefix(mc_state *st, PyObject *obj, const char **p,
-                    Py_ssize_t *n);
+/* Checks a key prefix (None or empty allowed; with binary_keys spaces and
+ * control characters too, the length checked with each key). */
+int mc_check_prefix(mc_state *st, bool binary_keys, PyObject *obj,
+                    const char **p, Py_ssize_t *n);
 
 /* Raises InvalidKeyError for a key that failed mc_key_check. */
 int mc_raise_key(mc_state *st, enum mc_key_status s, const char *p,

@@ -74,6 +74,10 @@ call_meta(struct mc_core *core, struct mc_call *c,
 {
     mr->key = c->wk.key;
     mr->key_len = c->wk.key_len;
+    if (core->eng.cfg.binary_keys
+        && mc_key_check(mr->key, mr->key_len) != MC_KEY_OK) {
+        mr->flags |= MC_MF_BASE64;
+    }
     if (c->noreply) {
         mr->flags |= MC_MF_QUIET;
     }

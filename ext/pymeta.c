@@ -386,7 +386,8 @@ meta_line(struct mc_core *core, struct mc_call *c, const char *fname,
     }
     mr->key = c->wk.key;
     mr->key_len = c->wk.key_len;
-    if (bin) {
+    if (bin || (core->eng.cfg.binary_keys
+                && mc_key_check(mr->key, mr->key_len) != MC_KEY_OK)) {
         mr->flags |= MC_MF_BASE64;
     }
     if (core->opaque) {
@@ -451,9 +452,10 @@ mc_prep_meta_get(struct mc_core *core, struct mc_call *c,
                                         | 1u << MC_META_EN);
     if (kwnames == NULL && nargs == 1) {
         /* meta_get(key): the value alone, every default.  Without an
-         * opaque token mc_meta_fmt reads no more of the request than its
-         * command, flags and key: the rest is left unset. */
-        if (core->opaque) {
+         * opaque token or a base64 key mc_meta_fmt reads no more of the
+         * request than its command, flags and key: the rest is left
+         * unset. */
+        if (core->opaque || core->eng.cfg.binary_keys) {
             meta_request(&mr, MC_META_GET);
         }
         mr.cmd = MC_META_GET;

@@ -122,7 +122,7 @@ mc_prep_get_multi(struct mc_core *core, struct mc_pymulti *pm,
     bool with_flags;
     memset(pm, 0, sizeof(*pm));
     if (mc_parse_args(fname, args, nargs, kwnames, names, 1, 2, a) < 0
-        || mc_check_prefix(core->state, a[1], &pre, &pre_len) < 0
+        || mc_check_prefix(core->state, core->eng.cfg.binary_keys, a[1], &pre, &pre_len) < 0
         || mc_to_bool(a[2], &with_flags) < 0
         || from_keys(core, pm, MC_MULTI_GET, a[0], pre, pre_len) < 0) {
         return -1;
@@ -147,7 +147,7 @@ mc_prep_get_multi_decoded(struct mc_core *core, struct mc_pymulti *pm,
     }
     const char *pre;
     Py_ssize_t pre_len;
-    if (mc_check_prefix(core->state, args[1], &pre, &pre_len) < 0
+    if (mc_check_prefix(core->state, core->eng.cfg.binary_keys, args[1], &pre, &pre_len) < 0
         || from_keys(core, pm, MC_MULTI_GET, args[0], pre, pre_len) < 0) {
         return -1;
     }
@@ -223,7 +223,7 @@ mc_prep_set_multi(struct mc_core *core, struct mc_pymulti *pm,
     if (mc_parse_args("set_multi", args, nargs, kwnames, names, 1, 5, a) < 0
         || mc_to_exptime(a[1], &exptime) < 0 || mc_to_flags(a[2], &flags) < 0
         || mc_to_bool(a[3], &noreply) < 0
-        || mc_check_prefix(core->state, a[4], &pre, &pre_len) < 0) {
+        || mc_check_prefix(core->state, core->eng.cfg.binary_keys, a[4], &pre, &pre_len) < 0) {
         return -1;
     }
     if (!PyDict_Check(a[0])
@@ -322,7 +322,7 @@ mc_prep_delete_multi(struct mc_core *core, struct mc_pymulti *pm,
     if (mc_parse_args("delete_multi", args, nargs, kwnames, names, 1, 3, a)
             < 0
         || mc_to_bool(a[1], &noreply) < 0
-        || mc_check_prefix(core->state, a[2], &pre, &pre_len) < 0
+        || mc_check_prefix(core->state, core->eng.cfg.binary_keys, a[2], &pre, &pre_len) < 0
         || from_keys(core, pm, MC_MULTI_DELETE, a[0], pre, pre_len) < 0) {
         return -1;
     }

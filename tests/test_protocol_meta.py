@@ -375,3 +375,110 @@ def test_a_reply_of_the_wrong_kind_breaks_the_connection(fake_server):
         sc.set(b"k", b"v")
     sc.disconnect_all()
     assert re.match(rb"^ms k 1\r\nv\r\n$", fake.connections[0].received)
+
+
+# -- binary keys (binary_keys=True) ------------------------------------------------------
+
+BINARY_KEYS = [b"a key", b"line\r\nEND\r\n", b"nul\x00byte", b"del\x7f", b"\t", b" ",
+               "ключ с пробелом".encode(), b"x" * 185 + b" "]
+
+
+def test_binary_keys_every_command(server, relay_factory):
+    relay = relay_factory(server.port)
+    sc = cmemcache.StringClient([relay.address], timeout=5, protocol="meta", binary_keys=True)
+    plain = cmemcache.StringClient([server.address], timeout=5, protocol="meta")
+    for i, key in enumerate(BINARY_KEYS):
+        assert sc.set(key, b"v%d" % i, flags=i) is True
+        assert sc.get(key, with_flags=True) == (b"v%d" % i, i)
+        # stored under the raw bytes: what meta_get(binary_key=True) reads
+        assert plain.meta_get(key, binary_key=True, flags=True)[:2] == (b"v%d" % i, i)
+        value, token = sc.gets(key)
+        assert sc.cas(key, b"c", token) is True and sc.cas(key, b"d", token) is False
+        assert sc.add(key, b"x") is False and sc.append(key, b"+") is True
+        assert sc.touch(key, 100) is True and sc.gat(key, 200) == b"c+"
+        assert sc.delete(key) is True and sc.get(key) is None
+        assert sc.set(key, b"10") and sc.incr(key, 5) == 15 and sc.decr(key) == 14
+    assert sc.set_multi({k: b"m" + k for k in BINARY_KEYS}) == []
+    assert sc.get_multi(BINARY_KEYS + [b"no such key"]) == {k: b"m" + k for k in BINARY_KEYS}
+    assert sc.delete_multi(BINARY_KEYS) is True
+    assert sc.get_multi(BINARY_KEYS) == {}
+    # with a prefix: the prefix and the key joined, then encoded
+    assert sc.set_multi({b"1 2": b"p"}, key_prefix=b"pre") == []
+    assert sc.get_multi([b"1 2"], key_prefix=b"pre") == {b"1 2": b"p"}
+    assert plain.meta_get(b"pre1 2", binary_key=True).value == b"p"
+    # a key the text protocol takes is sent as it is, readable by text clients
+    assert sc.set(b"plain", b"text") is True
+    assert cmemcache.StringClient([server.address]).get(b"plain") == b"text"
+    sc.disconnect_all()
+    assert b"ms plain 4\r\n" in relay.sent
+    assert b"ms YSBrZXk= 2 b\r\n" in relay.sent  # base64 of b"a key"
+    assert not re.search(rb"^m[gsda] (a key|nul\x00)", relay.sent, re.M)
+    plain.disconnect_all()
+
+
+def test_binary_keys_limits_are_checked_before_sending(server, relay_factory):
+    relay = relay_factory(server.port)
+    sc = cmemcache.StringClient([relay.address], timeout=5, protocol="meta", binary_keys=True)
+    for key in (b" " * 187, b"x" * 180 + b"\n" * 7):
+        with pytest.raises(cmemcache.InvalidKeyError, match="at most 186 bytes"):
+            sc.set(key, b"v")
+        with pytest.raises(cmemcache.InvalidKeyError, match="at most 186 bytes"):
+            sc.get_multi([b"ok", key])
+    with pytest.raises(cmemcache.InvalidKeyError, match="at most 186 bytes"):
+        sc.get_multi([b" " * 180], key_prefix=b"p" * 7)
+    with pytest.raises(cmemcache.InvalidKeyError, match="at most 186 bytes"):
+        sc.get_multi([b"p" * 180], key_prefix=b" " * 7)  # a binary prefix
+    with pytest.raises(cmemcache.InvalidKeyError, match="empty"):
+        sc.get(b"")
+    assert sc.set(b"x" * 250, b"v") is True  # a text key keeps the text limit
+    with pytest.raises(cmemcache.InvalidKeyError, match="longer than 250"):
+        sc.set(b"x" * 251, b"v")
+    sc.disconnect_all()
+    assert commands(relay.sent) == [b"ms"]  # only the one that was valid
+
+
+@pytest.mark.parametrize("cls", [cmemcache.StringClient, cmemcache.aio.StringClient, cmemcache.Client])
+def test_binary_keys_need_the_meta_protocol(cls):
+    with pytest.raises(ValueError, match="binary_keys=True needs protocol='meta'"):
+        cls(["127.0.0.1:1"], binary_keys=True)
+
+
+def test_binary_keys_on_three_servers_are_placed_by_their_bytes():
+    with memcached_servers(3) as group:
+        addrs = [s.address for s in group]
+        sc = cmemcache.StringClient(addrs, timeout=5, protocol="meta", binary_keys=True)
+        keys = [b"k %d\n" % i for i in range(60)]
+        assert sc.set_multi({k: k for k in keys}) == []
+        for k in keys:
+            one = cmemcache.StringClient([addrs[sc.server_index(k)]], protocol="meta")
+            assert one.meta_get(k, binary_key=True).value == k
+        assert len({sc.server_index(k) for k in keys}) == 3
+        assert sc.get_multi(keys) == {k: k for k in keys}
+
+
+def test_client_binary_keys(server):
+    mc = cmemcache.Client([server.address], protocol="meta", binary_keys=True)
+    key = "ключ с пробелом\n"
+    assert mc.set(key, {"v": 1}) is True
+    assert mc.get(key) == {"v": 1}
+    assert mc.get_multi([key, "a b", "plain"]) == {key: {"v": 1}}
+    assert mc.set_multi({"a b": 1, "c\td": "two"}, key_prefix="p ") == []
+    assert mc.get_multi(["a b", "c\td"], key_prefix="p ") == {"a b": 1, "c\td": "two"}
+    assert mc.incr("p a b", 2) == 3
+    assert mc.delete(key) == 1 and mc.get(key) is None
+    with pytest.raises(cmemcache.Client.MemcachedKeyLengthError, match="> 186"):
+        mc.set("x" * 180 + " " * 10, 1)
+    with pytest.raises(cmemcache.Client.MemcachedKeyNoneError):
+        mc.set(None, 1)
+    text = cmemcache.Client([server.address])
+    with pytest.raises(cmemcache.Client.MemcachedKeyCharacterError):
+        text.set("a b", 1)
+
+    async def go():
+        async with cmemcache.aio.Client([server.address], protocol="meta", binary_keys=True) as a:
+            assert await a.set("a b", 5) is True
+            assert await a.get_multi(["a b", "x y"]) == {"a b": 5}
+            assert await a.get_or_set("lease key\n", lambda: 42) == 42
+            assert await a.get("lease key\n") == 42
+
+    asyncio.run(go())

@@ -59,6 +59,8 @@ _WITH_FLAGS = {"with_flags": True}
 # a command's plan: yields (engine method, args, kwargs), returns its result
 _Plan = Generator[tuple[Any, tuple[Any, ...], dict[str, Any]], Any, Any]
 _HARD_MAX_VALUE = 1 << 30
+#: memcached checks the length of a base64-encoded key (250): 186 bytes
+_MAX_BINARY_KEY = 186
 
 
 def cmemcache_hash(key: bytes) -> int:
@@ -241,6 +243,7 @@ class _Policy:
         proxy: str | None = None,
         timeout_limit: int = 3,
         protocol: str = "text",
+        binary_keys: bool = False,
         username: str | bytes | None = None,
         password: str | bytes | None = None,
         tls: bool = False,
@@ -267,6 +270,8 @@ class _Policy:
         self.timeout_limit = timeout_limit
         # "meta": the engine speaks every key command as mg/ms/md/ma
         self.protocol = protocol
+        # with "meta": keys with spaces or control characters (base64)
+        self.binary_keys = binary_keys
         # memcached -Y: checked by the engine (set_servers), kept for the
         # engines set_servers makes later; never shown
         self._username = username
@@ -374,6 +379,7 @@ class _Policy:
             proxy=self.proxy,
             timeout_limit=self.timeout_limit,
             protocol=self.protocol,
+            binary_keys=self.binary_keys,
             username=self._username,
             password=self._password,
             **self._tls,
@@ -608,7 +614,8 @@ class _Policy:
     def check_key(self, key: Any, key_extra_len: int = 0) -> None:
         """Raises a MemcachedKeyError subclass for a key memcached would not
         take: None, not bytes, too long (prefix counted), or holding a space,
-        control character or DEL (a trailing newline included)."""
+        control character or DEL (a trailing newline included; with
+        binary_keys=True such a key of at most 186 bytes is taken)."""
         if isinstance(key, tuple):
             key = key[1]
         if key is None:
@@ -627,6 +634,12 @@ class _Policy:
         ):
             raise _Policy.MemcachedKeyLengthError(f"Key length is > {limit or SERVER_MAX_KEY_LENGTH}")
         if not valid_key_chars_re.fullmatch(key):
+            if self.binary_keys:
+                if len(key) + key_extra_len <= _MAX_BINARY_KEY:
+                    return
+                raise _Policy.MemcachedKeyLengthError(
+                    f"Key length is > {_MAX_BINARY_KEY} (a key with a space or control"
+                    " character is sent base64-encoded)")
             raise _Policy.MemcachedKeyCharacterError(
                 f"Control/space characters not allowed (key={key!r})"
             )
