@@ -187,6 +187,41 @@ mc_acall_finish(mc_acall *c)
     }
 }
 
+/* CPython 3.11's get_running_loop() makes a getpid() system call each
+ * time (3.12 no longer does).  There, the running loop of a thread is a
+ * record in the thread's dict, replaced whenever a loop starts or stops
+ * running in it; while the record is the one seen when the client's loop
+ * was last found running in this thread (held, so its address is never
+ * reused), that loop is still the one running here.  After a fork it is
+ * checked again, as get_running_loop() does. */
+static PyObject *
+loop_holder(mc_aclient *cl)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    PyObject *d = PyThreadState_GetDict();
+    return d != NULL ? PyDict_GetItemWithError(d, cl->core.state->str_running_loop)
+                     : NULL;
+#else
+    (void)cl;
+    return NULL;
+#endif
+}
+
+static bool
+loop_unchanged(mc_aclient *cl)
+{
+    if (cl->loop_holder == NULL
+        || cl->loop_gen != atomic_load_explicit(&mc_fork_generation,
+                                                memory_order_relaxed)) {
+        return false;
+    }
+    PyObject *h = loop_holder(cl);
+    if (h == NULL) {
+        PyErr_Clear();
+    }
+    return h == cl->loop_holder;
+}
+
 /* The first step of a call: binds the client to the running loop, makes
  * the future, starts the requests. */
 static int
@@ -197,6 +232,9 @@ call_start(mc_acall *c)
         PyErr_SetString(cl->core.state->ConnectionError,
                         "the client is closed");
         return -1;
+    }
+    if (loop_unchanged(cl)) {
+        goto bound;
     }
     PyObject *loop = PyObject_CallNoArgs(cl->core.state->get_running_loop);
     if (loop == NULL) {
@@ -217,6 +255,14 @@ call_start(mc_acall *c)
         return -1;
     }
     Py_DECREF(loop);
+    PyObject *h = loop_holder(cl);
+    if (h == NULL) {
+        PyErr_Clear();
+    }
+    Py_XSETREF(cl->loop_holder, Py_XNewRef(h));
+    cl->loop_gen = atomic_load_explicit(&mc_fork_generation,
+                                        memory_order_relaxed);
+bound:
     c->fut = PyObject_CallNoArgs(cl->create_future);
     if (c->fut == NULL) {
         return -1;

@@ -537,6 +537,7 @@ AClient_reopen(AClient *self, PyObject *Py_UNUSED(ignored))
     mc_adrive_close_all(self);
     self->closed = false;
     Py_CLEAR(self->loop);
+    Py_CLEAR(self->loop_holder);
     self->flush_scheduled = false;
     Py_RETURN_NONE;
 }
@@ -682,6 +683,7 @@ AClient_traverse(AClient *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->module);
     Py_VISIT(self->loop);
+    Py_VISIT(self->loop_holder);
     Py_VISIT(self->connector);
     Py_VISIT(self->flush_cb);
     Py_VISIT(self->call_soon);
@@ -703,6 +705,7 @@ AClient_clear(AClient *self)
         mc_adrive_close_all(self);
     }
     Py_CLEAR(self->loop);
+    Py_CLEAR(self->loop_holder);
     Py_CLEAR(self->connector);
     Py_CLEAR(self->flush_cb);
     Py_CLEAR(self->call_soon);

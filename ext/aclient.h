@@ -84,6 +84,9 @@ struct mc_aclient {
     bool ready;                /* the engine is set up */
     PyObject *loop;            /* the loop the client runs on (bound at
                                 * first use) */
+    PyObject *loop_holder;     /* 3.11: the running-loop record of the
+                                * thread that last ran a call (acall.c) */
+    unsigned long loop_gen;    /* mc_fork_generation then */
     PyObject *connector;       /* connector(client, server, timeout): opens
                                 * a connection (Python), then calls back
                                 * _attach or _connect_failed */

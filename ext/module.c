@@ -124,7 +124,10 @@ mc_exec(PyObject *module)
     st->get_running_loop = PyObject_GetAttrString(events, "get_running_loop");
     Py_DECREF(events);
     st->str_set_result = PyUnicode_InternFromString("set_result");
-    if (st->get_running_loop == NULL || st->str_set_result == NULL) {
+    st->str_running_loop =
+        PyUnicode_InternFromString("__asyncio_running_event_loop__");
+    if (st->get_running_loop == NULL || st->str_set_result == NULL
+        || st->str_running_loop == NULL) {
         return -1;
     }
     if (PyModule_AddIntConstant(module, "MAX_KEY_LENGTH", 250) < 0
@@ -152,6 +155,7 @@ mc_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->meta_result_type);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->str_set_result);
+    Py_VISIT(st->str_running_loop);
     Py_VISIT(st->Error);
     Py_VISIT(st->ConnectionError);
     Py_VISIT(st->TimeoutError);
@@ -178,6 +182,7 @@ mc_clear(PyObject *module)
     Py_CLEAR(st->meta_result_type);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->str_set_result);
+    Py_CLEAR(st->str_running_loop);
     Py_CLEAR(st->Error);
     Py_CLEAR(st->ConnectionError);
     Py_CLEAR(st->TimeoutError);

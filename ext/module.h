@@ -15,6 +15,7 @@ typedef struct {
     PyTypeObject *meta_result_type;  /* cmemcache.MetaResult */
     PyObject *get_running_loop;   /* asyncio's, for cmemcache.aio */
     PyObject *str_set_result;
+    PyObject *str_running_loop;   /* 3.11: the thread dict's key of it */
     PyObject *Error;
     PyObject *ConnectionError;
     PyObject *TimeoutError;

@@ -321,3 +321,87 @@ def test_debug_mode_finds_nothing(memcached_factory, loop, caplog):
         gc.collect()
     assert [str(w.message) for w in caught] == []
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+@pytest.mark.parametrize("loop", sorted(FACTORIES))
+def test_the_running_loop_is_checked_on_every_call(memcached_factory, loop):
+    """A call finds its client's loop running in its own thread, or raises
+    RuntimeError: the same loop stopped and run again, the client's loop
+    running in another thread while this one runs another loop, and after
+    each of these the client still works on its own loop."""
+    srv = memcached_factory()
+    c = cmemcache.aio.StringClient([srv.address])
+    own = FACTORIES[loop]()
+    try:
+        for _ in range(3):  # stopped and run again: the same loop
+            assert own.run_until_complete(c.set(b"k", b"v")) is True
+            assert own.run_until_complete(c.get(b"k")) == b"v"
+
+        async def get():
+            return await c.get(b"k")
+
+        # this thread runs another loop, twice, between calls on its own
+        for _ in range(2):
+            with pytest.raises(RuntimeError, match="another event loop"):
+                on(loop, get())
+            assert own.run_until_complete(get()) == b"v"
+        # the client's loop runs in another thread; this one runs another
+        started, release = threading.Event(), threading.Event()
+        results: list = []
+
+        async def hold():
+            results.append(await c.get(b"k"))
+            started.set()
+            while not release.is_set():
+                await asyncio.sleep(0.005)
+            results.append(await c.get(b"k"))
+
+        t = threading.Thread(target=own.run_until_complete, args=(hold(),))
+        t.start()
+        assert started.wait(10)
+        try:
+            with pytest.raises(RuntimeError, match="another event loop"):
+                on(loop, get())
+        finally:
+            release.set()
+            t.join(10)
+        assert results == [b"v", b"v"]
+        assert own.run_until_complete(get()) == b"v"
+        own.run_until_complete(c.close())
+    finally:
+        own.close()
+
+
+FORKED_IN_A_CALL = r"""
+import asyncio, os, sys
+import cmemcache.aio
+
+c = cmemcache.aio.StringClient([sys.argv[1]])
+
+async def main():
+    assert await c.set(b"k", b"v") is True
+    pid = os.fork()
+    if pid == 0:
+        # the child is inside the parent's running loop, which no longer
+        # runs here: a call must not take it for running
+        try:
+            await c.get(b"k")
+            os._exit(3)
+        except RuntimeError:
+            os._exit(0)
+        except BaseException:
+            os._exit(4)
+    _, status = os.waitpid(pid, 0)
+    assert await c.get(b"k") == b"v"
+    print(os.waitstatus_to_exitcode(status))
+
+asyncio.run(main())
+"""
+
+
+def test_a_child_forked_inside_a_call_does_not_use_the_parents_loop(memcached_factory):
+    from conftest import run_python
+    srv = memcached_factory()
+    proc = run_python(FORKED_IN_A_CALL, srv.address, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["0"]
