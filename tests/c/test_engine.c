@@ -2,7 +2,8 @@
  * strings, the pools (take, give, their limits and what is never pooled),
  * connects reported back, hold-downs and recovery probes, the server for a
  * key under every distribution and failover policy, multi-key calls
- * (grouping, each server's request byte for byte, completion), fork()
+ * (grouping, each server's request byte for byte, as text or, with
+ * protocol="meta", as mg/ms/md lines, completion), fork()
  * handling, and several threads taking and giving on one engine.
  *
  * The engine reads the time through mc_now(), which conn.c defines; this
@@ -1046,13 +1047,14 @@ record_item(void *owner, struct mc_req *r, size_t item,
         memset(x, 0, sizeof *x);
         x->item = item;
         x->kind = rep->kind;
-        x->value_len = rep->value_len < 64 ? rep->value_len : 64;
+        /* a reply's fields beyond its kind's are not set (pipe.h) */
         if (rep->kind == MC_VALUE) {
+            x->value_len = rep->value_len < 64 ? rep->value_len : 64;
             memcpy(x->value, rep->value, x->value_len);
+            x->flags = rep->flags;
+            x->has_cas = rep->has_cas;
+            x->cas = rep->cas;
         }
-        x->flags = rep->flags;
-        x->has_cas = rep->has_cas;
-        x->cas = rep->cas;
     }
     rc->n++;
     return 0;
@@ -1617,6 +1619,328 @@ test_multi(void)
     mc_engine_free(&e);
 }
 
+/* protocol="meta": each server's request as mg/ms/md lines, each with its
+ * opaque token (item i of a part O<opaque + i>), and the replies read as
+ * the text ones. */
+static void
+test_multi_meta(void)
+{
+    struct mc_config cfg = config();
+    cfg.meta = true;
+    struct mc_engine e;
+    const char *one[] = {"127.0.0.1:11211"};
+    make_engine(&e, &cfg, one, 1, MC_DIST_PYTHON_MEMCACHED, MC_HASH_PM160,
+                NULL);
+    struct mc_multi m;
+    struct recorder rec;
+    char out[4096];
+    size_t n, need;
+    struct mc_fail f;
+    int peers[2];
+    const char *keys[] = {"a", "bb", "c"};
+
+    set_ctx("meta get: quiet mg lines, then mn");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_GET, 3), 0);
+    multi_keys(&m, keys, 3, NULL);
+    m.opaque = 7;
+    memset(&rec, 0, sizeof rec);
+    rec.fail_at = -1;
+    m.on_item = record_item;
+    m.owner = &rec;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    CHECK_EQ(m.nparts, 1);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    struct mc_part *p = &m.parts[0];
+    n = queued(p->conn, out, sizeof out);
+    CHECK_BYTES(out, n, "mg a v f O7 q\r\nmg bb v f O8 q\r\nmg c v f O9 q\r\n"
+                        "mn\r\n");
+    CHECK(p->conn->head == &p->req);
+    CHECK_EQ(p->req.expect, MC_X_META);
+    CHECK_EQ(p->req.as, MC_AS_GET);
+    CHECK(p->req.quiet);
+    CHECK(p->req.check_opaque);
+    CHECK_EQ(p->req.opaque, 7);
+    CHECK_EQ(p->req.nitems, 3);
+    CHECK(p->req.index == p->items);
+    CHECK(!p->req.with_cas);
+    all_written(p->conn);
+    arrive_str(p->conn, "VA 2 f3 O8\r\nhi\r\nMN\r\n");
+    CHECK_EQ(mc_conn_feed(p->conn, cfg.max_value, &need, &f), 0);
+    CHECK(mc_multi_part_check(p));
+    CHECK_EQ(p->fail.code, 0);
+    CHECK_EQ(rec.n, 1);
+    CHECK_EQ(rec.recs[0].item, 1);
+    CHECK_EQ(rec.recs[0].kind, MC_VALUE);
+    CHECK_EQ(rec.recs[0].flags, 3);
+    CHECK_BYTES(rec.recs[0].value, rec.recs[0].value_len, "hi");
+    CHECK(!rec.recs[0].has_cas);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta gets: c, a key prefix joined into the key");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_GET, 2), 0);
+    multi_keys(&m, keys, 2, "ns:");
+    m.cmd = "gets";
+    m.with_cas = true;
+    m.opaque = 4294967295u;
+    memset(&rec, 0, sizeof rec);
+    rec.fail_at = -1;
+    m.on_item = record_item;
+    m.owner = &rec;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    p = &m.parts[0];
+    n = queued(p->conn, out, sizeof out);
+    CHECK_BYTES(out, n, "mg ns:a v f c O4294967295 q\r\n"
+                        "mg ns:bb v f c O0 q\r\nmn\r\n");
+    CHECK(p->req.with_cas);
+    all_written(p->conn);
+    arrive_str(p->conn, "VA 1 f0 c42 O0\r\nz\r\nMN\r\n");
+    CHECK_EQ(mc_conn_feed(p->conn, cfg.max_value, &need, &f), 0);
+    CHECK(mc_multi_part_check(p));
+    CHECK_EQ(p->fail.code, 0);
+    CHECK_EQ(rec.n, 1);
+    CHECK_EQ(rec.recs[0].item, 1);
+    CHECK(rec.recs[0].has_cas);
+    CHECK_EQ(rec.recs[0].cas, 42);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta gat: T before the return flags");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_GET, 1), 0);
+    multi_keys(&m, keys, 1, NULL);
+    m.cmd = "gat";
+    m.touch = true;
+    m.exptime = 30;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "mg a T30 v f O0 q\r\nmn\r\n");
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta gats");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_GET, 1), 0);
+    multi_keys(&m, keys, 1, NULL);
+    m.cmd = "gats";
+    m.touch = true;
+    m.with_cas = true;
+    m.exptime = -1;
+    m.opaque = 12;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "mg a T-1 v f c O12 q\r\nmn\r\n");
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta set: ms lines with F and T, the values, CRLF");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_SET, 3), 0);
+    const char *sv[] = {"abc", "", "\r\n"};
+    const uint32_t sf[] = {5, 0, 4294967295u};
+    multi_keys(&m, keys, 3, NULL);
+    for (size_t i = 0; i < 3; i++) {
+        m.items[i].val = sv[i];
+        m.items[i].val_len = strlen(sv[i]);
+        m.items[i].flags = sf[i];
+    }
+    m.exptime = 300;
+    m.opaque = 20;
+    memset(&rec, 0, sizeof rec);
+    rec.fail_at = -1;
+    m.on_item = record_item;
+    m.owner = &rec;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    p = &m.parts[0];
+    n = queued(p->conn, out, sizeof out);
+    CHECK_BYTES(out, n, "ms a 3 T300 F5 O20\r\nabc\r\n"
+                        "ms bb 0 T300 O21\r\n\r\n"
+                        "ms c 2 T300 F4294967295 O22\r\n\r\n\r\n");
+    /* the values are not copied: iovecs point into the caller's */
+    struct mc_out o = mc_conn_out(p->conn);
+    size_t pointing = 0;
+    for (int q = 0; q < o.iovcnt; q++) {
+        for (size_t j = 0; j < 3; j++) {
+            pointing += o.iov[q].iov_base == (const void *)sv[j]
+                        && o.iov[q].iov_len == strlen(sv[j])
+                        && sv[j][0] != '\0';
+        }
+    }
+    CHECK_EQ(pointing, 2);
+    CHECK_EQ(p->req.expect, MC_X_META);
+    CHECK_EQ(p->req.as, MC_AS_STORE);
+    CHECK(!p->req.quiet);
+    CHECK(p->req.soft_errors);
+    CHECK(p->req.check_opaque);
+    CHECK_EQ(p->req.opaque, 20);
+    CHECK_EQ(p->req.nitems, 3);
+    all_written(p->conn);
+    arrive_str(p->conn, "HD O20\r\nSERVER_ERROR object too large for cache"
+                        "\r\nNS O22\r\n");
+    CHECK_EQ(mc_conn_feed(p->conn, cfg.max_value, &need, &f), 0);
+    CHECK(mc_multi_part_check(p));
+    CHECK_EQ(p->fail.code, 0);
+    CHECK_EQ(rec.n, 3);
+    CHECK_EQ(rec.recs[0].kind, MC_STORED);
+    CHECK_EQ(rec.recs[1].kind, MC_SERVER_ERROR);
+    CHECK_EQ(rec.recs[1].item, 1);
+    CHECK_EQ(rec.recs[2].kind, MC_NOT_STORED);
+    CHECK_EQ(rec.recs[2].item, 2);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta set: no exptime, no flags");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_SET, 1), 0);
+    multi_keys(&m, keys, 1, "p-");
+    m.items[0].val = "v";
+    m.items[0].val_len = 1;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "ms p-a 1 O0\r\nv\r\n");
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta set noreply: q, no O, the fence");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_SET, 2), 0);
+    multi_keys(&m, keys, 2, NULL);
+    m.items[0].val = "xy";
+    m.items[0].val_len = 2;
+    m.items[0].flags = 1;
+    m.items[1].val = "z";
+    m.items[1].val_len = 1;
+    m.exptime = 5;
+    m.noreply = true;
+    m.opaque = 3;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK(m.parts[0].fenced);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    p = &m.parts[0];
+    n = queued(p->conn, out, sizeof out);
+    CHECK_BYTES(out, n, "ms a 2 T5 F1 q\r\nxy\r\nms bb 1 T5 q\r\nz\r\n"
+                        "mn\r\n");
+    CHECK(p->conn->head == NULL);
+    CHECK_EQ(p->conn->fences, 1);
+    all_written(p->conn);
+    arrive_str(p->conn, "NS\r\nMN\r\n");
+    CHECK_EQ(mc_conn_drain_owed(p->conn), 1);
+    CHECK_EQ(p->conn->fences, 0);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta delete: md lines with O");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_DELETE, 2), 0);
+    multi_keys(&m, keys, 2, "x:");
+    m.opaque = 100;
+    memset(&rec, 0, sizeof rec);
+    rec.fail_at = -1;
+    m.on_item = record_item;
+    m.owner = &rec;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    p = &m.parts[0];
+    n = queued(p->conn, out, sizeof out);
+    CHECK_BYTES(out, n, "md x:a O100\r\nmd x:bb O101\r\n");
+    CHECK_EQ(p->req.as, MC_AS_DELETE);
+    CHECK(!p->req.quiet);
+    CHECK(!p->req.soft_errors);
+    all_written(p->conn);
+    arrive_str(p->conn, "NF O100\r\nHD O101\r\n");
+    CHECK_EQ(mc_conn_feed(p->conn, cfg.max_value, &need, &f), 0);
+    CHECK(mc_multi_part_check(p));
+    CHECK_EQ(rec.n, 2);
+    CHECK_EQ(rec.recs[0].kind, MC_NOT_FOUND);
+    CHECK_EQ(rec.recs[1].kind, MC_DELETED);
+    CHECK_EQ(rec.recs[1].item, 1);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta delete noreply");
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_DELETE, 1), 0);
+    multi_keys(&m, keys, 1, NULL);
+    m.noreply = true;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "md a q\r\nmn\r\n");
+    CHECK(m.parts[0].conn->head == NULL);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta get: a 250-byte key with its prefix");
+    static char longk[248];
+    memset(longk, 'k', sizeof longk - 1);
+    longk[sizeof longk - 1] = '\0';
+    const char *lk[] = {longk};
+    CHECK_EQ(mc_multi_init(&m, &e, MC_MULTI_GET, 1), 0);
+    multi_keys(&m, lk, 1, "ns:");
+    CHECK_EQ(m.items[0].wk.pre_len + m.items[0].wk.key_len, 250);
+    CHECK_EQ(mc_multi_place(&m), 0);
+    multi_connect(&e, &m, peers);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    char want[400];
+    snprintf(want, sizeof want, "mg ns:%s v f O0 q\r\nmn\r\n", longk);
+    CHECK_BYTES(out, n, want);
+    mc_multi_free(&m);
+    close_peers(peers, 1);
+
+    set_ctx("meta: several servers, tokens counted per part");
+    const char *three[] = {"127.0.0.1:11211", "127.0.0.1:11212",
+                           "127.0.0.1:11213"};
+    struct mc_engine e3;
+    make_engine(&e3, &cfg, three, 3, MC_DIST_PYTHON_MEMCACHED,
+                MC_HASH_PM160, NULL);
+    /* key-2 on server 0, foo on 1, key-4 on 2 (see test_multi) */
+    const char *mk[] = {"foo", "key-2", "key-4", "key-2", "foo"};
+    CHECK_EQ(mc_multi_init(&m, &e3, MC_MULTI_DELETE, 5), 0);
+    multi_keys(&m, mk, 5, NULL);
+    m.opaque = 50;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    CHECK_EQ(m.nparts, 3);
+    int peers3[3];
+    multi_connect(&e3, &m, peers3);
+    CHECK_EQ(mc_multi_queue(&m), 0);
+    n = queued(m.parts[0].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "md key-2 O50\r\nmd key-2 O51\r\n");
+    n = queued(m.parts[1].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "md foo O50\r\nmd foo O51\r\n");
+    n = queued(m.parts[2].conn, out, sizeof out);
+    CHECK_BYTES(out, n, "md key-4 O50\r\n");
+    mc_multi_free(&m);
+    close_peers(peers3, 3);
+
+    set_ctx("meta get: mc_multi_build without a connection");
+    CHECK_EQ(mc_multi_init(&m, &e3, MC_MULTI_GET, 2), 0);
+    multi_keys(&m, mk, 2, NULL);
+    m.opaque = 1;
+    CHECK_EQ(mc_multi_place(&m), 0);
+    CHECK_EQ(mc_multi_build(&m), 0);
+    for (size_t i = 0; i < m.nparts; i++) {
+        p = &m.parts[i];
+        CHECK(p->conn == NULL);
+        CHECK_EQ(p->niov, 1);
+        CHECK_EQ(p->req.expect, MC_X_META);
+        CHECK(p->req.quiet);
+        char w[64];
+        snprintf(w, sizeof w, "mg %s v f O1 q\r\nmn\r\n", mk[p->items[0]]);
+        CHECK_BYTES(p->iov[0].iov_base, p->iov[0].iov_len, w);
+    }
+    mc_multi_free(&m);
+    mc_engine_free(&e3);
+    mc_engine_free(&e);
+}
+
 /* ------------------------------------------------------------------------ */
 /* fork()                                                                    */
 
@@ -2048,6 +2372,7 @@ main(int argc, char **argv)
     test_holddown();
     test_pick();
     test_multi();
+    test_multi_meta();
     test_fork();
     test_threads();
     return check_summary();

@@ -1,5 +1,5 @@
-/* Plain C tests of ext/meta.c: meta request formatting, base64, and the
- * meta reply parser.
+/* Plain C tests of ext/meta.c: meta request formatting, base64, the meta
+ * reply parser, and meta replies read as text ones (mc_meta_as_text).
  *
  * Every valid reply is parsed whole, at every split point, with trailing
  * bytes, from a malloc'd block of exactly its length (so AddressSanitizer
@@ -1703,6 +1703,242 @@ test_reply_b64_key(void)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Meta replies read as text ones (mc_meta_as_text)                          */
+
+static const char *const as_names[] = {"NONE", "GET", "TOUCH", "STORE",
+                                       "DELETE", "ARITH"};
+
+/* Parses the whole frame bytes[0, len) (from a block of exactly that
+ * length) and reads it as the reply of the command as stands for; *out as
+ * mc_meta_as_text leaves it.  The pointers in out are into *block, which
+ * the caller frees. */
+static int
+as_text(enum mc_meta_as as, const char *bytes, size_t len,
+        struct mc_reply *out, struct mc_meta_reply *m, char **block)
+{
+    *block = exact_copy(bytes, len);
+    ssize_t n = mc_meta_parse(*block, len, DEFAULT_MAX, m);
+    if (!CHECK_MSG(n == (ssize_t)len, "parse: %zd of %zu", n, len)) {
+        return -2;
+    }
+    memset(out, 0x5a, sizeof *out);  /* every field written by the call */
+    return mc_meta_as_text(as, m, out);
+}
+
+/* Every enum mc_meta_as against every kind of reply: 1 with the kind it
+ * reads as, 0 (a get's miss), or -1. */
+static void
+test_as_text_table(void)
+{
+    static const char *const frames[] = {
+        "VA 1 f5\r\na\r\n",      /* 0: a value with f */
+        "VA 1\r\na\r\n",         /* 1: without f */
+        "VA 2 f0 c77\r\n12\r\n", /* 2: with f and c, and a number */
+        "HD\r\n",                /* 3 */
+        "NF\r\n",                /* 4 */
+        "NS\r\n",                /* 5 */
+        "EX\r\n",                /* 6 */
+        "EN\r\n",                /* 7 */
+        "MN\r\n",                /* 8 */
+        "ME k exp=-1 la=1\r\n",  /* 9 */
+        "ERROR\r\n",             /* 10 */
+        "CLIENT_ERROR x\r\n",    /* 11 */
+        "SERVER_ERROR y\r\n",    /* 12 */
+        "HD O5 c3\r\n",          /* 13: flags change nothing */
+        "EN O7\r\n",             /* 14 */
+        "VA 2 O9\r\n42\r\n",     /* 15 */
+    };
+#define NFR (sizeof frames / sizeof frames[0])
+    /* per as, per frame: -1, 0, or the enum mc_kind + 1 read */
+#define AS(k) ((k) + 1)
+    static const int want[6][NFR] = {
+        [MC_AS_NONE] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                        -1, -1, -1},
+        [MC_AS_GET] = {AS(MC_VALUE), -1, AS(MC_VALUE), -1, -1, -1, -1, 0, -1,
+                       -1, -1, -1, -1, -1, 0, -1},
+        [MC_AS_TOUCH] = {-1, -1, -1, AS(MC_TOUCHED), -1, -1, -1,
+                         AS(MC_NOT_FOUND), -1, -1, -1, -1, -1, AS(MC_TOUCHED),
+                         AS(MC_NOT_FOUND), -1},
+        [MC_AS_STORE] = {-1, -1, -1, AS(MC_STORED), AS(MC_NOT_FOUND),
+                         AS(MC_NOT_STORED), AS(MC_EXISTS), -1, -1, -1, -1, -1,
+                         -1, AS(MC_STORED), -1, -1},
+        [MC_AS_DELETE] = {-1, -1, -1, AS(MC_DELETED), AS(MC_NOT_FOUND), -1,
+                          -1, -1, -1, -1, -1, -1, -1, AS(MC_DELETED), -1,
+                          -1},
+        [MC_AS_ARITH] = {-1, -1, AS(MC_NUMBER), -1, AS(MC_NOT_FOUND), -1, -1,
+                         -1, -1, -1, -1, -1, -1, -1, -1, AS(MC_NUMBER)},
+    };
+#undef AS
+    for (int as = MC_AS_NONE; as <= MC_AS_ARITH; as++) {
+        for (size_t i = 0; i < NFR; i++) {
+            set_ctx("as %s, frame %s", as_names[as],
+                    show(frames[i], strlen(frames[i])));
+            struct mc_reply out;
+            struct mc_meta_reply m;
+            char *block;
+            int rc = as_text((enum mc_meta_as)as, frames[i],
+                             strlen(frames[i]), &out, &m, &block);
+            int w = want[as][i];
+            CHECK_EQ(rc, w > 0 ? 1 : w);
+            if (rc == 1 && w > 0) {
+                CHECK_EQ(out.kind, w - 1);
+            }
+            if (rc >= 0) {
+                /* nothing read that the frame does not carry */
+                CHECK(out.key == NULL && out.key_len == 0);
+                CHECK(out.text == NULL && out.text_len == 0);
+                if (rc == 0 || out.kind != MC_VALUE) {
+                    CHECK(out.value == NULL && out.value_len == 0);
+                    CHECK_EQ(out.flags, 0);
+                    CHECK(!out.has_cas);
+                    CHECK_EQ(out.cas, 0);
+                }
+                if (rc == 0 || out.kind != MC_NUMBER) {
+                    CHECK_EQ(out.number, 0);
+                }
+            }
+            free(block);
+        }
+    }
+#undef NFR
+}
+
+static void
+test_as_text_get(void)
+{
+    struct mc_reply out;
+    struct mc_meta_reply m;
+    char *b;
+
+    set_ctx("get: VA with f");
+    CHECK_EQ(as_text(MC_AS_GET, L("VA 3 f4294967295 O8\r\nabc\r\n"), &out,
+                     &m, &b), 1);
+    CHECK_EQ(out.kind, MC_VALUE);
+    CHECK(out.value == b + 21);           /* into the buffer, not a copy */
+    CHECK_BYTES(out.value, out.value_len, "abc");
+    CHECK_EQ(out.flags, 4294967295u);
+    CHECK(!out.has_cas);
+    CHECK_EQ(out.cas, 0);
+    free(b);
+
+    set_ctx("gets: VA with f and c");
+    CHECK_EQ(as_text(MC_AS_GET, L("VA 2 f7 c18446744073709551615\r\nhi\r\n"),
+                     &out, &m, &b), 1);
+    CHECK_EQ(out.kind, MC_VALUE);
+    CHECK_BYTES(out.value, out.value_len, "hi");
+    CHECK_EQ(out.flags, 7);
+    CHECK(out.has_cas);
+    CHECK(out.cas == UINT64_MAX);
+    free(b);
+
+    set_ctx("get: c before f, an empty value");
+    CHECK_EQ(as_text(MC_AS_GET, L("VA 0 c9 f0 t-1\r\n\r\n"), &out, &m, &b),
+             1);
+    CHECK_EQ(out.kind, MC_VALUE);
+    CHECK_EQ(out.value_len, 0);
+    CHECK(out.has_cas && out.cas == 9 && out.flags == 0);
+    free(b);
+
+    set_ctx("get: VA without f");
+    CHECK_EQ(as_text(MC_AS_GET, L("VA 2 c9\r\nhi\r\n"), &out, &m, &b), -1);
+    free(b);
+    set_ctx("get: EN, with and without flags");
+    CHECK_EQ(as_text(MC_AS_GET, L("EN\r\n"), &out, &m, &b), 0);
+    free(b);
+    CHECK_EQ(as_text(MC_AS_GET, L("EN O3 kfoo\r\n"), &out, &m, &b), 0);
+    free(b);
+}
+
+/* ARITH: the value must be a decimal of 1 to 20 digits within 64 bits. */
+static void
+test_as_text_arith(void)
+{
+    static const struct {
+        const char *value;
+        int rc;
+        uint64_t number;
+    } cases[] = {
+        {"123", 1, 123},
+        {"0", 1, 0},
+        {"007", 1, 7},
+        {"18446744073709551615", 1, UINT64_MAX},
+        {"18446744073709551610", 1, UINT64_MAX - 5},
+        {"00000000000000000001", 1, 1},  /* 20 digits */
+        {"18446744073709551616", -1, 0},
+        {"18446744073709551620", -1, 0},
+        {"99999999999999999999", -1, 0},
+        {"000000000000000000001", -1, 0},  /* 21 digits */
+        {"184467440737095516150", -1, 0},
+        {"", -1, 0},
+        {"12a", -1, 0},
+        {"a12", -1, 0},
+        {"-1", -1, 0},
+        {"+1", -1, 0},
+        {" 1", -1, 0},
+        {"1 ", -1, 0},
+        {"1.5", -1, 0},
+        {"/", -1, 0},        /* '0' - 1 */
+        {":", -1, 0},        /* '9' + 1 */
+        {"\xb1", -1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *v = cases[i].value;
+        char frame[64];
+        int len = snprintf(frame, sizeof frame, "VA %zu\r\n%s\r\n",
+                           strlen(v), v);
+        set_ctx("arith: VA \"%s\"", show(v, strlen(v)));
+        struct mc_reply out;
+        struct mc_meta_reply m;
+        char *b;
+        CHECK_EQ(as_text(MC_AS_ARITH, frame, (size_t)len, &out, &m, &b),
+                 cases[i].rc);
+        if (cases[i].rc == 1) {
+            CHECK_EQ(out.kind, MC_NUMBER);
+            CHECK(out.number == cases[i].number);
+            CHECK(out.value == NULL && out.value_len == 0);
+        }
+        free(b);
+    }
+    set_ctx("arith: NF, with flags");
+    struct mc_reply out;
+    struct mc_meta_reply m;
+    char *b;
+    CHECK_EQ(as_text(MC_AS_ARITH, L("NF O18446744073709551615\r\n"), &out,
+                     &m, &b), 1);
+    CHECK_EQ(out.kind, MC_NOT_FOUND);
+    free(b);
+    set_ctx("arith: VA with flags (c, t) around the number");
+    CHECK_EQ(as_text(MC_AS_ARITH, L("VA 2 c5 t-1 O6\r\n15\r\n"), &out, &m,
+                     &b), 1);
+    CHECK_EQ(out.kind, MC_NUMBER);
+    CHECK_EQ(out.number, 15);
+    CHECK(!out.has_cas);
+    free(b);
+}
+
+/* An enum value outside enum mc_meta_as answers nothing. */
+static void
+test_as_text_unknown(void)
+{
+    set_ctx("an as outside the enum");
+    struct mc_meta_reply m;
+    CHECK_EQ(mc_meta_parse("HD\r\n", 4, DEFAULT_MAX, &m), 4);
+    struct mc_reply out;
+    CHECK_EQ(mc_meta_as_text((enum mc_meta_as)(MC_AS_ARITH + 1), &m, &out),
+             -1);
+    CHECK_EQ(mc_meta_as_text(MC_AS_NONE, &m, &out), -1);
+}
+
+static void
+test_as_text(void)
+{
+    test_as_text_table();
+    test_as_text_get();
+    test_as_text_arith();
+    test_as_text_unknown();
+}
+
+/* ------------------------------------------------------------------------ */
 /* Corpus and request dumps                                                  */
 
 /* The seeds of tests/fuzz/fuzz_meta.c: bits 3-5 of its control byte are
@@ -1761,6 +1997,7 @@ main(int argc, char **argv)
     test_line_limit();
     test_need();
     test_reply_b64_key();
+    test_as_text();
 
     free_cases();
     guard_release();

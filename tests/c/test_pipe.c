@@ -4,11 +4,16 @@
  * each reply frame to the oldest request: every kind of reply, error lines,
  * streams out of sync, abandoned requests, owners that fail, noreply
  * fences, the flush owed after a reconnect, the stats and value limits;
- * meta requests (MC_X_META) among text ones on the same connection.
+ * meta requests (MC_X_META) among text ones on the same connection, and
+ * text commands spoken as meta (protocol="meta": single-key commands,
+ * quiet multi-key gets ended by MN, set_multi and delete_multi with an
+ * opaque token per key, noreply meta commands behind fences).
  *
  * Each reply scenario is fed whole, byte by byte and in chunks of several
  * sizes, every time from a block holding exactly the unread bytes (so
- * AddressSanitizer sees any read past them), and what the requests were
+ * AddressSanitizer sees any read past them; the scenarios of text
+ * commands spoken as meta also cut in two at every byte offset), and what
+ * the requests were
  * told (items, completion, failures) is compared line by line with what
  * the scenario expects.  Sockets are socketpair() ends and loopback
  * sockets this file opens itself.
@@ -142,6 +147,17 @@ t_item(void *owner, struct mc_req *r, size_t item,
     const char *k = kind_names[rep->kind];
     switch (rep->kind) {
     case MC_VALUE:
+        if (rep->key == NULL) {
+            /* a meta VA read as a VALUE: no key */
+            log_add(t->log, "R%d item %zu VALUE f%" PRIu32 " [%.*s]%s",
+                    t->id, item, rep->flags,
+                    (int)(rep->value_len < 40 ? rep->value_len : 40),
+                    rep->value, rep->has_cas ? " cas" : "");
+            if (rep->has_cas) {
+                log_add(t->log, "R%d cas %" PRIu64, t->id, rep->cas);
+            }
+            break;
+        }
         log_add(t->log, "R%d item %zu VALUE %.*s %" PRIu32 " %.*s%s", t->id,
               item, (int)rep->key_len, rep->key, rep->flags,
               (int)(rep->value_len < 40 ? rep->value_len : 40), rep->value,
@@ -281,7 +297,7 @@ buf_reset(struct mc_conn *c)
 /* ------------------------------------------------------------------------ */
 /* Scenarios                                                                 */
 
-#define MAX_REQS 10
+#define MAX_REQS 16
 
 struct scenario {
     struct treq reqs[MAX_REQS];
@@ -292,6 +308,7 @@ struct scenario {
     size_t max_value;
     int abandon_id;            /* the request abandoned after abandon_at */
     size_t abandon_at;         /* bytes fed; SIZE_MAX for none */
+    size_t cut;                /* > 0: fed as two chunks, cut there */
 };
 
 static void
@@ -370,6 +387,10 @@ struct rq {
     bool owner_fails;          /* its owner fails at its first item */
     long long opaque;          /* MC_X_META: > 0, the O token its reply
                                 * must carry */
+    bool check_opaque;         /* ... even when opaque is 0 */
+    enum mc_meta_as as;        /* MC_X_META: the text command it stands for */
+    bool quiet;                /* ... sent with q, then mn */
+    int fail_at;               /* > 0: its owner fails at item fail_at - 1 */
 };
 
 /* Queues the requests of list (none when NULL). */
@@ -395,12 +416,17 @@ sc_queue(struct scenario *s, const struct rq *list)
         }
         t->r.with_cas = q->with_cas;
         t->r.soft_errors = q->soft_errors;
-        if (q->opaque > 0) {
+        if (q->opaque > 0 || q->check_opaque) {
             t->r.check_opaque = true;
-            t->r.opaque = (uint64_t)q->opaque;
+            t->r.opaque = (uint32_t)q->opaque;
         }
+        t->r.as = q->as;
+        t->r.quiet = q->quiet;
         if (q->owner_fails) {
             t->fail_at = 0;
+        }
+        if (q->fail_at > 0) {
+            t->fail_at = q->fail_at - 1;
         }
     }
 }
@@ -417,7 +443,8 @@ head_name(const struct mc_conn *c)
 }
 
 /* Feeds stream to the scenario's connection in chunks (mode 0: whole, 1:
- * byte by byte, k > 1: sizes 1..k drawn at random), calling mc_conn_feed
+ * byte by byte, k > 1: sizes 1..k drawn at random; with s->cut, the two
+ * chunks on either side of it), calling mc_conn_feed
  * after each and again after MC_FEED_OWNER, the way the drivers do; after
  * MC_FEED_BROKEN the requests in flight are failed.  Returns the last
  * outcome. */
@@ -434,6 +461,9 @@ sc_feed(struct scenario *s, const char *stream, size_t n, size_t mode,
                        : mode == 1
                            ? 1
                            : 1 + (size_t)(next_rand(&seed) % mode);
+        if (s->cut > 0) {
+            chunk = at < s->cut ? s->cut - at : n - at;
+        }
         if (chunk > n - at) {
             chunk = n - at;
         }
@@ -506,38 +536,66 @@ struct sc_def {
 
 static const size_t modes[] = {0, 1, 2, 3, 7, 64};
 
-/* Runs a scenario in every feeding mode and compares what happened with
- * what it wants. */
+/* Runs a scenario fed in one way (mode as sc_feed's; cut > 0: in two
+ * chunks cut there) and compares what happened with what it wants. */
+static void
+run_once(const struct sc_def *d, const void *arg, size_t mode, size_t cut)
+{
+    struct scenario s;
+    sc_begin(&s);
+    sc_queue(&s, d->reqs);
+    if (d->setup != NULL) {
+        d->setup(&s, arg);
+    }
+    all_written(s.c);
+    s.cut = cut;
+    if (cut > 0) {
+        set_ctx("%s, cut at %zu", d->name, cut);
+    }
+    else {
+        set_ctx("%s, chunks of %zu", d->name, mode);
+    }
+    size_t need = 0;
+    int rc = sc_feed(&s, d->stream, strlen(d->stream), mode, &need);
+    CHECK_EQ(rc, d->rc);
+    const char *got = s.log.text ? s.log.text : "";
+    if (!CHECK(strcmp(got, d->want) == 0)) {
+        fprintf(stderr, "--- got:\n%s--- want:\n%s---\n", got, d->want);
+    }
+    if (d->rc == 0) {
+        CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
+        CHECK_EQ(need, 0);
+    }
+    sc_end(&s, d->rc == 0);
+}
+
+/* Runs a scenario in every feeding mode. */
 static void
 run(const struct sc_def *d, const void *arg)
 {
     for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
-        struct scenario s;
-        sc_begin(&s);
-        sc_queue(&s, d->reqs);
-        if (d->setup != NULL) {
-            d->setup(&s, arg);
-        }
-        all_written(s.c);
-        set_ctx("%s, chunks of %zu", d->name, modes[m]);
-        size_t need = 0;
-        int rc = sc_feed(&s, d->stream, strlen(d->stream), modes[m], &need);
-        CHECK_EQ(rc, d->rc);
-        const char *got = s.log.text ? s.log.text : "";
-        if (!CHECK(strcmp(got, d->want) == 0)) {
-            fprintf(stderr, "--- got:\n%s--- want:\n%s---\n", got, d->want);
-        }
-        if (d->rc == 0) {
-            CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
-            CHECK_EQ(need, 0);
-        }
-        sc_end(&s, d->rc == 0);
+        run_once(d, arg, modes[m], 0);
+    }
+}
+
+/* ... and cut in two at every byte offset of its stream. */
+static void
+run_cuts(const struct sc_def *d, const void *arg)
+{
+    run(d, arg);
+    for (size_t cut = 1; cut < strlen(d->stream); cut++) {
+        run_once(d, arg, 0, cut);
     }
 }
 
 #define RUN_ALL(defs)                                                       \
     for (size_t i_ = 0; i_ < sizeof(defs) / sizeof(defs)[0]; i_++) {        \
         run(&(defs)[i_], NULL);                                             \
+    }
+
+#define RUN_CUTS(defs)                                                      \
+    for (size_t i_ = 0; i_ < sizeof(defs) / sizeof(defs)[0]; i_++) {        \
+        run_cuts(&(defs)[i_], NULL);                                        \
     }
 
 /* What requests answered in turn log: each its lines (lines[q][0] up to
@@ -905,6 +963,942 @@ test_meta(void)
          0},
     };
     RUN_ALL(defs);
+}
+
+/* ---- text commands spoken as meta (protocol="meta") --------------------- */
+
+/* The replies are memcached 1.6.18's to the requests shown (the engine's
+ * own lines: mc_meta_fmt's flag order, O<n> when an opaque is checked, q
+ * and mn for a multi-key get); every scenario is also fed cut in two at
+ * every byte offset. */
+
+#define BAD_TOKEN "the reply's opaque token is not the request's"
+#define NOT_FIT "reply does not fit the command"
+
+static const struct rq as_single[] = {
+    {.x = MC_X_META, .bytes = "mg a v f\r\n", .as = MC_AS_GET},
+    {.x = MC_X_META, .bytes = "mg nope v f\r\n", .as = MC_AS_GET},
+    {.x = MC_X_META, .bytes = "mg a v f c\r\n", .as = MC_AS_GET,
+     .with_cas = true},
+    {.x = MC_X_META, .bytes = "mg a T30\r\n", .as = MC_AS_TOUCH},
+    {.x = MC_X_META, .bytes = "mg nope T30\r\n", .as = MC_AS_TOUCH},
+    {.x = MC_X_META, .bytes = "ms c 1\r\nx\r\n", .as = MC_AS_STORE},
+    {.x = MC_X_META, .bytes = "ms c 1 ME\r\nx\r\n", .as = MC_AS_STORE},
+    {.x = MC_X_META, .bytes = "ms c 1 C1\r\nx\r\n", .as = MC_AS_STORE},
+    {.x = MC_X_META, .bytes = "ms nope 1 C1\r\nx\r\n", .as = MC_AS_STORE},
+    {.x = MC_X_META, .bytes = "md c\r\n", .as = MC_AS_DELETE},
+    {.x = MC_X_META, .bytes = "md c\r\n", .as = MC_AS_DELETE},
+    {.x = MC_X_META, .bytes = "ma n D5 v\r\n", .as = MC_AS_ARITH},
+    {.x = MC_X_META, .bytes = "ma n MD D100 v\r\n", .as = MC_AS_ARITH},
+    {.x = MC_X_META, .bytes = "ma nope D1 v\r\n", .as = MC_AS_ARITH},
+    {.x = MC_X_META, .bytes = "ma a D1 v\r\n", .as = MC_AS_ARITH},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq as_errors[] = {
+    {.x = MC_X_META, .bytes = "mg a v f\r\n", .as = MC_AS_GET},
+    {.x = MC_X_META, .bytes = "mg a T30\r\n", .as = MC_AS_TOUCH},
+    {.x = MC_X_META, .bytes = "ms big 2000000\r\n", .as = MC_AS_STORE},
+    {.x = MC_X_META, .bytes = "md c\r\n", .as = MC_AS_DELETE},
+    {.x = MC_X_META, .bytes = "ma a D1 v\r\n", .as = MC_AS_ARITH},
+    {.x = MC_X_META, .bytes = "mg a v f O6\r\n", .as = MC_AS_GET,
+     .opaque = 6},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+/* The asyncio client's: each line with the token of its own. */
+static const struct rq as_opaque[] = {
+    {.x = MC_X_META, .bytes = "mg a v f O1\r\n", .as = MC_AS_GET,
+     .opaque = 1},
+    {.x = MC_X_META, .bytes = "mg nope v f O2\r\n", .as = MC_AS_GET,
+     .opaque = 2},
+    {.x = MC_X_META, .bytes = "mg a T30 O3\r\n", .as = MC_AS_TOUCH,
+     .opaque = 3},
+    {.x = MC_X_META, .bytes = "ms c 1 ME O4\r\nx\r\n", .as = MC_AS_STORE,
+     .opaque = 4},
+    {.x = MC_X_META, .bytes = "md c O5\r\n", .as = MC_AS_DELETE,
+     .opaque = 5},
+    {.x = MC_X_META, .bytes = "ma n MD D1 v O6\r\n", .as = MC_AS_ARITH,
+     .opaque = 6},
+    {.x = MC_X_META, .bytes = "ma a D1 v O7\r\n", .as = MC_AS_ARITH,
+     .opaque = 7},
+    {.x = MC_X_META, .bytes = "ms big 2000000 O8\r\n", .as = MC_AS_STORE,
+     .opaque = 8},
+    {.x = MC_X_META, .bytes = "mg a v f O0\r\n", .as = MC_AS_GET,
+     .check_opaque = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq as_opaque2[] = {
+    {.x = MC_X_META, .bytes = "mg a v f O1\r\n", .as = MC_AS_GET,
+     .opaque = 1},
+    {.x = MC_X_META, .bytes = "mg a T30 O2\r\n", .as = MC_AS_TOUCH,
+     .opaque = 2},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+/* One request of each kind, then a VERSION. */
+#define AS_ONE(name, line, as_, cas)                                        \
+    static const struct rq name[] = {                                       \
+        {.x = MC_X_META, .bytes = (line), .as = (as_), .with_cas = (cas)},  \
+        {.x = MC_X_VERSION, .bytes = "version\r\n"},                        \
+        {.bytes = NULL},                                                    \
+    }
+AS_ONE(one_get, "mg a v f\r\n", MC_AS_GET, false);
+AS_ONE(one_gets, "mg a v f c\r\n", MC_AS_GET, true);
+AS_ONE(one_touch, "mg a T30\r\n", MC_AS_TOUCH, false);
+AS_ONE(one_store, "ms a 1\r\nx\r\n", MC_AS_STORE, false);
+AS_ONE(one_delete, "md a\r\n", MC_AS_DELETE, false);
+AS_ONE(one_arith, "ma n D1 v\r\n", MC_AS_ARITH, false);
+#undef AS_ONE
+
+#define BROKEN3(why)                                                        \
+    "broken EBADREPLY " why "\n"                                            \
+    "R0 failed EBADREPLY " why "\n"                                         \
+    "R1 failed EBADREPLY " why "\n"
+
+static void
+test_meta_as_single(void)
+{
+    static const struct sc_def defs[] = {
+        {"as text: every kind of command and answer", as_single, NULL,
+         "VA 1 f0\r\na\r\n"
+         "EN\r\n"
+         "VA 1 f0 c1\r\na\r\n"
+         "HD\r\n"
+         "EN\r\n"
+         "HD\r\n"
+         "NS\r\n"
+         "EX\r\n"
+         "NF\r\n"
+         "HD\r\n"
+         "NF\r\n"
+         "VA 2\r\n15\r\n"
+         "VA 1\r\n0\r\n"
+         "NF\r\n"
+         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+         "VERSION 1.6.18\r\n",
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 done ok\n"
+         "R1 done ok\n"
+         "R2 item 0 VALUE f0 [a] cas\n"
+         "R2 cas 1\n"
+         "R2 done ok\n"
+         "R3 item 0 TOUCHED\n"
+         "R3 done ok\n"
+         "R4 item 0 NOT_FOUND\n"
+         "R4 done ok\n"
+         "R5 item 0 STORED\n"
+         "R5 done ok\n"
+         "R6 item 0 NOT_STORED\n"
+         "R6 done ok\n"
+         "R7 item 0 EXISTS\n"
+         "R7 done ok\n"
+         "R8 item 0 NOT_FOUND\n"
+         "R8 done ok\n"
+         "R9 item 0 DELETED\n"
+         "R9 done ok\n"
+         "R10 item 0 NOT_FOUND\n"
+         "R10 done ok\n"
+         "R11 item 0 NUMBER 15\n"
+         "R11 done ok\n"
+         "R12 item 0 NUMBER 0\n"
+         "R12 done ok\n"
+         "R13 item 0 NOT_FOUND\n"
+         "R13 done ok\n"
+         "R14 failed EREPLY CLIENT_ERROR cannot increment or decrement "
+         "non-numeric value\n"
+         "R15 item 0 VERSION 1.6.18\n"
+         "R15 done ok\n",
+         0},
+        {"as text: error lines in sync", as_errors, NULL,
+         "CLIENT_ERROR bad command line format\r\n"
+         "SERVER_ERROR out of memory\r\n"
+         "SERVER_ERROR object too large for cache\r\n"
+         "ERROR\r\n"
+         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+         "SERVER_ERROR out of memory\r\n"
+         "VERSION 1.6.18\r\n",
+         "R0 failed EREPLY CLIENT_ERROR bad command line format\n"
+         "R1 failed EREPLY SERVER_ERROR out of memory\n"
+         "R2 failed EREPLY SERVER_ERROR object too large for cache\n"
+         "R3 failed EREPLY ERROR\n"
+         "R4 failed EREPLY CLIENT_ERROR cannot increment or decrement "
+         "non-numeric value\n"
+         "R5 failed EREPLY SERVER_ERROR out of memory\n"
+         "R6 item 0 VERSION 1.6.18\n"
+         "R6 done ok\n",
+         0},
+        {"as text: the largest number", one_arith, NULL,
+         "VA 20\r\n18446744073709551615\r\nVERSION 1.6.18\r\n",
+         "R0 item 0 NUMBER 18446744073709551615\n"
+         "R0 done ok\n"
+         "R1 item 0 VERSION 1.6.18\n"
+         "R1 done ok\n",
+         0},
+        {"as text: a token where none is checked", one_touch, NULL,
+         "HD O99\r\nVERSION 1.6.18\r\n",
+         "R0 item 0 TOUCHED\n"
+         "R0 done ok\n"
+         "R1 item 0 VERSION 1.6.18\n"
+         "R1 done ok\n",
+         0},
+        /* a frame that is not a reply to the command: out of sync */
+        {"as text: a get's VA without f", one_get, NULL,
+         "VA 1\r\na\r\nVERSION 1.6.18\r\n", BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"as text: a gets' VA without c", one_gets, NULL,
+         "VA 1 f0\r\na\r\nVERSION 1.6.18\r\n", BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"as text: HD for a get", one_get, NULL, "HD\r\nVERSION 1.6.18\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: MN for a get", one_get, NULL, "MN\r\nVERSION 1.6.18\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: NF for a touch", one_touch, NULL, "NF\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: VA for a store", one_store, NULL, "VA 1\r\nx\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: EN for a store", one_store, NULL, "EN\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: EX for a delete", one_delete, NULL, "EX\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: HD for an incr", one_arith, NULL, "HD\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: a number with a letter", one_arith, NULL,
+         "VA 3\r\n12a\r\nVERSION 1.6.18\r\n", BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"as text: a number over 64 bits", one_arith, NULL,
+         "VA 20\r\n18446744073709551616\r\n", BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"as text: a number of 21 digits", one_arith, NULL,
+         "VA 21\r\n000000000000000000001\r\n", BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"as text: an empty number", one_arith, NULL, "VA 0\r\n\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"as text: a text reply", one_store, NULL, "STORED\r\n",
+         BROKEN3("unexpected bytes"), MC_FEED_BROKEN},
+    };
+    RUN_CUTS(defs);
+}
+
+static void
+test_meta_as_opaque(void)
+{
+    static const struct sc_def defs[] = {
+        {"as text: opaque tokens matched", as_opaque, NULL,
+         "VA 1 f0 O1\r\na\r\n"
+         "EN O2\r\n"
+         "HD O3\r\n"
+         "NS O4\r\n"
+         "NF O5\r\n"
+         "VA 1 O6\r\n0\r\n"
+         "CLIENT_ERROR cannot increment or decrement non-numeric value\r\n"
+         "SERVER_ERROR object too large for cache\r\n"
+         "VA 2 f3 O0\r\nhi\r\n"
+         "VERSION 1.6.18\r\n",
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 done ok\n"
+         "R1 done ok\n"
+         "R2 item 0 TOUCHED\n"
+         "R2 done ok\n"
+         "R3 item 0 NOT_STORED\n"
+         "R3 done ok\n"
+         "R4 item 0 NOT_FOUND\n"
+         "R4 done ok\n"
+         "R5 item 0 NUMBER 0\n"
+         "R5 done ok\n"
+         "R6 failed EREPLY CLIENT_ERROR cannot increment or decrement "
+         "non-numeric value\n"
+         "R7 failed EREPLY SERVER_ERROR object too large for cache\n"
+         "R8 item 0 VALUE f3 [hi]\n"
+         "R8 done ok\n"
+         "R9 item 0 VERSION 1.6.18\n"
+         "R9 done ok\n",
+         0},
+        {"as text: another request's token", as_opaque2, NULL,
+         "VA 1 f0 O1\r\na\r\nHD O3\r\nVERSION 1\r\n",
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 done ok\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: the replies swapped", as_opaque2, NULL,
+         "HD O2\r\nVA 1 f0 O1\r\na\r\nVERSION 1\r\n",
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: no token", as_opaque2, NULL,
+         "VA 1 f0 O1\r\na\r\nHD\r\nVERSION 1\r\n",
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 done ok\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: a token that is not a number", as_opaque2, NULL,
+         "VA 1 f0 O1\r\na\r\nHD Ox2\r\n",
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 done ok\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: an empty token", as_opaque2, NULL, "VA 1 f0 O\r\na\r\n",
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: the token plus 2^32", as_opaque2, NULL,
+         "VA 1 f0 O4294967297\r\na\r\n",
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n"
+         "R2 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"as text: an error line, then the next token", as_opaque2, NULL,
+         "SERVER_ERROR out of memory\r\nHD O2\r\nVERSION 1\r\n",
+         "R0 failed EREPLY SERVER_ERROR out of memory\n"
+         "R1 item 0 TOUCHED\n"
+         "R1 done ok\n"
+         "R2 item 0 VERSION 1\n"
+         "R2 done ok\n",
+         0},
+    };
+    RUN_CUTS(defs);
+}
+
+/* ---- a multi-key get: quiet mg lines, then mn --------------------------- */
+
+/* Positions 0..3 of the part are the call's items 5, 2, 9, 0. */
+static size_t qindex[] = {5, 2, 9, 0};
+
+#define QGET_LINES                                                          \
+    "mg a v f O7 q\r\nmg b v f O8 q\r\nmg c v f O9 q\r\nmg d v f O10 q\r\n" \
+    "mn\r\n"
+
+static const struct rq quiet_get[] = {
+    {.x = MC_X_META, .bytes = QGET_LINES, .as = MC_AS_GET, .quiet = true,
+     .opaque = 7, .nitems = 4, .index = qindex},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq quiet_get_meta[] = {
+    {.x = MC_X_META, .bytes = QGET_LINES, .as = MC_AS_GET, .quiet = true,
+     .opaque = 7, .nitems = 4, .index = qindex},
+    {.x = MC_X_META, .bytes = "ms a 1 O11\r\nx\r\n", .as = MC_AS_STORE,
+     .opaque = 11},
+    {.x = MC_X_META, .bytes = "mg zz v f O12 q\r\nmn\r\n", .as = MC_AS_GET,
+     .quiet = true, .opaque = 12},
+    {.x = MC_X_VALUES, .bytes = "get a\r\n", .keys = "a"},
+    {.bytes = NULL},
+};
+
+static const struct rq quiet_gets[] = {
+    {.x = MC_X_META, .bytes = "mg a v f c O7 q\r\nmg zz v f c O8 q\r\nmn\r\n",
+     .as = MC_AS_GET, .quiet = true, .opaque = 7, .nitems = 2,
+     .with_cas = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+/* Tokens from 4294967294 on: O4294967294 O4294967295 O0 O1. */
+static const struct rq quiet_wrap[] = {
+    {.x = MC_X_META,
+     .bytes = "mg a v f O4294967294 q\r\nmg b v f O4294967295 q\r\n"
+              "mg a v f O0 q\r\nmg b v f O1 q\r\nmn\r\n",
+     .as = MC_AS_GET, .quiet = true, .opaque = 4294967294LL, .nitems = 4},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq quiet_owner1[] = {
+    {.x = MC_X_META, .bytes = QGET_LINES, .as = MC_AS_GET, .quiet = true,
+     .opaque = 7, .nitems = 4, .index = qindex, .fail_at = 1},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq quiet_owner2[] = {
+    {.x = MC_X_META, .bytes = QGET_LINES, .as = MC_AS_GET, .quiet = true,
+     .opaque = 7, .nitems = 4, .index = qindex, .fail_at = 2},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static void
+setup_quiet_abandon(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    s->abandon_id = 0;
+    s->abandon_at = 20;         /* inside "VA 2 f5 O10\r\nbb\r\n" */
+}
+
+#define QTWO "VA 1 f0 O8\r\na\r\nVA 2 f5 O10\r\nbb\r\nMN\r\n"
+#define QTWO_LOG "R0 item 2 VALUE f0 [a]\nR0 item 0 VALUE f5 [bb]\n"
+#define V1618 "VERSION 1.6.18\r\n"
+#define V1618_LOG "R1 item 0 VERSION 1.6.18\nR1 done ok\n"
+
+static void
+test_meta_quiet(void)
+{
+    static const struct sc_def defs[] = {
+        {"quiet get: two hits of four", quiet_get, NULL, QTWO V1618,
+         QTWO_LOG "R0 done ok\n" V1618_LOG, 0},
+        {"quiet get: every key a hit", quiet_get, NULL,
+         "VA 1 f1 O7\r\na\r\nVA 1 f2 O8\r\nb\r\nVA 0 f3 O9\r\n\r\n"
+         "VA 1 f4 O10\r\nd\r\nMN\r\n" V1618,
+         "R0 item 5 VALUE f1 [a]\n"
+         "R0 item 2 VALUE f2 [b]\n"
+         "R0 item 9 VALUE f3 []\n"
+         "R0 item 0 VALUE f4 [d]\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"quiet get: the last key only", quiet_get, NULL,
+         "VA 1 f0 O10\r\nz\r\nMN\r\n" V1618,
+         "R0 item 0 VALUE f0 [z]\nR0 done ok\n" V1618_LOG, 0},
+        {"quiet get: every key a miss", quiet_get, NULL, "MN\r\n" V1618,
+         "R0 done ok\n" V1618_LOG, 0},
+        {"quiet get among meta and text requests", quiet_get_meta, NULL,
+         QTWO "HD O11\r\nMN\r\nVALUE a 0 1\r\nx\r\nEND\r\n",
+         QTWO_LOG
+         "R0 done ok\n"
+         "R1 item 0 STORED\n"
+         "R1 done ok\n"
+         "R2 done ok\n"
+         "R3 item 0 VALUE a 0 x\n"
+         "R3 done ok\n",
+         0},
+        {"quiet get: a token backwards", quiet_get, NULL,
+         "VA 1 f0 O8\r\na\r\nVA 1 f0 O7\r\nb\r\nMN\r\n",
+         "R0 item 2 VALUE f0 [a]\n" BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: a token twice", quiet_get, NULL,
+         "VA 1 f0 O8\r\na\r\nVA 1 f0 O8\r\nb\r\nMN\r\n",
+         "R0 item 2 VALUE f0 [a]\n" BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: a token past the last key", quiet_get, NULL,
+         "VA 1 f0 O11\r\na\r\nMN\r\n", BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: a token before the first key", quiet_get, NULL,
+         "VA 1 f0 O6\r\na\r\nMN\r\n", BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: a token 2^32 past a key's", quiet_get, NULL,
+         "VA 1 f0 O4294967303\r\na\r\nMN\r\n", BROKEN3(BAD_TOKEN),
+         MC_FEED_BROKEN},
+        {"quiet get: a frame without a token", quiet_get, NULL,
+         "VA 1 f0 O7\r\na\r\nVA 1 f0\r\nb\r\nMN\r\n",
+         "R0 item 5 VALUE f0 [a]\n" BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: HD is no answer", quiet_get, NULL, "HD O7\r\nMN\r\n",
+         BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"quiet get: a VA without f", quiet_get, NULL,
+         "VA 1 O7\r\na\r\nMN\r\n", BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        {"quiet get: a text reply", quiet_get, NULL,
+         "VALUE a 0 1\r\nx\r\nEND\r\n", BROKEN3("unexpected bytes"),
+         MC_FEED_BROKEN},
+        {"quiet get: the next reply before its MN", quiet_get, NULL,
+         "VA 1 f0 O7\r\na\r\n" V1618,
+         "R0 item 5 VALUE f0 [a]\n" BROKEN3("unexpected bytes"),
+         MC_FEED_BROKEN},
+        /* an error line answers one line; the request fails at its MN */
+        {"quiet get: SERVER_ERROR between frames", quiet_get, NULL,
+         "VA 1 f0 O7\r\na\r\nSERVER_ERROR out of memory\r\n"
+         "VA 2 f5 O9\r\nbb\r\nMN\r\n" V1618,
+         "R0 item 5 VALUE f0 [a]\n"
+         "R0 failed EREPLY SERVER_ERROR out of memory\n" V1618_LOG,
+         0},
+        {"quiet get: CLIENT_ERROR for a key too long", quiet_get, NULL,
+         "VA 1 f0 O7\r\na\r\nCLIENT_ERROR bad command line format\r\n"
+         "VA 2 f5 O9\r\nbb\r\nMN\r\n" V1618,
+         "R0 item 5 VALUE f0 [a]\n"
+         "R0 failed EREPLY CLIENT_ERROR bad command line format\n"
+         V1618_LOG,
+         0},
+        {"quiet get: an error line first, then MN", quiet_get, NULL,
+         "ERROR\r\nMN\r\n" V1618, "R0 failed EREPLY ERROR\n" V1618_LOG, 0},
+        {"quiet get: two error lines, the first kept", quiet_get, NULL,
+         "SERVER_ERROR a\r\nVA 1 f0 O8\r\nx\r\nSERVER_ERROR b\r\nMN\r\n"
+         V1618,
+         "R0 failed EREPLY SERVER_ERROR a\n" V1618_LOG, 0},
+        {"quiet get: an error line, then a bad token", quiet_get, NULL,
+         "SERVER_ERROR out of memory\r\nVA 1 f0 O6\r\nx\r\nMN\r\n",
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EREPLY SERVER_ERROR out of memory\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"quiet gets", quiet_gets, NULL,
+         "VA 1 f0 c1 O7\r\na\r\nMN\r\n" V1618,
+         "R0 item 0 VALUE f0 [a] cas\nR0 cas 1\nR0 done ok\n" V1618_LOG, 0},
+        {"quiet gets: a VA without c", quiet_gets, NULL,
+         "VA 1 f0 c1 O7\r\na\r\nVA 1 f0 O8\r\nb\r\nMN\r\n",
+         "R0 item 0 VALUE f0 [a] cas\nR0 cas 1\n" BROKEN3(NOT_FIT),
+         MC_FEED_BROKEN},
+        {"quiet get: tokens wrap past 2^32", quiet_wrap, NULL,
+         "VA 1 f0 O4294967294\r\na\r\nVA 2 f5 O4294967295\r\nbb\r\n"
+         "VA 1 f0 O0\r\na\r\nVA 2 f5 O1\r\nbb\r\nMN\r\n" V1618,
+         "R0 item 0 VALUE f0 [a]\n"
+         "R0 item 1 VALUE f5 [bb]\n"
+         "R0 item 2 VALUE f0 [a]\n"
+         "R0 item 3 VALUE f5 [bb]\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"quiet get: a wrapped token only", quiet_wrap, NULL,
+         "VA 2 f5 O1\r\nbb\r\nMN\r\n" V1618,
+         "R0 item 3 VALUE f5 [bb]\nR0 done ok\n" V1618_LOG, 0},
+        {"quiet get: a wrapped token past the last key", quiet_wrap, NULL,
+         "VA 1 f0 O2\r\na\r\nMN\r\n", BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"quiet get: a token before the wrapped first", quiet_wrap, NULL,
+         "VA 1 f0 O4294967293\r\na\r\nMN\r\n", BROKEN3(BAD_TOKEN),
+         MC_FEED_BROKEN},
+        {"quiet get: wrapped tokens backwards", quiet_wrap, NULL,
+         "VA 1 f0 O0\r\na\r\nVA 1 f0 O4294967295\r\na\r\nMN\r\n",
+         "R0 item 2 VALUE f0 [a]\n" BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        /* owners */
+        {"quiet get: the owner fails at the first hit", quiet_owner1, NULL,
+         QTWO V1618,
+         "R0 item 2 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"quiet get: the owner fails at the last hit", quiet_owner2, NULL,
+         QTWO V1618,
+         "R0 item 2 VALUE f0 [a]\n"
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"quiet get: the owner failed, then an error line", quiet_owner1,
+         NULL, "VA 1 f0 O8\r\na\r\nSERVER_ERROR x\r\nMN\r\n" V1618,
+         "R0 item 2 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"quiet get: the owner failed, then a bad token", quiet_owner1, NULL,
+         "VA 1 f0 O8\r\na\r\nVA 1 f0 O8\r\na\r\nMN\r\n",
+         "R0 item 2 fails\n"
+         "owner R0\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EOWNER\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"quiet get: abandoned mid-reply", quiet_get, setup_quiet_abandon,
+         QTWO V1618,
+         "R0 item 2 VALUE f0 [a]\n"
+         "abandon R0\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+    };
+    RUN_CUTS(defs);
+}
+
+/* ---- set_multi and delete_multi: a line per key, each with its token ---- */
+
+static const struct rq store3[] = {
+    {.x = MC_X_META,
+     .bytes = "ms a 1 O0\r\nx\r\nms b 1 O1\r\ny\r\nms c 1 O2\r\nz\r\n",
+     .as = MC_AS_STORE, .soft_errors = true, .nitems = 3,
+     .check_opaque = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq store3_alone[] = {
+    {.x = MC_X_META,
+     .bytes = "ms a 1 O0\r\nx\r\nms b 1 O1\r\ny\r\nms c 1 O2\r\nz\r\n",
+     .as = MC_AS_STORE, .soft_errors = true, .nitems = 3,
+     .check_opaque = true},
+    {.bytes = NULL},
+};
+
+static const struct rq store3_then_meta[] = {
+    {.x = MC_X_META,
+     .bytes = "ms a 1 O0\r\nx\r\nms b 1 O1\r\ny\r\nms c 1 O2\r\nz\r\n",
+     .as = MC_AS_STORE, .soft_errors = true, .nitems = 3,
+     .check_opaque = true},
+    {.x = MC_X_META, .bytes = "md a O9\r\n", .as = MC_AS_DELETE,
+     .opaque = 9},
+    {.bytes = NULL},
+};
+
+static const struct rq store3_owner2[] = {
+    {.x = MC_X_META,
+     .bytes = "ms a 1 O0\r\nx\r\nms b 1 O1\r\ny\r\nms c 1 O2\r\nz\r\n",
+     .as = MC_AS_STORE, .soft_errors = true, .nitems = 3,
+     .check_opaque = true, .fail_at = 2},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq store3_owner3[] = {
+    {.x = MC_X_META,
+     .bytes = "ms a 1 O0\r\nx\r\nms b 1 O1\r\ny\r\nms c 1 O2\r\nz\r\n",
+     .as = MC_AS_STORE, .soft_errors = true, .nitems = 3,
+     .check_opaque = true, .fail_at = 3},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static size_t dindex[] = {4, 2};
+
+static const struct rq delete2[] = {
+    {.x = MC_X_META, .bytes = "md a O10\r\nmd b O11\r\n", .as = MC_AS_DELETE,
+     .nitems = 2, .index = dindex, .opaque = 10},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq one_store_owner[] = {
+    {.x = MC_X_META, .bytes = "ms a 1\r\nx\r\n", .as = MC_AS_STORE,
+     .owner_fails = true},
+    {.bytes = NULL},
+};
+
+static const struct rq one_arith_owner[] = {
+    {.x = MC_X_META, .bytes = "ma n D1 v O3\r\n", .as = MC_AS_ARITH,
+     .opaque = 3, .owner_fails = true},
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static void
+test_meta_multi(void)
+{
+    static const struct sc_def defs[] = {
+        {"set_multi: a soft error among the answers", store3, NULL,
+         "HD O0\r\nSERVER_ERROR object too large for cache\r\nNS O2\r\n"
+         V1618,
+         "R0 item 0 STORED\n"
+         "R0 item 1 SERVER_ERROR object too large for cache\n"
+         "R0 item 2 NOT_STORED\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"set_multi: every answer", store3, NULL,
+         "EX O0\r\nNF O1\r\nHD O2\r\n" V1618,
+         "R0 item 0 EXISTS\n"
+         "R0 item 1 NOT_FOUND\n"
+         "R0 item 2 STORED\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"set_multi: soft errors first and last", store3, NULL,
+         "SERVER_ERROR out of memory storing object\r\nHD O1\r\n"
+         "SERVER_ERROR out of memory storing object\r\n" V1618,
+         "R0 item 0 SERVER_ERROR out of memory storing object\n"
+         "R0 item 1 STORED\n"
+         "R0 item 2 SERVER_ERROR out of memory storing object\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"set_multi: CLIENT_ERROR in the middle", store3, NULL,
+         "HD O0\r\nCLIENT_ERROR bad data chunk\r\nNS O2\r\n" V1618,
+         "R0 item 0 STORED\n"
+         "broken EREPLY CLIENT_ERROR bad data chunk\n"
+         "R0 failed EREPLY CLIENT_ERROR bad data chunk\n"
+         "R1 failed EREPLY CLIENT_ERROR bad data chunk\n",
+         MC_FEED_BROKEN},
+        {"set_multi: ERROR first", store3, NULL, "ERROR\r\n",
+         "broken EREPLY ERROR\n"
+         "R0 failed EREPLY ERROR\n"
+         "R1 failed EREPLY ERROR\n",
+         MC_FEED_BROKEN},
+        {"set_multi: a token skipped", store3, NULL,
+         "HD O0\r\nNS O2\r\nHD O1\r\n",
+         "R0 item 0 STORED\n" BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"set_multi: no token", store3, NULL, "HD\r\nHD\r\nHD\r\n",
+         BROKEN3(BAD_TOKEN), MC_FEED_BROKEN},
+        {"set_multi: a fourth frame", store3_alone, NULL,
+         "HD O0\r\nHD O1\r\nNS O2\r\nHD O3\r\n",
+         "R0 item 0 STORED\n"
+         "R0 item 1 STORED\n"
+         "R0 item 2 NOT_STORED\n"
+         "R0 done ok\n"
+         "broken EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"set_multi: a fourth frame for the next request", store3_then_meta,
+         NULL, "HD O0\r\nHD O1\r\nNS O2\r\nHD O3\r\nHD O9\r\n",
+         "R0 item 0 STORED\n"
+         "R0 item 1 STORED\n"
+         "R0 item 2 NOT_STORED\n"
+         "R0 done ok\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"set_multi: the owner fails in the middle", store3_owner2, NULL,
+         "HD O0\r\nNS O1\r\nEX O2\r\n" V1618,
+         "R0 item 0 STORED\n"
+         "R0 item 1 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"set_multi: the owner fails at a soft error", store3_owner2, NULL,
+         "HD O0\r\nSERVER_ERROR object too large for cache\r\nEX O2\r\n"
+         V1618,
+         "R0 item 0 STORED\n"
+         "R0 item 1 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"set_multi: the owner fails at the last", store3_owner3, NULL,
+         "HD O0\r\nNS O1\r\nEX O2\r\n" V1618,
+         "R0 item 0 STORED\n"
+         "R0 item 1 NOT_STORED\n"
+         "R0 item 2 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"set_multi: the owner fails at a last soft error", store3_owner3,
+         NULL, "HD O0\r\nNS O1\r\nSERVER_ERROR out of memory\r\n" V1618,
+         "R0 item 0 STORED\n"
+         "R0 item 1 NOT_STORED\n"
+         "R0 item 2 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+        {"set_multi: the owner failed, then a bad token", store3_owner2,
+         NULL, "HD O0\r\nNS O1\r\nEX O1\r\n",
+         "R0 item 0 STORED\n"
+         "R0 item 1 fails\n"
+         "owner R0\n"
+         "broken EBADREPLY " BAD_TOKEN "\n"
+         "R0 failed EOWNER\n"
+         "R1 failed EBADREPLY " BAD_TOKEN "\n",
+         MC_FEED_BROKEN},
+        {"delete_multi", delete2, NULL, "HD O10\r\nNF O11\r\n" V1618,
+         "R0 item 4 DELETED\n"
+         "R0 item 2 NOT_FOUND\n"
+         "R0 done ok\n" V1618_LOG,
+         0},
+        {"delete_multi: SERVER_ERROR is not an answer", delete2, NULL,
+         "HD O10\r\nSERVER_ERROR out of memory\r\n" V1618,
+         "R0 item 4 DELETED\n"
+         "broken EREPLY SERVER_ERROR out of memory\n"
+         "R0 failed EREPLY SERVER_ERROR out of memory\n"
+         "R1 failed EREPLY SERVER_ERROR out of memory\n",
+         MC_FEED_BROKEN},
+        {"delete_multi: EX is not an answer", delete2, NULL,
+         "EX O10\r\nNF O11\r\n", BROKEN3(NOT_FIT), MC_FEED_BROKEN},
+        /* the last frame of a reply its owner failed on is left unread,
+         * then discarded */
+        {"one store: the owner fails at its only frame", one_store_owner,
+         NULL, "HD\r\n",
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n",
+         0},
+        {"one incr: the owner fails, the next request reads its own",
+         one_arith_owner, NULL, "VA 2 O3\r\n15\r\n" V1618,
+         "R0 item 0 fails\n"
+         "owner R0\n"
+         "R0 failed EOWNER\n" V1618_LOG,
+         0},
+    };
+    RUN_CUTS(defs);
+
+    /* the frame an owner failed on, last of its reply: left unread by the
+     * feed that reports it, discarded by the next */
+    static const char *const frames[] = {
+        "HD\r\n", "VA 2\r\n15\r\n", "VA 1 f3\r\nx\r\n",
+        "SERVER_ERROR object too large for cache\r\n"};
+    static const enum mc_meta_as ases[] = {MC_AS_STORE, MC_AS_ARITH,
+                                           MC_AS_GET, MC_AS_STORE};
+    for (size_t i = 0; i < sizeof frames / sizeof frames[0]; i++) {
+        set_ctx("owner fails on the last frame %s",
+                show(frames[i], strlen(frames[i])));
+        struct scenario s;
+        sc_begin(&s);
+        struct treq *t = sc_req(&s, MC_X_META, "x\r\n");
+        t->r.as = ases[i];
+        t->fail_at = 0;
+        bool soft = i == 3;     /* a soft error: the last of two items */
+        if (soft) {
+            t->fail_at = 1;
+            t->r.nitems = 2;
+            t->r.soft_errors = true;
+        }
+        all_written(s.c);
+        size_t need;
+        struct mc_fail f;
+        if (soft) {
+            exact_append(&s.c->rbuf, "NS\r\n", 4);
+            CHECK_EQ(mc_conn_feed(s.c, s.max_value, &need, &f), 0);
+        }
+        size_t len = strlen(frames[i]);
+        exact_append(&s.c->rbuf, frames[i], len);
+        memset(&f, 0, sizeof f);
+        CHECK_EQ(mc_conn_feed(s.c, s.max_value, &need, &f), MC_FEED_OWNER);
+        CHECK(s.c->head == &t->r);
+        CHECK_EQ(t->r.state, MC_REQ_FLIGHT);
+        CHECK_EQ(t->done, 0);
+        CHECK_EQ(t->r.fail.code, MC_EOWNER);
+        CHECK_EQ(mc_buf_len(&s.c->rbuf), len);  /* unread */
+        CHECK_EQ(mc_conn_feed(s.c, s.max_value, &need, &f), 0);
+        CHECK(s.c->head == NULL);
+        CHECK_EQ(t->r.state, MC_REQ_FAILED);
+        CHECK_EQ(t->r.fail.code, MC_EOWNER);
+        CHECK_EQ(t->done, 1);
+        CHECK_EQ(t->items, soft ? 2 : 1);   /* told once */
+        CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
+        sc_end(&s, true);
+    }
+}
+
+/* ---- noreply meta commands: q, then the fence's mn ---------------------- */
+
+/* "ms k 1 ME q" and "md nope q" under one fence: memcached 1.6.18 sends
+ * NS, NF, then MN. */
+static void
+setup_meta_noreply_first(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    sc_noreply(s, "ms k 1 ME q\r\nb\r\nmd nope q\r\n");
+    CHECK_EQ(s->c->fences, 1);
+    struct treq *t = sc_req(s, MC_X_META, "mg a v f O3\r\n");
+    t->r.as = MC_AS_GET;
+    t->r.check_opaque = true;
+    t->r.opaque = 3;
+}
+
+/* A fence after each of three noreply commands, then a delete. */
+static void
+setup_meta_noreply_three(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    sc_noreply(s, "ms a 1 MR q\r\nx\r\n");
+    sc_noreply(s, "mg a T30 q\r\n");
+    sc_noreply(s, "ma nope D1 q\r\n");
+    CHECK_EQ(s->c->fences, 3);
+    struct treq *t = sc_req(s, MC_X_META, "md a O4\r\n");
+    t->r.as = MC_AS_DELETE;
+    t->r.check_opaque = true;
+    t->r.opaque = 4;
+}
+
+/* A fence owed after a store, before a get. */
+static void
+setup_meta_noreply_between(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    struct treq *t = sc_req(s, MC_X_META, "ms a 1\r\nx\r\n");
+    t->r.as = MC_AS_STORE;
+    sc_noreply(s, "md a q\r\n");
+    CHECK_EQ(s->c->fences, 0);
+    CHECK_EQ(t->r.fences_after, 1);
+    t = sc_req(s, MC_X_META, "mg a v f\r\n");
+    t->r.as = MC_AS_GET;
+}
+
+static void
+test_meta_fences(void)
+{
+    static const struct sc_def defs[] = {
+        {"meta noreply: NS and NF before the MN", NULL,
+         setup_meta_noreply_first,
+         "NS\r\nNF\r\nMN\r\nVA 1 f0 O3\r\nx\r\n",
+         "R0 item 0 VALUE f0 [x]\n"
+         "R0 done ok\n",
+         0},
+        {"meta noreply: three fences", NULL, setup_meta_noreply_three,
+         "NS\r\nMN\r\nHD\r\nMN\r\nNF\r\nMN\r\nHD O4\r\n",
+         "R0 item 0 DELETED\n"
+         "R0 done ok\n",
+         0},
+        {"meta noreply: EX, EN and flags skipped too", NULL,
+         setup_meta_noreply_three,
+         "EX\r\nMN\r\nEN\r\nMN\r\nNF O1 kfoo\r\nMN\r\nNF O4\r\n",
+         "R0 item 0 NOT_FOUND\n"
+         "R0 done ok\n",
+         0},
+        {"meta noreply: an error line skipped", NULL,
+         setup_meta_noreply_first,
+         "CLIENT_ERROR bad command line format\r\nNF\r\nMN\r\n"
+         "EN O3\r\n",
+         "R0 done ok\n",
+         0},
+        {"meta noreply: a fence between requests", NULL,
+         setup_meta_noreply_between, "HD\r\nNF\r\nMN\r\nEN\r\n",
+         "R0 item 0 STORED\n"
+         "R0 done ok\n"
+         "R1 done ok\n",
+         0},
+        {"meta noreply: a fence between, the first failed", NULL,
+         setup_meta_noreply_between,
+         "SERVER_ERROR out of memory\r\nMN\r\nVA 1 f2\r\nx\r\n",
+         "R0 failed EREPLY SERVER_ERROR out of memory\n"
+         "R1 item 0 VALUE f2 [x]\n"
+         "R1 done ok\n",
+         0},
+        {"meta noreply: a VA where a fence is owed", NULL,
+         setup_meta_noreply_first, "VA 1\r\nx\r\nMN\r\n",
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"meta noreply: the next reply before the MN", NULL,
+         setup_meta_noreply_first, "NS\r\nVA 1 f0 O3\r\nx\r\nMN\r\n",
+         "broken EBADREPLY unexpected bytes\n"
+         "R0 failed EBADREPLY unexpected bytes\n",
+         MC_FEED_BROKEN},
+        {"meta noreply: a text reply where a fence is owed", NULL,
+         setup_meta_noreply_between, "HD\r\nSTORED\r\nMN\r\n",
+         "R0 item 0 STORED\n"
+         "R0 done ok\n"
+         "broken EBADREPLY unexpected reply after noreply\n"
+         "R1 failed EBADREPLY unexpected reply after noreply\n",
+         MC_FEED_BROKEN},
+    };
+    RUN_CUTS(defs);
+
+    /* the same, read by mc_conn_drain_owed with nothing in flight */
+    static const struct {
+        const char *stream;
+        int fences;
+        int rc;                 /* once it is all in */
+    } drains[] = {
+        {"NS\r\nNF\r\nMN\r\n", 1, 1},
+        {"NS\r\nMN\r\nHD\r\nMN\r\nNF\r\nMN\r\n", 3, 1},
+        {"EX\r\nEN\r\nCLIENT_ERROR bad command line format\r\nMN\r\n", 1, 1},
+        {"VA 1\r\nx\r\nMN\r\n", 1, -1},
+        {"NS\r\nVA 0\r\n\r\nMN\r\n", 1, -1},
+        {"NS\r\nSTORED\r\nMN\r\n", 1, -1},
+        {"NS\r\nMN\r\nNF\r\n", 2, 0},
+    };
+    for (size_t i = 0; i < sizeof drains / sizeof drains[0]; i++) {
+        const char *st = drains[i].stream;
+        size_t n = strlen(st);
+        for (size_t cut = 0; cut < n; cut++) {
+            set_ctx("drain %s, cut at %zu", show(st, n), cut);
+            struct scenario s;
+            sc_begin(&s);
+            for (int k = 0; k < drains[i].fences; k++) {
+                sc_noreply(&s, "md a q\r\n");
+            }
+            all_written(s.c);
+            int rc = 0;
+            if (cut > 0) {
+                exact_append(&s.c->rbuf, st, cut);
+                rc = mc_conn_drain_owed(s.c);
+                CHECK(rc == 0 || rc == drains[i].rc);
+            }
+            if (rc == 0) {
+                exact_append(&s.c->rbuf, st + cut, n - cut);
+                rc = mc_conn_drain_owed(s.c);
+            }
+            CHECK_EQ(rc, drains[i].rc);
+            if (rc == 1) {
+                CHECK_EQ(s.c->fences, 0);
+                CHECK_EQ(mc_buf_len(&s.c->rbuf), 0);
+            }
+            else if (rc == 0) {
+                CHECK(s.c->fences > 0);
+            }
+            bool in_sync = rc == 1;
+            if (!in_sync) {
+                s.c->rbuf.start = s.c->rbuf.end;  /* dropped */
+            }
+            sc_end(&s, in_sync);
+        }
+    }
 }
 
 /* ---- every kind of reply, each to the oldest request -------------------- */
@@ -1844,6 +2838,11 @@ main(void)
     test_owner();
     test_owner_then();
     test_meta();
+    test_meta_as_single();
+    test_meta_as_opaque();
+    test_meta_quiet();
+    test_meta_multi();
+    test_meta_fences();
     test_fences();
     test_flush_owed();
     test_limits();

@@ -60,3 +60,43 @@ seed stats '\140\006\000\000' \
 seed meta '\074\013\000\023\073\005\000\000' \
 'VA 2 f1 c3 t-1 W\r\nhi\r\nVALUE a 0 1\r\nx\r\nEND\r\nMN\r\nNS\r\n'\
 'VA 1 c4\r\n7\r\nMN\r\nVERSION 1\r\n'
+
+# text commands spoken as meta: a quiet get of 4 keys (opaque 7) after a
+# fence owed to two quiet noreply commands, then a VERSION
+seed as-quiet '\061\015\005\000\002\007' \
+'NS\r\nNF\r\nMN\r\nVA 1 f0 O8\r\na\r\nVA 2 f5 O10\r\nbb\r\nMN\r\n'\
+'VERSION 1.6.18\r\n'
+
+# ... its owner failing at the first hit, an error line between frames
+seed as-quiet-error '\061\055\005\000\000\007' \
+'VA 1 f0 O7\r\na\r\nSERVER_ERROR out of memory\r\nVA 2 f5 O9\r\nbb\r\nMN\r\n'\
+'VERSION 1\r\n'
+
+# ... tokens backwards: out of sync
+seed as-quiet-broken '\061\015\005\000\000\007' \
+'VA 1 f0 O8\r\na\r\nVA 1 f0 O7\r\nb\r\nMN\r\n'
+
+# a quiet gets whose tokens wrap (opaque 2^32 - 2)
+seed as-wrap '\061\015\005\000\000\033' \
+'VA 1 f0 c1 O4294967294\r\na\r\nVA 2 f5 c2 O0\r\nbb\r\nMN\r\nVERSION 1\r\n'
+
+# a set_multi of 3 (reversed order, soft errors), a quiet get, a fence
+# after it, a VERSION
+seed as-store '\072\125\015\005\000\000\062\007' \
+'HD O0\r\nSERVER_ERROR object too large for cache\r\nNS O2\r\n'\
+'VA 1 f0 O7\r\nx\r\nMN\r\nMN\r\nVERSION 1\r\n'
+
+# get (with cas), touch, delete and incr (its owner failing) with opaque
+# 7, byte by byte
+seed as-single '\004\035\135\235\375\005\000\000\064\044\044\044' \
+'VA 1 f0 c9 O7\r\na\r\nHD O7\r\nNF O7\r\nVA 2 O7\r\n15\r\nVERSION 1\r\n'
+
+# a set_multi whose owner fails at its last line
+seed as-owner-last '\061\065\005\000\000\242' \
+'HD O0\r\nNS O1\r\nEX O2\r\nVERSION 1\r\n'
+
+# a fence owed ahead: quiet status lines skipped byte by byte, then an
+# empty VA the fence cannot take, cut after its line (waits, then breaks)
+seed owed-meta '\001\005\005\000\002' \
+'NS\r\nHD\r\nEN\r\nMN\r\nVERSION 1\r\nVERSION 2\r\n'
+seed owed-va0 '\061\005\005\000\302' 'VA 0 k00 O6~\r\n\300\000'

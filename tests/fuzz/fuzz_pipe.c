@@ -19,6 +19,14 @@
  *   abandon  bit 7 set: request bits 0-2 is abandoned before chunk bits 3-6
  *   flags    bit 0: a flush_all's OK is owed first; bit 1: a fence's MN is
  *            owed ahead of the first request; bits 2-7: the chunk seed
+ *   as bytes one per text command spoken as meta (a VERSION request, bits
+ *            0-2 = 5, with items bits 3-4 > 0: 1 a quiet multi-key get, 2
+ *            a set_multi, 3 one of get, touch, delete, incr by bits 6-7),
+ *            in request order: bits 0-1 items - 1; bits 2-3 the opaque
+ *            base (0, 7, 2^32 - 2, 2^32 - 1); bit 4 with cas (get) or soft
+ *            errors (set_multi); bit 5 the opaque checked (always when
+ *            quiet); bits 6-7 the item its owner fails at (request bit 5);
+ *            for a get or set_multi, request bit 6 reverses the item order
  *
  * Every chunk is fed from a block holding exactly the unread bytes, so a
  * read past them is an AddressSanitizer error.  The target aborts when
@@ -38,9 +46,20 @@
  *   - MC_FEED_BROKEN comes without f set, or leaves requests queued after
  *     mc_conn_fail_all;
  *   - a meta reply reaches a request that is not MC_X_META, or is not of
- *     a kind it takes, or an MC_X_META request gets a text item;
- *   - a feed returns 0 with a complete frame left unread, or with a need
- *     not larger than the bytes there, or the buffer's cursors are wrong.
+ *     a kind it takes, or an MC_X_META request gets a text item (unless it
+ *     stands for a text command);
+ *   - a text command spoken as meta is given an item that is not what its
+ *     meta frame (the one at the buffer's head) reads as, of a kind its
+ *     command does not answer, for a position out of order (a quiet
+ *     reply's increasing, another's the next), or whose frame does not
+ *     carry the opaque token of that position when one is checked; or it
+ *     completes before all its lines were answered (not quiet);
+ *   - a feed returns 0 with a complete frame left unread (text, meta, or
+ *     a meta status line owed to a fence), or with a need not larger than
+ *     the bytes there, or the buffer's cursors are wrong.
+ *
+ * A text command spoken as meta reads its frames with mc_meta_as_text;
+ * its owner is told the text reply (on_item), never the meta one.
  */
 #define _DEFAULT_SOURCE
 
@@ -78,6 +97,8 @@ struct freq {
     int fail_at;               /* the item its owner fails, or -1 */
     bool owner_failed;
     bool abandoned;
+    bool reversed;             /* index maps position k to n - 1 - k */
+    int fail_pos;              /* the position its owner failed at */
     size_t next_item;          /* the lowest item index still possible */
     struct mc_wkey wk[4];
     size_t index[4];
@@ -103,6 +124,72 @@ inside_buffer(const char *p, size_t n)
     }
     return p >= b->data + b->start && p <= b->data + b->end
            && n <= (size_t)(b->data + b->end - p);
+}
+
+/* An item of a text command spoken as meta: the frame at the buffer's
+ * head is the one it was read from. */
+static void
+as_item(struct freq *q, size_t item, const struct mc_reply *rep)
+{
+    const struct mc_req *r = &q->r;
+    const struct mc_buf *b = &cur->c->rbuf;
+    REQUIRE(item < r->nitems);
+    size_t pos = q->reversed ? r->nitems - 1 - item : item;
+    REQUIRE(r->index == NULL || r->index[pos] == item);
+    if (r->quiet) {
+        REQUIRE(pos >= r->cursor);
+    }
+    else {
+        REQUIRE(pos == r->cursor);
+    }
+    struct mc_meta_reply m;
+    ssize_t n = mc_meta_parse(mc_buf_head(b), mc_buf_len(b), cur->max_value,
+                              &m);
+    REQUIRE(n > 0);
+    if (mc_meta_is_error(m.kind)) {
+        /* a soft error: the line due, of a set_multi */
+        REQUIRE(m.kind == MC_META_SERVER_ERROR && r->soft_errors);
+        REQUIRE(!r->quiet && r->nitems > 1);
+        REQUIRE(rep->kind == MC_SERVER_ERROR);
+        REQUIRE(rep->text == m.text && rep->text_len == m.text_len);
+        return;
+    }
+    if (r->quiet || r->check_opaque) {
+        REQUIRE(m.has & MC_RF_OPAQUE_NUM);
+        REQUIRE(m.opaque_num == (uint32_t)(r->opaque + (uint32_t)pos));
+    }
+    struct mc_reply t;
+    REQUIRE(mc_meta_as_text(r->as, &m, &t) == 1);
+    REQUIRE(t.kind == rep->kind);
+    switch (r->as) {
+    case MC_AS_GET:
+        REQUIRE(rep->kind == MC_VALUE);
+        REQUIRE(rep->value == m.value && rep->value_len == m.value_len);
+        REQUIRE(rep->value_len <= cur->max_value);
+        REQUIRE(inside_buffer(rep->value, rep->value_len));
+        REQUIRE(rep->key == NULL && rep->key_len == 0);
+        REQUIRE(rep->flags == m.client_flags);
+        REQUIRE(!r->with_cas || rep->has_cas);
+        REQUIRE(!rep->has_cas || rep->cas == m.cas);
+        break;
+    case MC_AS_TOUCH:
+        REQUIRE(rep->kind == MC_TOUCHED || rep->kind == MC_NOT_FOUND);
+        break;
+    case MC_AS_STORE:
+        REQUIRE(rep->kind == MC_STORED || rep->kind == MC_NOT_STORED
+                || rep->kind == MC_EXISTS || rep->kind == MC_NOT_FOUND);
+        break;
+    case MC_AS_DELETE:
+        REQUIRE(rep->kind == MC_DELETED || rep->kind == MC_NOT_FOUND);
+        break;
+    case MC_AS_ARITH:
+        REQUIRE(rep->kind == MC_NUMBER || rep->kind == MC_NOT_FOUND);
+        REQUIRE(rep->kind != MC_NUMBER || rep->number == t.number);
+        break;
+    case MC_AS_NONE:
+        REQUIRE(false);
+        break;
+    }
 }
 
 static int
@@ -161,11 +248,16 @@ on_item(void *owner, struct mc_req *r, size_t item,
         REQUIRE(r->taken <= MC_MAX_STATS_REPLY);
         break;
     case MC_X_META:
-        REQUIRE(false);         /* its frames go to on_meta */
+        REQUIRE(r->as != MC_AS_NONE);  /* else its frames go to on_meta */
+        as_item(q, item, rep);
         break;
     }
     if (q->items++ == q->fail_at) {
         q->owner_failed = true;
+        q->fail_pos = (int)r->cursor;
+        if (r->quiet || r->check_opaque) {
+            q->fail_pos = (int)(q->reversed ? r->nitems - 1 - item : item);
+        }
         cur->owner_fired = q;
         return -1;
     }
@@ -178,7 +270,7 @@ on_meta(void *owner, struct mc_req *r, const struct mc_meta_reply *rep)
     struct freq *q = owner;
     REQUIRE(&q->r == r);
     REQUIRE(cur->c->head == r);
-    REQUIRE(r->expect == MC_X_META);
+    REQUIRE(r->expect == MC_X_META && r->as == MC_AS_NONE);
     REQUIRE(q->done == 0 && !q->abandoned && !q->owner_failed);
     REQUIRE(cur->owner_fired == NULL);
     REQUIRE(q->items == 0);
@@ -220,8 +312,17 @@ on_done(void *owner, struct mc_req *r)
         case MC_X_NUMBER:
         case MC_X_OK:
         case MC_X_VERSION:
-        case MC_X_META:
             REQUIRE(q->items == 1);
+            break;
+        case MC_X_META:
+            if (r->as == MC_AS_NONE) {
+                REQUIRE(q->items == 1);
+            }
+            else {
+                /* every line answered, or (quiet) its MN read */
+                REQUIRE((size_t)q->items <= r->nitems);
+                REQUIRE(r->quiet || r->cursor == r->nitems);
+            }
             break;
         case MC_X_VALUES:
             REQUIRE(r->ends == 0);
@@ -235,8 +336,48 @@ on_done(void *owner, struct mc_req *r)
     }
 }
 
+/* A text command spoken as meta, request spec, as byte asb. */
 static void
-set_up(struct run *run, int i, uint8_t spec)
+set_up_as(struct freq *q, uint8_t spec, uint8_t asb)
+{
+    static const uint32_t bases[4] = {0, 7, UINT32_MAX - 1, UINT32_MAX};
+    static const enum mc_meta_as single[4] = {MC_AS_GET, MC_AS_TOUCH,
+                                              MC_AS_DELETE, MC_AS_ARITH};
+    unsigned sub = (spec >> 3) & 3;
+    size_t n = 1 + (asb & 3);
+    q->fail_at = (spec & 0x20) ? (asb >> 6) & 3 : -1;
+    q->r.nitems = n;
+    q->r.opaque = bases[(asb >> 2) & 3];
+    q->r.check_opaque = (asb & 0x20) != 0;
+    if (sub == 1) {
+        q->r.as = MC_AS_GET;
+        q->r.quiet = true;
+        q->r.check_opaque = true;
+        q->r.with_cas = (asb & 0x10) != 0;
+    }
+    else if (sub == 2) {
+        q->r.as = MC_AS_STORE;
+        q->r.soft_errors = (asb & 0x10) != 0;
+    }
+    else {
+        q->r.as = single[spec >> 6];
+        q->r.with_cas = q->r.as == MC_AS_GET && (asb & 0x10) != 0;
+    }
+    q->reversed = sub != 3 && (spec & 0x40) != 0;
+    for (size_t k = 0; k < n; k++) {
+        q->index[k] = q->reversed ? n - 1 - k : k;
+    }
+    q->r.index = q->index;
+}
+
+static bool
+is_as(uint8_t spec)
+{
+    return (spec & 7) == 5 && ((spec >> 3) & 3) != 0;
+}
+
+static void
+set_up(struct run *run, int i, uint8_t spec, uint8_t asb)
 {
     struct freq *q = &run->reqs[i];
     static const enum mc_expect kinds[8] = {
@@ -248,13 +389,19 @@ set_up(struct run *run, int i, uint8_t spec)
     q->fail_at = (spec & 0x20) ? (spec >> 6) & 3 : -1;
     bool meta = (spec & 7) == 3 && n > 1;
     bool config = (spec & 7) == 4 && n > 1;
-    mc_req_init(&q->r, meta     ? MC_X_META
-                       : config ? MC_X_CONFIG
-                                : kinds[spec & 7]);
+    bool as = is_as(spec);
+    mc_req_init(&q->r, meta || as ? MC_X_META
+                       : config   ? MC_X_CONFIG
+                                  : kinds[spec & 7]);
     q->r.on_item = on_item;
     q->r.on_meta = on_meta;
     q->r.on_done = on_done;
     q->r.owner = q;
+    q->fail_pos = -1;
+    if (as) {
+        set_up_as(q, spec, asb);
+        return;
+    }
     switch (spec & 7) {
     case 0:
     case 1:
@@ -333,6 +480,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < header) {
         return 0;
     }
+    size_t nas = 0;             /* as bytes after the flags byte */
+    for (int i = 0; i < nreqs; i++) {
+        nas += is_as(data[1 + i]);
+    }
+    if (size < header + nas) {
+        return 0;
+    }
+    const uint8_t *as_bytes = data + header;
+    header += nas;
     bool fences = (data[0] & 8) != 0;
     size_t max_chunk = max_chunks[(data[0] >> 4) & 7];
     uint8_t ab = data[1 + nreqs];
@@ -360,8 +516,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(mc_conn_queue(c, NULL, &req_bytes, 1, true) == 0);
         REQUIRE(c->fences == 1);
     }
-    for (int i = 0; i < nreqs; i++) {
-        set_up(&run, i, data[1 + i]);
+    for (int i = 0, a = 0; i < nreqs; i++) {
+        uint8_t spec = data[1 + i];
+        set_up(&run, i, spec, is_as(spec) ? as_bytes[a++] : 0);
         REQUIRE(mc_conn_queue(c, &run.reqs[i].r, &req_bytes, 1, false) == 0);
         if (fences && i % 2 == 1) {
             unsigned before = run.reqs[i].r.fences_after;
@@ -414,7 +571,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 REQUIRE(q->done == 0);
                 enum mc_expect x = q->r.expect;
                 if (x == MC_X_NUMBER || x == MC_X_OK || x == MC_X_VERSION
-                    || x == MC_X_META
+                    || (x == MC_X_META && q->r.as == MC_AS_NONE)
+                    || (x == MC_X_META && !q->r.quiet
+                        && q->fail_pos == (int)q->r.nitems - 1)
                     || (x == MC_X_STATUS && (size_t)q->items == q->r.nitems)) {
                     last = q;
                 }
@@ -441,9 +600,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             else if (left > 0) {
                 struct mc_reply rep;
-                REQUIRE(mc_parse(mc_buf_head(&c->rbuf), left,
-                                 run.max_value, &rep)
-                        == MC_NEED_MORE);
+                ssize_t k = mc_parse(mc_buf_head(&c->rbuf), left,
+                                     run.max_value, &rep);
+                if (k != MC_NEED_MORE) {
+                    /* not a text frame: a meta one owed to a fence (the
+                     * status line of a quiet command, mc_owed_meta), not
+                     * all there yet */
+                    struct mc_meta_reply mrep;
+                    REQUIRE(k == MC_EPROTO && c->fences > 0
+                            && c->flush_oks == 0);
+                    REQUIRE(mc_meta_parse(mc_buf_head(&c->rbuf), left, 0,
+                                          &mrep)
+                            == MC_NEED_MORE);
+                }
             }
             REQUIRE(need == 0 || need > left);
         }
