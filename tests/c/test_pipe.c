@@ -13,9 +13,8 @@
  * sizes, every time from a block holding exactly the unread bytes (so
  * AddressSanitizer sees any read past them; the scenarios of text
  * commands spoken as meta also cut in two at every byte offset), and what
- * the requests were
- * told (items, completion, failures) is compared line by line with what
- * the scenario expects.  Sockets are socketpair() ends and loopback
+ * the requests were told (items, completion, failures) is compared line by
+ * line with what the scenario expects.  Sockets are socketpair() ends and loopback
  * sockets this file opens itself.
  *
  * Usage: test_pipe
