@@ -74,19 +74,10 @@ call_meta(struct mc_core *core, struct mc_call *c,
 {
     mr->key = c->wk.key;
     mr->key_len = c->wk.key_len;
-    if (core->eng.cfg.binary_keys
-        && mc_key_check(mr->key, mr->key_len) != MC_KEY_OK) {
-        mr->flags |= MC_MF_BASE64;
-    }
     if (c->noreply) {
         mr->flags |= MC_MF_QUIET;
     }
-    else if (core->opaque) {
-        mr->flags |= MC_MF_OPAQUE;
-        mr->opaque = ++core->next_opaque;
-        c->req.check_opaque = true;
-        c->req.opaque = mr->opaque;
-    }
+    mc_meta_key_token(core, c, mr, !c->noreply);
     ssize_t n = mc_meta_fmt(c->hdr, mr);
     if (n < 0) {
         /* the arguments were checked for the text command: unreachable */
@@ -523,7 +514,7 @@ mc_prep_arith(struct mc_core *core, struct mc_call *c, PyObject *const *args,
     }
     c->retry_safe = false;
     if (core->eng.cfg.meta) {
-        /* noreply: no v (an ma with v sends its VA, quiet or not) */
+        /* noreply: no v (a quiet ma asks for no value) */
         struct mc_meta_request mr = {.cmd = MC_META_ARITH};
         mr.flags = MC_MF_DELTA | (c->noreply ? 0 : MC_MF_VALUE)
                    | (decr ? MC_MF_MODE : 0);

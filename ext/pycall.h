@@ -92,6 +92,25 @@ struct mc_call {
                                 * exception is set) */
 };
 
+/* A meta request's key and token: base64 (b) for a key the text rules
+ * refuse, when the client takes binary keys; O<n>, checked in the reply,
+ * from a pipelining client. */
+static inline void
+mc_meta_key_token(struct mc_core *core, struct mc_call *c,
+                  struct mc_meta_request *mr, bool token)
+{
+    if (core->eng.cfg.binary_keys
+        && mc_key_check(mr->key, mr->key_len) != MC_KEY_OK) {
+        mr->flags |= MC_MF_BASE64;
+    }
+    if (token && core->opaque) {
+        mr->flags |= MC_MF_OPAQUE;
+        mr->opaque = ++core->next_opaque;
+        c->req.check_opaque = true;
+        c->req.opaque = mr->opaque;
+    }
+}
+
 /* Sets up a call expecting x, its result built as rk. */
 void mc_call_init(struct mc_call *c, enum mc_expect x, enum mc_result rk);
 

@@ -386,16 +386,10 @@ meta_line(struct mc_core *core, struct mc_call *c, const char *fname,
     }
     mr->key = c->wk.key;
     mr->key_len = c->wk.key_len;
-    if (bin || (core->eng.cfg.binary_keys
-                && mc_key_check(mr->key, mr->key_len) != MC_KEY_OK)) {
+    if (bin) {
         mr->flags |= MC_MF_BASE64;
     }
-    if (core->opaque) {
-        mr->flags |= MC_MF_OPAQUE;
-        mr->opaque = ++core->next_opaque;
-        c->req.check_opaque = true;
-        c->req.opaque = mr->opaque;
-    }
+    mc_meta_key_token(core, c, mr, true);
     ssize_t n = mc_meta_fmt(c->hdr, mr);
     if (n < 0) {
         const char *why;
