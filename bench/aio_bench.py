@@ -45,7 +45,7 @@ NOISY = 0.25        # ops/s spread above which a cell is marked
 MIN_TASK_OPS = 10   # a timed run is made longer (up to 4 x --duration) to give every
                     # task about this many operations
 FIELDS = ("ops_per_sec", "p50_us", "p99_us", "cpu_us_per_op", "user_us_per_op",
-          "sys_us_per_op", "fairness", "starved_120ms", "max_gap_ms", "duration",
+          "sys_us_per_op", "server_us_per_op", "fairness", "starved_120ms", "max_gap_ms", "duration",
           "involuntary_switches")
 CLIENT_ALIASES = {
     "aio": "aio-stringclient", "cmemcache.aio.stringclient": "aio-stringclient",
@@ -81,7 +81,8 @@ def summarize(res):
     if res.get("status") != "ok":
         return res
     for f in FIELDS:
-        res[f] = statistics.median(r[f] for r in runs)
+        vals = [r.get(f) for r in runs]
+        res[f] = None if None in vals else statistics.median(vals)
     res["max_gap_ms_worst"] = max(r["max_gap_ms"] for r in runs)
     res["cpu_us_per_op_min"] = min(r["cpu_us_per_op"] for r in runs)
     res["starved_120ms_worst"] = max(r["starved_120ms"] for r in runs)
@@ -91,7 +92,7 @@ def summarize(res):
     return res
 
 
-def run_all(args, adapters, loops, cases, concs, port, log):
+def run_all(args, adapters, loops, cases, concs, port, log, server_pid=None):
     """The rounds in passes over every (case, loop), one client process each:
     with one round per pass (the full mode) the rounds of a client are minutes
     apart, so a burst of other load on the machine spoils one of them, not all."""
@@ -109,7 +110,7 @@ def run_all(args, adapters, loops, cases, concs, port, log):
                     continue
                 skip = {str(n): [k for k in keys if merged.get((loop, case, n, k), {}).get(
                     "status", "ok") != "ok"] for n in concs}
-                job = {"port": port, "loop": loop, "case": case, "concurrency": concs,
+                job = {"port": port, "server_pid": server_pid, "loop": loop, "case": case, "concurrency": concs,
                        "clients": keys, "skip": skip, "rounds": rounds,
                        "duration": args.duration, "warmup": args.warmup, "pools": args.pools,
                        "rotate": rotate, "min_task_ops": MIN_TASK_OPS,
@@ -244,6 +245,8 @@ def targets(results):
 
 
 def _fmt_num(v, field):
+    if v is None:
+        return "—"
     if field == "ops_per_sec":
         return "{:,.0f}".format(v)
     if field == "fairness":
@@ -358,8 +361,8 @@ def render_markdown(report, order):
             cb = block["cases"][c]
             lines += ["### %s (`%s`), %s loop" % (cb["title"], c, loop), "",
                       "| client | tasks | ops/s | p50 µs | p99 µs | CPU µs/op | user / sys µs "
-                      "| fairness | starved | max gap ms | run s |",
-                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                      "| memcached µs/op | fairness | starved | max gap ms | run s |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
             notes = []
             for key in order:
                 for t in concs:
@@ -367,18 +370,19 @@ def render_markdown(report, order):
                     if res is None:
                         continue
                     if res.get("status") != "ok":
-                        lines.append("| %s | %d | %s | | | | | | | | |" % (
+                        lines.append("| %s | %d | %s | | | | | | | | | |" % (
                             label_of(key), t, res.get("status")))
                         notes.append("- %s x%d: %s — %s" % (label_of(key), t, res.get("status"),
                                                             res.get("detail", "")))
                         continue
-                    lines.append("| %s | %d | %s | %s | %s | %s | %s / %s | %s | %s | %s | %.2f "
-                                 "|" % (
+                    lines.append("| %s | %d | %s | %s | %s | %s | %s / %s | %s | %s | %s | %s "
+                                 "| %.2f |" % (
                                      label_of(key), t, _cell(res, "ops_per_sec"),
                                      _cell(res, "p50_us"), _cell(res, "p99_us"),
                                      _cell(res, "cpu_us_per_op"),
                                      _fmt_num(res["user_us_per_op"], "u"),
                                      _fmt_num(res["sys_us_per_op"], "u"),
+                                     _cell(res, "server_us_per_op"),
                                      _cell(res, "fairness") if t > 1 else "—",
                                      _cell(res, "starved_120ms") if t > 1 else "—",
                                      _cell(res, "max_gap_ms"), res["duration"]))
@@ -661,7 +665,8 @@ def main(argv=None):
         log("memcached on %s; %d rounds of %.2f s; loops %s; tasks %s" % (
             srv.address, args.rounds, args.duration, ",".join(loops),
             ",".join(map(str, concs))))
-        report["results"] = run_all(args, adapters, loops, cases, concs, srv.port, log)
+        report["results"] = run_all(args, adapters, loops, cases, concs, srv.port, log,
+                                    server_pid=srv.proc.pid)
     finally:
         stop_all_servers()
 

@@ -10,7 +10,9 @@ round): opens the client, checks its answers at that concurrency, warms it up,
 times it, checks it again and closes it. Only
 this process runs the clients; memcached runs outside it, so the CPU time
 measured here (time.process_time, all threads of this process) is the client
-side's alone. Prints one JSON object. See bench/README.md.
+side's alone; memcached's CPU time over the same run (all its threads, from
+/proc/<pid>/task/*/schedstat, when the job names its pid) is reported beside
+it. Prints one JSON object. See bench/README.md.
 """
 
 import asyncio
@@ -215,6 +217,27 @@ CHECKS = {"get_hit": check_get, "set_10": check_set, "get_multi_100": check_get_
 # the timed loop
 
 
+SERVER_PID = None   # memcached's, from the job: its CPU time is read around each run
+
+
+def server_cpu_ns():
+    """memcached's CPU time so far in ns (all its threads), or None."""
+    if SERVER_PID is None:
+        return None
+    total = 0
+    base = "/proc/%d/task" % SERVER_PID
+    try:
+        for tid in os.listdir(base):
+            try:
+                with open(os.path.join(base, tid, "schedstat")) as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass          # a thread that ended meanwhile
+    except OSError:
+        return None
+    return total
+
+
 async def run_tasks(ad, case, tasks, duration):
     """Run `tasks` tasks of the case's operation for `duration` seconds.
 
@@ -269,6 +292,7 @@ async def run_tasks(ad, case, tasks, duration):
     was = gc.isenabled()
     gc.disable()
     try:
+        srv0 = server_cpu_ns()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         cpu0 = time.process_time()
         t0[0] = time.perf_counter()
@@ -290,6 +314,7 @@ async def run_tasks(ad, case, tasks, duration):
         t1 = time.perf_counter()
         cpu1 = time.process_time()
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        srv1 = server_cpu_ns()
     finally:
         if was:
             gc.enable()
@@ -305,6 +330,8 @@ async def run_tasks(ad, case, tasks, duration):
         "cpu_us_per_op": round(1e6 * (cpu1 - cpu0) / total, 3),
         "user_us_per_op": round(1e6 * (ru1.ru_utime - ru0.ru_utime) / total, 3),
         "sys_us_per_op": round(1e6 * (ru1.ru_stime - ru0.ru_stime) / total, 3),
+        "server_us_per_op": (None if srv0 is None or srv1 is None
+                             else round((srv1 - srv0) / 1e3 / total, 3)),
         "p50_us": round(1e6 * _quantile(allv, 0.50), 2),
         "p99_us": round(1e6 * _quantile(allv, 0.99), 2),
         "task_ops_min": min(counts),
@@ -420,7 +447,9 @@ def make_loop(name):
 
 
 def main():
+    global SERVER_PID
     job = json.load(sys.stdin)
+    SERVER_PID = job.get("server_pid")
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)

@@ -105,6 +105,11 @@ struct mc_conn {
     size_t wlen;               /* the bytes queued, not yet written */
     struct mc_req *head;       /* requests in flight, oldest first */
     struct mc_req *tail;
+    struct mc_req *join_req;   /* the tail, when its line may take the next
+                                * one-key get's key (pipe.h mc_conn_join) */
+    int join_at;               /* wcnt then */
+    unsigned join_n;           /* the keys on that line */
+    size_t join_len;           /* its length */
     struct mc_conn *next;      /* idle pool link */
 };
 

@@ -16,6 +16,7 @@ mc_conn_wreserve_slow(struct mc_conn *c, int n)
         /* the written ones are gone: move the rest to the front */
         memmove(c->wiov, c->wiov + c->whead,
                 sizeof(struct iovec) * (size_t)(c->wcnt - c->whead));
+        c->join_at -= c->whead;
         c->wcnt -= c->whead;
         c->whead = 0;
         if (c->wcap - c->wcnt >= n) {
@@ -44,11 +45,52 @@ mc_conn_queue_bytes(struct mc_conn *c, const struct iovec *iov, int iovcnt)
     if (mc_conn_wreserve(c, iovcnt) < 0) {
         return -ENOMEM;
     }
+    c->join_req = NULL;
     for (int i = 0; i < iovcnt; i++) {
         c->wiov[c->wcnt++] = iov[i];
         c->wlen += iov[i].iov_len;
     }
     return 0;
+}
+
+/* Joins r, a one-key get ("<cmd> <key>\r\n" in iov, cmd r->join bytes),
+ * to the line of the request queued last, when that is a get of the same
+ * command whose line ends the bytes queued and is not written yet: the
+ * line loses its CRLF and takes " <key>\r\n", so one multi-key line asks
+ * both (memcached answers it in order, with one END).  The request before
+ * then owes no END (ends 0): its reply ends at a VALUE for its key or at
+ * the first frame that is not (mc_values_frame passes that frame on).  Not
+ * on a TLS connection (its layer may hold queued bytes already), nor past
+ * MC_JOIN_KEYS keys or MC_JOIN_LINE bytes.  Returns 1 when joined (r is
+ * in flight), 0 when not (nothing done), -ENOMEM. */
+int
+mc_conn_join(struct mc_conn *c, struct mc_req *r, const struct iovec *iov)
+{
+    struct mc_req *t = c->join_req;
+    size_t add = iov->iov_len - r->join;
+    if (t != c->tail || t->join != r->join || c->join_at != c->wcnt
+        || c->wcnt <= c->whead || c->wiov[c->wcnt - 1].iov_len <= 2
+        || c->join_n >= MC_JOIN_KEYS || c->join_len + add - 2 > MC_JOIN_LINE
+        || c->tls != NULL) {
+        return 0;
+    }
+    if (mc_conn_wreserve(c, 1) < 0) {
+        return -ENOMEM;
+    }
+    c->wiov[c->wcnt - 1].iov_len -= 2;  /* its CRLF */
+    c->wiov[c->wcnt].iov_base = (char *)iov->iov_base + r->join;
+    c->wiov[c->wcnt].iov_len = add;
+    c->wcnt++;
+    c->wlen += add - 2;
+    t->ends = 0;
+    unsigned n = c->join_n;
+    size_t len = c->join_len + add - 2;
+    mc_conn_push(c, r, false);
+    c->join_req = r;
+    c->join_at = c->wcnt;
+    c->join_n = n + 1;
+    c->join_len = len;
+    return 1;
 }
 
 /* ---- the rare paths of mc_conn_feed ------------------------------------ */

@@ -26,7 +26,9 @@
 /* What a reply is made of. */
 enum mc_expect {
     MC_X_VALUES,   /* VALUE frames for the keys asked, in order (a miss is
-                    * skipped), then one END per request line */
+                    * skipped), then one END per request line (none for a
+                    * request joined to the next one's line: see
+                    * mc_conn_join) */
     MC_X_STATUS,   /* one status line per item, of the kinds in accept */
     MC_X_NUMBER,   /* incr/decr: a number, or NOT_FOUND */
     MC_X_OK,       /* OK */
@@ -69,6 +71,9 @@ struct mc_req {
     bool soft_errors;          /* MC_X_STATUS: SERVER_ERROR answers one
                                 * item (set_multi), instead of the request */
     bool with_cas;             /* MC_X_VALUES: each VALUE carries a cas */
+    uint8_t join;              /* MC_X_VALUES of one key whose one iovec is
+                                * "<cmd> <key>\r\n": the length of cmd, for
+                                * mc_conn_join (0: never joined) */
     const char *keys;          /* MC_X_VALUES: the keys asked, an mc_wkey
                                 * every key_stride bytes */
     size_t key_stride;
@@ -109,6 +114,7 @@ mc_req_init(struct mc_req *r, enum mc_expect x)
     r->as = MC_AS_NONE;
     r->quiet = false;
     r->with_cas = false;
+    r->join = 0;
     r->keys = NULL;
     r->key_stride = sizeof(struct mc_wkey);
     r->index = NULL;
@@ -149,6 +155,7 @@ extern const struct iovec mc_fence_iov;  /* "mn\r\n" */
 static MC_ALWAYS_INLINE void
 mc_conn_push(struct mc_conn *c, struct mc_req *r, bool fence)
 {
+    c->join_req = NULL;
     if (r != NULL) {
         r->next = NULL;
         r->state = MC_REQ_FLIGHT;
@@ -170,8 +177,18 @@ mc_conn_push(struct mc_conn *c, struct mc_req *r, bool fence)
     }
 }
 
+/* The most keys, and the longest line, mc_conn_join makes (memcached reads
+ * a get line past 2048 bytes into a buffer of its own). */
+#define MC_JOIN_KEYS 64
+#define MC_JOIN_LINE 2000
+
+int mc_conn_join(struct mc_conn *c, struct mc_req *r,
+                 const struct iovec *iov);
+
 /* Queues a request: its bytes, then "mn" when fence, behind what is
- * queued; r as mc_conn_push.  A fence's "MN" is owed after the reply of
+ * queued; r as mc_conn_push.  A one-key get (r->join) queued right behind
+ * another whose line is not written yet joins that line instead
+ * (mc_conn_join).  A fence's "MN" is owed after the reply of
  * the request before it.  On a TLS connection a zero-length iovec marks
  * where the request before it, and the request itself, end (mc_tls_send
  * ends a record there, so no record holds a value's tail and the next
@@ -182,6 +199,13 @@ mc_conn_queue(struct mc_conn *c, struct mc_req *r, const struct iovec *iov,
               int iovcnt, bool fence)
 {
     bool marks = c->tls != NULL;
+    bool join = r != NULL && r->join != 0 && iovcnt == 1 && !fence && !marks;
+    if (join && c->join_req != NULL) {
+        int j = mc_conn_join(c, r, iov);
+        if (j != 0) {
+            return j < 0 ? j : 0;
+        }
+    }
     if (mc_conn_wreserve(c, iovcnt + fence + 2 * marks) < 0) {
         return -ENOMEM;
     }
@@ -201,6 +225,12 @@ mc_conn_queue(struct mc_conn *c, struct mc_req *r, const struct iovec *iov,
         c->wlen += mc_fence_iov.iov_len;
     }
     mc_conn_push(c, r, fence);
+    if (join) {
+        c->join_req = r;
+        c->join_at = c->wcnt;
+        c->join_n = 1;
+        c->join_len = iov[0].iov_len;
+    }
     return 0;
 }
 
@@ -227,6 +257,7 @@ mc_conn_wrote(struct mc_conn *c, const struct mc_out *out)
     c->wlen = out->len;
     if (c->whead == c->wcnt) {
         c->whead = c->wcnt = 0;
+        c->join_req = NULL;
     }
 }
 
@@ -245,6 +276,9 @@ enum mc_frame_rc {
                                 * left unread, read again on the next call
                                 * (then discarded), which completes it */
     MC_F_BROKEN,               /* out of sync */
+    MC_F_PASS,                 /* its reply is complete (a request joined
+                                * to the next one's line): the frame is
+                                * the next request's */
 };
 
 /* The parts of mc_conn_feed off its common path (pipe.c). */
@@ -288,6 +322,9 @@ mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
                 struct mc_fail *f)
 {
     if (rep->kind == MC_END) {
+        if (r->ends == 0) {
+            return MC_F_PASS;   /* joined: the line's last request's END */
+        }
         return --r->ends == 0 ? MC_F_DONE : MC_F_MORE;
     }
     if (rep->kind != MC_VALUE) {
@@ -302,6 +339,9 @@ mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
         r->cursor++;            /* a miss */
     }
     if (r->cursor == r->nitems) {
+        if (r->ends == 0) {
+            return MC_F_PASS;   /* joined: a key of a request after it */
+        }
         return mc_frame_broken(f, "VALUE for a key that was not requested");
     }
     if (r->with_cas && !rep->has_cas) {
@@ -309,7 +349,10 @@ mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
     }
     size_t item = mc_req_item(r);
     r->cursor++;
-    return mc_deliver(r, item, rep);
+    enum mc_frame_rc rc = mc_deliver(r, item, rep);
+    return rc == MC_F_MORE && r->ends == 0 && r->cursor == r->nitems
+               ? MC_F_DONE
+               : rc;
 }
 
 /* One frame for the oldest request in flight. */
@@ -470,6 +513,10 @@ mc_conn_feed(struct mc_conn *c, size_t max_value, size_t *need,
         enum mc_frame_rc rc = mc_req_frame(r, &rep, f);
         if (rc == MC_F_OWNER_LAST) {
             return MC_FEED_OWNER;  /* r stays the oldest until then */
+        }
+        if (rc == MC_F_PASS) {
+            mc_finish_head(c, MC_REQ_DONE);  /* the frame is read again */
+            continue;
         }
         mc_buf_consume(&c->rbuf, (size_t)n);
         if (rc == MC_F_MORE) {

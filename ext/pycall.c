@@ -332,6 +332,7 @@ mc_prep_retrieve(struct mc_core *core, struct mc_call *c,
                                    c->wk.key_len));
     c->req.with_cas = with_cas;
     c->req.keys = (const char *)&c->wk;
+    c->req.join = touch ? 0 : (uint8_t)strlen(cmd);
     return 0;
 }
 
@@ -359,6 +360,7 @@ mc_prep_get_decoded(struct mc_core *core, struct mc_call *c,
     call_add(c, c->hdr, mc_fmt_get(c->hdr, "get", false, 0, c->wk.key,
                                    c->wk.key_len));
     c->req.keys = (const char *)&c->wk;
+    c->req.join = 3;
     return 0;
 }
 

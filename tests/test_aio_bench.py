@@ -25,7 +25,7 @@ from bench import Seeder  # noqa: E402
 PEERS = ("aiomcache", "emcache", "memcachio")
 CASES = ("get_hit", "set_10", "get_multi_100", "mix")
 CONCURRENCY = (1, 16, 256)
-NUMBERS = ("ops_per_sec", "p50_us", "p99_us", "cpu_us_per_op", "max_gap_ms")
+NUMBERS = ("ops_per_sec", "p50_us", "p99_us", "cpu_us_per_op", "server_us_per_op", "max_gap_ms")
 #: the clients of other projects: one that stops answering on a busy machine
 #: is reported as hung by the worker (its stall guard), and costs only its
 #: own results; cmemcache's clients never may
@@ -489,3 +489,30 @@ def test_run_group_leaves_out_the_clients_to_skip(seeded):
     assert list(out4) == ["client-thread"]
     assert list(out16) == ["stringclient-thread"]
     assert out4["client-thread"]["status"] == out16["stringclient-thread"]["status"] == "ok"
+
+
+def test_server_cpu_counts_every_thread_of_the_server(monkeypatch):
+    # a stand-in server: two threads that spin for 0.3 s of CPU each, then
+    # stay (as memcached's do: an ended thread leaves /proc/<pid>/task)
+    code = ("import threading, time\n"
+            "def spin():\n"
+            "    t = time.thread_time() + 0.3\n"
+            "    while time.thread_time() < t: pass\n"
+            "    time.sleep(30)\n"
+            "for _ in range(2): threading.Thread(target=spin).start()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        monkeypatch.setattr(aio_worker, "SERVER_PID", proc.pid)
+        deadline = time.monotonic() + 10
+        used = 0
+        while time.monotonic() < deadline and used < 0.6e9:
+            time.sleep(0.05)
+            used = aio_worker.server_cpu_ns()
+        assert used >= 0.6e9                # both threads' time
+        assert aio_worker.server_cpu_ns() >= used
+    finally:
+        proc.kill()
+        proc.wait()
+    assert aio_worker.server_cpu_ns() is None          # the process is gone
+    monkeypatch.setattr(aio_worker, "SERVER_PID", None)
+    assert aio_worker.server_cpu_ns() is None
