@@ -317,6 +317,26 @@ mc_req_item(const struct mc_req *r)
     return r->index != NULL ? r->index[r->cursor] : r->cursor;
 }
 
+/* Whether a request after r on its joined line (see mc_conn_join) asks
+ * rep's key. */
+static inline bool
+mc_joined_asked(const struct mc_req *r, const struct mc_reply *rep)
+{
+    for (const struct mc_req *q = r->next; q != NULL; q = q->next) {
+        for (size_t i = q->cursor; i < q->nitems; i++) {
+            const struct mc_wkey *wk = (const struct mc_wkey *)(const void *)(
+                q->keys + (q->index != NULL ? q->index[i] : i) * q->key_stride);
+            if (mc_key_matches(wk, rep)) {
+                return true;
+            }
+        }
+        if (q->ends != 0) {
+            break;              /* the line's last request */
+        }
+    }
+    return false;
+}
+
 static inline enum mc_frame_rc
 mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
                 struct mc_fail *f)
@@ -339,7 +359,7 @@ mc_values_frame(struct mc_req *r, const struct mc_reply *rep,
         r->cursor++;            /* a miss */
     }
     if (r->cursor == r->nitems) {
-        if (r->ends == 0) {
+        if (r->ends == 0 && mc_joined_asked(r, rep)) {
             return MC_F_PASS;   /* joined: a key of a request after it */
         }
         return mc_frame_broken(f, "VALUE for a key that was not requested");
