@@ -232,6 +232,12 @@ def targets(results):
                          "threshold": 0.5, "lower_is_better": False,
                          "aio": aio_values(loop, case, 256, "fairness")})
     for row in rows:
+        # memcached's own CPU time per operation while cmemcache.aio ran caps
+        # what any client gets from it: one CPU's worth of it, at most
+        srv = [(_get(results, row["loop"], row["case"], row["tasks"], k) or {}).get(
+            "server_us_per_op") for k in AIO_KEYS]
+        srv = [v for v in srv if v]
+        row["server_bound"] = (1e6 / min(srv)) if row["what"] == "ops/s" and srv else None
         met = {}
         for k, v in row["aio"].items():
             if v is not None:
@@ -309,9 +315,10 @@ def render_markdown(report, order):
         aio_cols = [k for k in AIO_KEYS if any(k in r["aio"] and r["aio"][k] is not None
                                                for r in rows)]
         lines += ["## Targets for cmemcache.aio", "",
-                  "| loop | case | tasks | figure | rule | baseline | threshold | %s |"
+                  "| loop | case | tasks | figure | rule | baseline | threshold | %s "
+                  "| memcached's bound |"
                   % " | ".join(label_of(k) for k in aio_cols or AIO_KEYS),
-                  "|---|---|---:|---|---|---|---:|%s|" % "|".join(
+                  "|---|---|---:|---|---|---|---:|%s|---:|" % "|".join(
                       "---:" for _ in (aio_cols or AIO_KEYS))]
         for r in rows:
             base = "—" if r["baseline"] is None else "%s %s" % (
@@ -327,10 +334,15 @@ def render_markdown(report, order):
                     f = {"ops/s": "ops_per_sec", "fairness": "fairness"}.get(
                         r["what"], "cpu_us_per_op")
                     cells.append("%s %s" % (_fmt_num(v, f), "✓" if r["met"].get(k) else "✗"))
-            lines.append("| %s | `%s` | %d | %s | %s | %s | %s | %s |" % (
+            bound = r.get("server_bound")
+            lines.append("| %s | `%s` | %d | %s | %s | %s | %s | %s | %s |" % (
                 r["loop"], r["case"], r["tasks"], r["what"], r["rule"], base,
-                _fmt_threshold(r), " | ".join(cells)))
-        lines += [""]
+                _fmt_threshold(r), " | ".join(cells),
+                "—" if bound is None else "{:,.0f}".format(bound)))
+        lines += ["", "memcached's bound: the ops/s at which memcached itself would use a "
+                  "whole CPU, from its CPU time per operation (all its threads) while "
+                  "cmemcache.aio ran; no client gets more from one memcached on one CPU "
+                  "(it shares that CPU with the client under --pin same).", ""]
 
     # overview: ops/s and CPU per op, every client x case, per loop
     for loop, block in results.items():
