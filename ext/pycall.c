@@ -332,7 +332,7 @@ mc_prep_retrieve(struct mc_core *core, struct mc_call *c,
                                    c->wk.key_len));
     c->req.with_cas = with_cas;
     c->req.keys = (const char *)&c->wk;
-    c->req.join = touch ? 0 : (uint8_t)strlen(cmd);
+    c->req.join = touch ? 0 : with_cas ? 4 : 3;  /* "gets", "get" */
     return 0;
 }
 
