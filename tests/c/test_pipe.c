@@ -7,12 +7,17 @@
  * meta requests (MC_X_META) among text ones on the same connection, and
  * text commands spoken as meta (protocol="meta": single-key commands,
  * quiet multi-key gets ended by MN, set_multi and delete_multi with an
- * opaque token per key, noreply meta commands behind fences).
+ * opaque token per key, noreply meta commands behind fences); one-key
+ * gets joined on one multi-key line (mc_conn_join): the exact bytes
+ * queued, when a line is not joined (another command, anything queued
+ * between, written, TLS, 64 keys, 2,000 bytes), and the replies of such
+ * lines, each request taking its own key's VALUE or passing the frame on.
  *
  * Each reply scenario is fed whole, byte by byte and in chunks of several
  * sizes, every time from a block holding exactly the unread bytes (so
  * AddressSanitizer sees any read past them; the scenarios of text
- * commands spoken as meta also cut in two at every byte offset), and what
+ * commands spoken as meta and of joined gets also cut in two at every
+ * byte offset), and what
  * the requests were told (items, completion, failures) is compared line by
  * line with what the scenario expects.  Sockets are socketpair() ends and loopback
  * sockets this file opens itself.
@@ -320,9 +325,12 @@ sc_begin(struct scenario *s)
     s->abandon_at = SIZE_MAX;
 }
 
-/* Queues a request expecting x, its bytes the string given. */
+/* Queues a request expecting x, its bytes the string given; join as the
+ * request's (a one-key get's command length: mc_conn_join may put it on
+ * the line queued last). */
 static struct treq *
-sc_req(struct scenario *s, enum mc_expect x, const char *bytes)
+sc_req_join(struct scenario *s, enum mc_expect x, const char *bytes,
+            uint8_t join)
 {
     if (s->n == MAX_REQS) {
         fprintf(stderr, "too many requests\n");
@@ -337,9 +345,17 @@ sc_req(struct scenario *s, enum mc_expect x, const char *bytes)
     t->r.on_meta = t_meta;
     t->r.on_done = t_done;
     t->r.owner = t;
+    t->r.join = join;
     struct iovec iov = {(void *)bytes, strlen(bytes)};
     CHECK_EQ(mc_conn_queue(s->c, &t->r, &iov, 1, false), 0);
     return t;
+}
+
+/* Queues a request expecting x, its bytes the string given. */
+static struct treq *
+sc_req(struct scenario *s, enum mc_expect x, const char *bytes)
+{
+    return sc_req_join(s, x, bytes, 0);
 }
 
 /* A noreply command: no request, a fence's "MN" owed after the others. */
@@ -390,6 +406,8 @@ struct rq {
     enum mc_meta_as as;        /* MC_X_META: the text command it stands for */
     bool quiet;                /* ... sent with q, then mn */
     int fail_at;               /* > 0: its owner fails at item fail_at - 1 */
+    uint8_t join;              /* a one-key get's command length (3 "get",
+                                * 4 "gets"): joined to the line before */
 };
 
 /* Queues the requests of list (none when NULL). */
@@ -397,7 +415,7 @@ static void
 sc_queue(struct scenario *s, const struct rq *list)
 {
     for (const struct rq *q = list; q != NULL && q->bytes != NULL; q++) {
-        struct treq *t = sc_req(s, q->x, q->bytes);
+        struct treq *t = sc_req_join(s, q->x, q->bytes, q->join);
         if (q->keys != NULL) {
             sc_keys(t, q->keys, q->pre);
         }
@@ -2665,6 +2683,1022 @@ test_partial_writes(void)
     close(peer);
 }
 
+/* ---- one-key gets sharing a line (mc_conn_join): the bytes -------------- */
+
+/* A one-key get as the bindings queue it: one iovec "<cmd> <key>\r\n" in a
+ * buffer of its own (a joined line points into it), join the length of
+ * cmd. */
+struct jget {
+    struct mc_req r;
+    struct mc_wkey wk;
+    char line[300];
+};
+
+static struct jget jgets[80];
+
+/* Queues g on c: "<cmd> <key>\r\n", key key_len bytes.  Returns
+ * mc_conn_queue's result. */
+static int
+jq(struct mc_conn *c, struct jget *g, const char *cmd, const char *key,
+   size_t key_len)
+{
+    size_t cl = strlen(cmd);
+    size_t len = cl + 1 + key_len + 2;
+    if (len > sizeof g->line) {
+        fprintf(stderr, "jq: key too long\n");
+        exit(2);
+    }
+    memcpy(g->line, cmd, cl);
+    g->line[cl] = ' ';
+    memcpy(g->line + cl + 1, key, key_len);
+    memcpy(g->line + cl + 1 + key_len, "\r\n", 2);
+    mc_req_init(&g->r, MC_X_VALUES);
+    g->wk.pre = "";
+    g->wk.pre_len = 0;
+    g->wk.key = g->line + cl + 1;
+    g->wk.key_len = key_len;
+    g->r.keys = (const char *)&g->wk;
+    g->r.with_cas = cl == 4;
+    g->r.join = (uint8_t)cl;
+    struct iovec iov = {g->line, len};
+    return mc_conn_queue(c, &g->r, &iov, 1, false);
+}
+
+#define JQ(c, g, cmd, key) CHECK_EQ(jq((c), (g), (cmd), (key), strlen(key)), 0)
+
+/* The bytes c has still to write, concatenated into out (as queued(),
+ * the zero-length marks of a TLS connection too). */
+static size_t
+wire_bytes(struct mc_conn *c, char *out, size_t cap)
+{
+    struct mc_out o = mc_conn_out(c);
+    size_t n = 0;
+    for (int i = 0; i < o.iovcnt; i++) {
+        size_t k = o.iov[i].iov_len;
+        if (n + k > cap) {
+            fprintf(stderr, "wire_bytes: too many bytes\n");
+            exit(2);
+        }
+        if (k > 0) {
+            memcpy(out + n, o.iov[i].iov_base, k);
+        }
+        n += k;
+    }
+    CHECK_EQ(n, o.len);
+    return n;
+}
+
+/* The bytes c has still to write are want. */
+#define CHECK_WIRE(c, want)                                                 \
+    do {                                                                    \
+        static char w_[8192];                                               \
+        size_t n_ = wire_bytes((c), w_, sizeof w_);                         \
+        CHECK_BYTES(w_, n_, (want));                                        \
+    } while (0)
+
+/* Records a write of the first n bytes c has queued, as mc_conn_send
+ * leaves its mc_out after a write that took n. */
+static void
+wrote_bytes(struct mc_conn *c, size_t n)
+{
+    struct mc_out o = mc_conn_out(c);
+    if (n > o.len) {
+        fprintf(stderr, "wrote_bytes: more than queued\n");
+        exit(2);
+    }
+    o.len -= n;
+    while (o.iovcnt > 0 && n >= o.iov->iov_len) {
+        n -= o.iov->iov_len;
+        o.iov++;
+        o.iovcnt--;
+    }
+    if (n > 0) {
+        o.iov->iov_base = (char *)o.iov->iov_base + n;
+        o.iov->iov_len -= n;
+    }
+    mc_conn_wrote(c, &o);
+}
+
+static const struct iovec version_iov = {(void *)"version\r\n", 9};
+
+/* Appends printf's output to s[*n, cap). */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+static void
+sadd(char *s, size_t *n, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(s + *n, cap - *n, fmt, ap);
+    va_end(ap);
+    if (k < 0 || (size_t)k >= cap - *n) {
+        fprintf(stderr, "sadd: too long\n");
+        exit(2);
+    }
+    *n += (size_t)k;
+}
+
+static void
+test_join_bytes(void)
+{
+    int peer;
+    struct mc_conn *c;
+
+    /* 2, 3 and 64 gets: one line, each request in flight in order; only
+     * the last owes the END */
+    static const int counts[] = {2, 3, 64};
+    for (size_t ci = 0; ci < sizeof counts / sizeof counts[0]; ci++) {
+        int n = counts[ci];
+        set_ctx("%d gets joined", n);
+        c = new_conn(&peer);
+        char want[1024];
+        size_t wn = 0;
+        sadd(want, &wn, sizeof want, "get");
+        for (int i = 0; i < n; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "k%d", i + 1);
+            JQ(c, &jgets[i], "get", key);
+            sadd(want, &wn, sizeof want, " %s", key);
+        }
+        sadd(want, &wn, sizeof want, "\r\n");
+        CHECK_WIRE(c, want);
+        CHECK_EQ(mc_conn_out(c).iovcnt, n);
+        CHECK_EQ(mc_conn_out(c).len, wn);
+        CHECK(c->head == &jgets[0].r && c->tail == &jgets[n - 1].r);
+        for (int i = 0; i < n; i++) {
+            CHECK_EQ(jgets[i].r.ends, i == n - 1);
+            CHECK_EQ(jgets[i].r.state, MC_REQ_FLIGHT);
+            CHECK(jgets[i].r.next == (i + 1 < n ? &jgets[i + 1].r : NULL));
+        }
+        if (n == 64) {
+            /* the 65th starts a line of its own, which the 66th joins */
+            set_ctx("the 65th and 66th gets");
+            JQ(c, &jgets[64], "get", "k65");
+            wn -= 2;
+            sadd(want, &wn, sizeof want, "\r\nget k65\r\n");
+            CHECK_WIRE(c, want);
+            CHECK_EQ(jgets[63].r.ends, 1);
+            CHECK_EQ(jgets[64].r.ends, 1);
+            JQ(c, &jgets[65], "get", "k66");
+            wn -= 2;
+            sadd(want, &wn, sizeof want, " k66\r\n");
+            CHECK_WIRE(c, want);
+            CHECK_EQ(jgets[63].r.ends, 1);
+            CHECK_EQ(jgets[64].r.ends, 0);
+            CHECK_EQ(jgets[65].r.ends, 1);
+            CHECK(jgets[63].r.next == &jgets[64].r);
+            CHECK(c->tail == &jgets[65].r);
+        }
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* 250-byte keys: 7 make a line of 1,762 bytes, the 8th would take it
+     * to 2,013 (over MC_JOIN_LINE) and starts the next line */
+    set_ctx("250-byte keys");
+    c = new_conn(&peer);
+    {
+        static char want[4096];
+        size_t wn = 0;
+        char key[250];
+        for (int i = 0; i < 8; i++) {
+            memset(key, 'a' + i, sizeof key);
+            CHECK_EQ(jq(c, &jgets[i], "get", key, sizeof key), 0);
+            sadd(want, &wn, sizeof want, "%s%.250s%s",
+                 i == 0 ? "get " : i == 7 ? "\r\nget " : " ", key,
+                 i == 7 ? "\r\n" : "");
+        }
+        CHECK_EQ(wn, 1762 + 256);
+        CHECK_WIRE(c, want);
+        for (int i = 0; i < 8; i++) {
+            CHECK_EQ(jgets[i].r.ends, i >= 6);
+        }
+    }
+    mc_conn_close(c);
+    close(peer);
+
+    /* a line of exactly MC_JOIN_LINE bytes is joined, one of a byte more
+     * is not: 7 keys of 250 bytes, then one of 237 (238) */
+    for (size_t extra = 237; extra <= 238; extra++) {
+        set_ctx("a line of %zu bytes", 1762 - 2 + 1 + extra + 2);
+        c = new_conn(&peer);
+        static char want[4096];
+        size_t wn = 0;
+        char key[250];
+        for (int i = 0; i < 8; i++) {
+            size_t kl = i < 7 ? 250 : extra;
+            memset(key, 'a' + i, kl);
+            CHECK_EQ(jq(c, &jgets[i], "get", key, kl), 0);
+            sadd(want, &wn, sizeof want, "%s%.*s",
+                 i == 0 ? "get " : i == 7 && extra == 238 ? "\r\nget " : " ",
+                 (int)kl, key);
+        }
+        sadd(want, &wn, sizeof want, "\r\n");
+        CHECK_WIRE(c, want);
+        CHECK_EQ(jgets[6].r.ends, extra == 238);
+        CHECK_EQ(jgets[7].r.ends, 1);
+        if (extra == 237) {
+            CHECK_EQ(wn, MC_JOIN_LINE);
+        }
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* get and gets never share a line; two gets do */
+    static const struct {
+        const char *cmd0, *cmd1, *wire;
+        int ends0;
+    } cmds[] = {
+        {"get", "gets", "get a\r\ngets b\r\n", 1},
+        {"gets", "get", "gets a\r\nget b\r\n", 1},
+        {"gets", "gets", "gets a b\r\n", 0},
+        {"get", "get", "get a b\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        set_ctx("%s, then %s", cmds[i].cmd0, cmds[i].cmd1);
+        c = new_conn(&peer);
+        JQ(c, &jgets[0], cmds[i].cmd0, "a");
+        JQ(c, &jgets[1], cmds[i].cmd1, "b");
+        CHECK_WIRE(c, cmds[i].wire);
+        CHECK_EQ(jgets[0].r.ends, cmds[i].ends0);
+        CHECK_EQ(jgets[1].r.ends, 1);
+        CHECK(c->head == &jgets[0].r && jgets[0].r.next == &jgets[1].r);
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* anything queued between two gets keeps them on lines of their own;
+     * the get after it starts a line the next one joins */
+    static const struct iovec set_nr = {
+        (void *)"set n 0 0 1 noreply\r\nx\r\n", 24};
+    static const struct iovec delete_nr = {(void *)"delete x noreply\r\n", 18};
+    static const struct iovec flush = {(void *)"flush_all\r\n", 11};
+    static const struct iovec two_keys = {(void *)"get p q\r\n", 9};
+    static const struct iovec get_b = {(void *)"get b\r\n", 7};
+    static const struct iovec get_b_parts[2] = {{(void *)"get ", 4},
+                                                {(void *)"b\r\n", 3}};
+    static const char *const between[] = {
+        "a noreply command",
+        "a noreply command and its fence",
+        "mc_conn_queue_bytes",
+        "a request pushed (its bytes written by its caller)",
+        "a version request",
+        "a get that does not join (join 0)",
+        "a get with a fence",
+        "a get of two iovecs",
+    };
+    for (size_t i = 0; i < sizeof between / sizeof between[0]; i++) {
+        set_ctx("a get after %s", between[i]);
+        c = new_conn(&peer);
+        JQ(c, &jgets[0], "get", "a");
+        struct mc_req other;
+        mc_req_init(&other, MC_X_VERSION);
+        const char *wire = NULL;
+        switch (i) {
+        case 0:
+            CHECK_EQ(mc_conn_queue(c, NULL, &set_nr, 1, false), 0);
+            wire = "get a\r\nset n 0 0 1 noreply\r\nx\r\nget c d\r\n";
+            break;
+        case 1:
+            CHECK_EQ(mc_conn_queue(c, NULL, &delete_nr, 1, true), 0);
+            CHECK_EQ(jgets[0].r.fences_after, 1);
+            wire = "get a\r\ndelete x noreply\r\nmn\r\nget c d\r\n";
+            break;
+        case 2:
+            CHECK_EQ(mc_conn_queue_bytes(c, &flush, 1), 0);
+            wire = "get a\r\nflush_all\r\nget c d\r\n";
+            break;
+        case 3:
+            mc_conn_push(c, &other, false);
+            wire = "get a\r\nget c d\r\n";
+            break;
+        case 4:
+            CHECK_EQ(mc_conn_queue(c, &other, &version_iov, 1, false), 0);
+            wire = "get a\r\nversion\r\nget c d\r\n";
+            break;
+        case 5:
+            /* a multi-key get, as the bindings queue it: join 0 */
+            other.expect = MC_X_VALUES;
+            CHECK_EQ(mc_conn_queue(c, &other, &two_keys, 1, false), 0);
+            wire = "get a\r\nget p q\r\nget c d\r\n";
+            break;
+        case 6:
+            /* a one-key get queued with a fence after it (join set) */
+            mc_req_init(&other, MC_X_VALUES);
+            other.join = 3;
+            other.keys = (const char *)&jgets[0].wk;
+            CHECK_EQ(mc_conn_queue(c, &other, &get_b, 1, true), 0);
+            CHECK_EQ(other.fences_after, 1);
+            wire = "get a\r\nget b\r\nmn\r\nget c d\r\n";
+            break;
+        default:
+            mc_req_init(&other, MC_X_VALUES);
+            other.join = 3;
+            other.keys = (const char *)&jgets[0].wk;
+            CHECK_EQ(mc_conn_queue(c, &other, get_b_parts, 2, false), 0);
+            wire = "get a\r\nget b\r\nget c d\r\n";
+            break;
+        }
+        CHECK_EQ(jgets[0].r.ends, 1);
+        JQ(c, &jgets[2], "get", "c");
+        CHECK_EQ(jgets[0].r.ends, 1);
+        CHECK_EQ(other.ends, 1);
+        JQ(c, &jgets[3], "get", "d");
+        CHECK_WIRE(c, wire);
+        CHECK_EQ(jgets[2].r.ends, 0);
+        CHECK_EQ(jgets[3].r.ends, 1);
+        CHECK(c->tail == &jgets[3].r);
+        mc_conn_close(c);
+        close(peer);
+    }
+
+    /* on TLS: never joined (the marks of mc_conn_queue between them), and
+     * mc_conn_join itself refuses, leaving everything as it was */
+    static char tls_dummy;
+    set_ctx("gets on a TLS connection");
+    c = new_conn(&peer);
+    c->tls = (struct mc_tls *)(void *)&tls_dummy;
+    JQ(c, &jgets[0], "get", "a");
+    JQ(c, &jgets[1], "get", "b");
+    CHECK_WIRE(c, "get a\r\nget b\r\n");
+    CHECK_EQ(mc_conn_out(c).iovcnt, 3);  /* a mark between them */
+    CHECK_EQ(c->wiov[1].iov_len, 0);
+    CHECK_EQ(jgets[0].r.ends, 1);
+    c->tls = NULL;
+    mc_conn_close(c);
+    close(peer);
+
+    set_ctx("mc_conn_join on a TLS connection");
+    c = new_conn(&peer);
+    JQ(c, &jgets[0], "get", "a");
+    c->tls = (struct mc_tls *)(void *)&tls_dummy;
+    {
+        mc_req_init(&jgets[1].r, MC_X_VALUES);
+        jgets[1].r.join = 3;
+        struct iovec b = get_b;
+        CHECK_EQ(mc_conn_join(c, &jgets[1].r, &b), 0);
+        CHECK_EQ(c->wcnt, 1);
+        CHECK_EQ(c->wlen, 7);
+        CHECK(c->tail == &jgets[0].r && jgets[0].r.next == NULL);
+        CHECK_EQ(jgets[0].r.ends, 1);
+        c->tls = NULL;
+        /* nothing was changed: the line takes it once TLS is gone */
+        CHECK_EQ(mc_conn_join(c, &jgets[1].r, &b), 1);
+        CHECK_WIRE(c, "get a b\r\n");
+        CHECK(c->tail == &jgets[1].r && jgets[0].r.next == &jgets[1].r);
+        CHECK_EQ(jgets[0].r.ends, 0);
+    }
+    mc_conn_close(c);
+    close(peer);
+
+    /* after a write of w bytes: the line takes the next key while more
+     * than its CRLF is left to write (the bytes left then are those of
+     * the joined line from w on), not once only its CRLF (or less) is */
+    for (int two = 0; two < 2; two++) {
+        const char *line = two ? "version\r\nget aaa b\r\n"
+                               : "version\r\nget aaa\r\n";
+        size_t total = strlen(line);
+        for (size_t w = 0; w <= total; w++) {
+            set_ctx("a get after %zu of \"%s\" was written", w,
+                    show(line, total));
+            c = new_conn(&peer);
+            struct mc_req v;
+            mc_req_init(&v, MC_X_VERSION);
+            CHECK_EQ(mc_conn_queue(c, &v, &version_iov, 1, false), 0);
+            JQ(c, &jgets[0], "get", "aaa");
+            if (two) {
+                JQ(c, &jgets[1], "get", "b");
+            }
+            wrote_bytes(c, w);
+            CHECK_EQ(mc_conn_written(c), w == total);
+            JQ(c, &jgets[2], "get", "c");
+            bool joined = total - w > 2;
+            char full[64];
+            size_t fn = 0;
+            if (joined) {
+                sadd(full, &fn, sizeof full, "%.*s c\r\n", (int)total - 2,
+                     line);
+            }
+            else {
+                sadd(full, &fn, sizeof full, "%sget c\r\n", line);
+            }
+            const char *left = w == total ? full + fn - 7 : full + w;
+            CHECK_WIRE(c, left);
+            CHECK_EQ(jgets[two].r.ends, !joined);
+            CHECK_EQ(jgets[2].r.ends, 1);
+            CHECK(c->tail == &jgets[2].r);
+            CHECK(jgets[two].r.next == &jgets[2].r);
+            /* and the line goes on taking keys */
+            JQ(c, &jgets[3], "get", "d");
+            char more[64];
+            snprintf(more, sizeof more, "%.*s d\r\n",
+                     (int)(strlen(left) - 2), left);
+            CHECK_WIRE(c, more);
+            CHECK_EQ(jgets[2].r.ends, 0);
+            CHECK_EQ(jgets[3].r.ends, 1);
+            mc_conn_close(c);
+            close(peer);
+        }
+    }
+
+    /* the write queue full with its first iovecs written: mc_conn_join's
+     * room is made by moving the rest to the front (no growth) */
+    set_ctx("joined after the written iovecs were moved out");
+    c = new_conn(&peer);
+    {
+        struct mc_req v[6];
+        for (int i = 0; i < 6; i++) {
+            mc_req_init(&v[i], MC_X_VERSION);
+            CHECK_EQ(mc_conn_queue(c, &v[i], &version_iov, 1, false), 0);
+        }
+        JQ(c, &jgets[0], "get", "a");
+        JQ(c, &jgets[1], "get", "b");
+        CHECK_EQ(c->wcap, 8);
+        CHECK_EQ(c->wcnt, 8);
+        wrote_bytes(c, 6 * 9 + 2);
+        CHECK_EQ(c->whead, 6);
+        JQ(c, &jgets[2], "get", "c");
+        CHECK_EQ(c->wcap, 8);
+        CHECK_EQ(c->whead, 0);
+        CHECK_EQ(c->wcnt, 3);
+        CHECK_WIRE(c, "t a b c\r\n");
+        JQ(c, &jgets[3], "get", "d");
+        CHECK_WIRE(c, "t a b c d\r\n");
+        CHECK_EQ(c->wcnt, 4);
+        for (int i = 0; i < 4; i++) {
+            CHECK_EQ(jgets[i].r.ends, i == 3);
+        }
+    }
+    mc_conn_close(c);
+    close(peer);
+
+    /* ... by mc_conn_queue's, for a gets the get line does not take: the
+     * gets after it joins it */
+    set_ctx("a gets line started after the written iovecs were moved out");
+    c = new_conn(&peer);
+    {
+        struct mc_req v[7];
+        for (int i = 0; i < 7; i++) {
+            mc_req_init(&v[i], MC_X_VERSION);
+            CHECK_EQ(mc_conn_queue(c, &v[i], &version_iov, 1, false), 0);
+        }
+        JQ(c, &jgets[0], "get", "a");
+        CHECK_EQ(c->wcnt, 8);
+        wrote_bytes(c, 7 * 9);
+        CHECK_EQ(c->whead, 7);
+        JQ(c, &jgets[1], "gets", "b");
+        CHECK_EQ(c->wcap, 8);
+        CHECK_EQ(c->whead, 0);
+        CHECK_EQ(c->wcnt, 2);
+        JQ(c, &jgets[2], "gets", "c");
+        CHECK_WIRE(c, "get a\r\ngets b c\r\n");
+        CHECK_EQ(jgets[0].r.ends, 1);
+        CHECK_EQ(jgets[1].r.ends, 0);
+        CHECK_EQ(jgets[2].r.ends, 1);
+    }
+    mc_conn_close(c);
+    close(peer);
+
+    /* a queueing that fails for want of memory after the move (nothing
+     * queued) leaves the line open: the next get joins it */
+    for (int via_queue = 0; via_queue < 2; via_queue++) {
+        set_ctx("a get after %s failed with ENOMEM",
+                via_queue ? "mc_conn_queue" : "mc_conn_queue_bytes");
+        c = new_conn(&peer);
+        struct mc_req v;
+        mc_req_init(&v, MC_X_VERSION);
+        CHECK_EQ(mc_conn_queue(c, &v, &version_iov, 1, false), 0);
+        JQ(c, &jgets[0], "get", "a");
+        JQ(c, &jgets[1], "get", "b");
+        wrote_bytes(c, 9 + 1);
+        CHECK_EQ(c->whead, 1);
+        /* more iovecs than a write queue may hold: refused before any
+         * allocation, after the written one was moved out */
+        if (via_queue) {
+            CHECK_EQ(mc_conn_queue(c, NULL, &version_iov, INT32_MAX - 2,
+                                   false),
+                     -ENOMEM);
+        }
+        else {
+            CHECK_EQ(mc_conn_queue_bytes(c, &version_iov, INT32_MAX),
+                     -ENOMEM);
+        }
+        CHECK_EQ(c->whead, 0);
+        CHECK_EQ(c->wcnt, 2);
+        CHECK_WIRE(c, "et a b\r\n");
+        JQ(c, &jgets[2], "get", "c");
+        CHECK_WIRE(c, "et a b c\r\n");
+        CHECK_EQ(c->wcnt, 3);
+        CHECK_EQ(jgets[1].r.ends, 0);
+        CHECK_EQ(jgets[2].r.ends, 1);
+        mc_conn_close(c);
+        close(peer);
+    }
+}
+
+/* ---- one-key gets sharing a line: the replies --------------------------- */
+
+/* memcached answers "get a b c" with a VALUE for each key it holds, in
+ * the line's order, then one END; each request of the line takes its
+ * key's VALUE (or none), and passes on the first frame that is not
+ * for it. */
+
+#define JGET(k)                                                             \
+    {.x = MC_X_VALUES, .bytes = "get " k "\r\n", .keys = k, .join = 3}
+#define JGETS(k)                                                            \
+    {.x = MC_X_VALUES, .bytes = "gets " k "\r\n", .keys = k, .join = 4,     \
+     .with_cas = true}
+
+static const struct rq join_abc[] = {
+    JGET("a"), JGET("b"), JGET("c"), {.bytes = NULL},
+};
+
+static const struct rq join_kk[] = {
+    JGET("k"), JGET("k"), {.bytes = NULL},
+};
+
+static const struct rq join_abc_version[] = {
+    JGET("a"), JGET("b"), JGET("c"),
+    {.x = MC_X_VERSION, .bytes = "version\r\n"},
+    {.bytes = NULL},
+};
+
+static const struct rq join_set_join[] = {
+    JGET("a"),
+    JGET("b"),
+    {.x = MC_X_STATUS, .bytes = "set k 0 0 1\r\nx\r\n",
+     .accept = ACCEPT(MC_STORED, MC_NOT_STORED)},
+    JGET("c"),
+    JGET("d"),
+    {.bytes = NULL},
+};
+
+static const struct rq join_gets_ab[] = {
+    JGETS("a"), JGETS("b"), {.bytes = NULL},
+};
+
+static const struct rq join_get_gets[] = {
+    JGET("a"), JGETS("b"), JGETS("c"), JGET("d"), {.bytes = NULL},
+};
+
+/* What a joined scenario is queued as, and done to it. */
+struct join_arg {
+    const char *wire;          /* the bytes its requests queue */
+    int fail_req;              /* its owner fails at its first item; -1 */
+    int abandon_req;           /* abandoned once abandon_at bytes were fed;
+                                * -1 */
+    size_t abandon_at;
+};
+
+static void
+setup_join(struct scenario *s, const void *arg)
+{
+    const struct join_arg *a = arg;
+    char out[512];
+    size_t n = queued(s->c, out, sizeof out);
+    CHECK_BYTES(out, n, a->wire);
+    if (a->fail_req >= 0) {
+        s->reqs[a->fail_req].fail_at = 0;
+    }
+    if (a->abandon_req >= 0) {
+        s->abandon_id = a->abandon_req;
+        s->abandon_at = a->abandon_at;
+    }
+}
+
+/* "get a b\r\n" written, then "get c d\r\n": two lines, two ENDs. */
+static void
+setup_join_two_lines(struct scenario *s, const void *arg)
+{
+    (void)arg;
+    static const char *const keys[4] = {"a", "b", "c", "d"};
+    static const char *const lines[4] = {"get a\r\n", "get b\r\n",
+                                         "get c\r\n", "get d\r\n"};
+    for (int i = 0; i < 4; i++) {
+        struct treq *t = sc_req_join(s, MC_X_VALUES, lines[i], 3);
+        sc_keys(t, keys[i], NULL);
+        if (i == 1) {
+            char out[64];
+            size_t n = queued(s->c, out, sizeof out);
+            CHECK_BYTES(out, n, "get a b\r\n");
+            all_written(s->c);
+        }
+    }
+    char out[64];
+    size_t n = queued(s->c, out, sizeof out);
+    CHECK_BYTES(out, n, "get c d\r\n");
+    CHECK_EQ(s->reqs[0].r.ends, 0);
+    CHECK_EQ(s->reqs[1].r.ends, 1);
+    CHECK_EQ(s->reqs[2].r.ends, 0);
+    CHECK_EQ(s->reqs[3].r.ends, 1);
+}
+
+#define JVA "VALUE a 0 1\r\nx\r\n"
+#define JVB "VALUE b 1 2\r\nyy\r\n"
+#define JVC "VALUE c 2 0\r\n\r\n"
+#define JVZ "VALUE z 0 1\r\nq\r\n"
+#define JVA_LOG "R0 item 0 VALUE a 0 x\n"
+#define JVB_LOG "R1 item 0 VALUE b 1 yy\n"
+#define JVC_LOG "R2 item 0 VALUE c 2 \n"
+#define NOT_ASKED "VALUE for a key that was not requested"
+#define BROKEN_ABC(f)                                                       \
+    "R0 failed " f "\nR1 failed " f "\nR2 failed " f "\n"
+
+static void
+test_join_replies(void)
+{
+    static const struct join_arg abc = {"get a b c\r\n", -1, -1, 0};
+    static const struct join_arg abc_v = {"get a b c\r\nversion\r\n", -1, -1,
+                                          0};
+    static const struct {
+        struct sc_def d;
+        const struct join_arg *a;
+    } cases[] = {
+        {{"joined: every key a hit", join_abc, setup_join,
+          JVA JVB JVC "END\r\n",
+          JVA_LOG "R0 done ok\n" JVB_LOG "R1 done ok\n" JVC_LOG "R2 done ok\n",
+          0},
+         &abc},
+        {{"joined: every key a miss", join_abc, setup_join, "END\r\n",
+          "R0 done ok\nR1 done ok\nR2 done ok\n", 0},
+         &abc},
+        {{"joined: the first a miss", join_abc, setup_join, JVB JVC "END\r\n",
+          "R0 done ok\n" JVB_LOG "R1 done ok\n" JVC_LOG "R2 done ok\n", 0},
+         &abc},
+        {{"joined: the middle a miss", join_abc, setup_join, JVA JVC "END\r\n",
+          JVA_LOG "R0 done ok\nR1 done ok\n" JVC_LOG "R2 done ok\n", 0},
+         &abc},
+        {{"joined: the last a miss", join_abc, setup_join, JVA JVB "END\r\n",
+          JVA_LOG "R0 done ok\n" JVB_LOG "R1 done ok\nR2 done ok\n", 0},
+         &abc},
+        {{"joined: the middle the only hit", join_abc, setup_join,
+          JVB "END\r\n", "R0 done ok\n" JVB_LOG "R1 done ok\nR2 done ok\n", 0},
+         &abc},
+        {{"joined: the next request reads its own", join_abc_version,
+          setup_join, JVA JVC "END\r\nVERSION 1.6.21\r\n",
+          JVA_LOG "R0 done ok\nR1 done ok\n" JVC_LOG
+                 "R2 done ok\nR3 item 0 VERSION 1.6.21\nR3 done ok\n",
+          0},
+         &abc_v},
+        {{"joined: all misses, then the next request", join_abc_version,
+          setup_join, "END\r\nVERSION 1\r\n",
+          "R0 done ok\nR1 done ok\nR2 done ok\n"
+          "R3 item 0 VERSION 1\nR3 done ok\n",
+          0},
+         &abc_v},
+        /* out of sync */
+        {{"joined: a VALUE for a key not on the line", join_abc, setup_join,
+          JVZ "END\r\n",
+          "broken EBADREPLY " NOT_ASKED "\n"
+          BROKEN_ABC("EBADREPLY " NOT_ASKED),
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: a VALUE for a key not on the line, after a hit",
+          join_abc, setup_join, JVA JVZ "END\r\n",
+          JVA_LOG "R0 done ok\n"
+                 "broken EBADREPLY " NOT_ASKED "\n"
+                 "R1 failed EBADREPLY " NOT_ASKED "\n"
+                 "R2 failed EBADREPLY " NOT_ASKED "\n",
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: values out of order", join_abc, setup_join,
+          JVB JVA "END\r\n",
+          "R0 done ok\n" JVB_LOG "R1 done ok\n"
+          "broken EBADREPLY " NOT_ASKED "\n"
+          "R2 failed EBADREPLY " NOT_ASKED "\n",
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: a VALUE twice", join_abc, setup_join, JVA JVA "END\r\n",
+          JVA_LOG "R0 done ok\n"
+                 "broken EBADREPLY " NOT_ASKED "\n"
+                 "R1 failed EBADREPLY " NOT_ASKED "\n"
+                 "R2 failed EBADREPLY " NOT_ASKED "\n",
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: no END before the next reply", join_abc_version,
+          setup_join, JVA JVB JVC "VERSION 1\r\n",
+          JVA_LOG "R0 done ok\n" JVB_LOG "R1 done ok\n" JVC_LOG
+                 "broken EBADREPLY reply does not fit the command\n"
+                 "R2 failed EBADREPLY reply does not fit the command\n"
+                 "R3 failed EBADREPLY reply does not fit the command\n",
+          MC_FEED_BROKEN},
+         &abc_v},
+        {{"joined: SERVER_ERROR after a VALUE", join_abc, setup_join,
+          JVA "SERVER_ERROR out of memory\r\nEND\r\n",
+          JVA_LOG "R0 done ok\n"
+                 "broken EREPLY SERVER_ERROR out of memory\n"
+                 "R1 failed EREPLY SERVER_ERROR out of memory\n"
+                 "R2 failed EREPLY SERVER_ERROR out of memory\n",
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: CLIENT_ERROR for the line", join_abc, setup_join,
+          "CLIENT_ERROR bad command line format\r\n",
+          "broken EREPLY CLIENT_ERROR bad command line format\n" BROKEN_ABC(
+              "EREPLY CLIENT_ERROR bad command line format"),
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: CLIENT_ERROR after two VALUEs", join_abc, setup_join,
+          JVA JVB "CLIENT_ERROR bad command line format\r\n",
+          JVA_LOG "R0 done ok\n" JVB_LOG
+                 "R1 done ok\n"
+                 "broken EREPLY CLIENT_ERROR bad command line format\n"
+                 "R2 failed EREPLY CLIENT_ERROR bad command line format\n",
+          MC_FEED_BROKEN},
+         &abc},
+        {{"joined: ERROR for the line", join_abc, setup_join, "ERROR\r\n",
+          "broken EREPLY ERROR\n" BROKEN_ABC("EREPLY ERROR"),
+          MC_FEED_BROKEN},
+         &abc},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_cuts(&cases[i].d, cases[i].a);
+    }
+
+    /* the same key twice on a line: a VALUE each, in turn */
+    static const struct join_arg kk = {"get k k\r\n", -1, -1, 0};
+    static const struct sc_def dup[] = {
+        {"joined: a key twice", join_kk, setup_join,
+         "VALUE k 0 1\r\nx\r\nVALUE k 5 2\r\nyz\r\nEND\r\n",
+         "R0 item 0 VALUE k 0 x\nR0 done ok\n"
+         "R1 item 0 VALUE k 5 yz\nR1 done ok\n",
+         0},
+        {"joined: a key twice, a miss", join_kk, setup_join, "END\r\n",
+         "R0 done ok\nR1 done ok\n", 0},
+        {"joined: a key twice, a third VALUE", join_kk, setup_join,
+         "VALUE k 0 1\r\nx\r\nVALUE k 0 1\r\ny\r\nVALUE k 0 1\r\nz\r\n"
+         "END\r\n",
+         "R0 item 0 VALUE k 0 x\nR0 done ok\n"
+         "R1 item 0 VALUE k 0 y\n"
+         "broken EBADREPLY " NOT_ASKED "\n"
+         "R1 failed EBADREPLY " NOT_ASKED "\n",
+         MC_FEED_BROKEN},
+    };
+    for (size_t i = 0; i < sizeof dup / sizeof dup[0]; i++) {
+        run_cuts(&dup[i], &kk);
+    }
+
+    /* An owner fails on its VALUE: the request fails with EOWNER once the
+     * next frame comes (the line's), the others take their own. */
+    static const char *const lines[3][3] = {
+        {"R0 item 0 VALUE a 0 x", NULL, NULL},
+        {"R1 item 0 VALUE b 1 yy", NULL, NULL},
+        {"R2 item 0 VALUE c 2 ", NULL, NULL},
+    };
+    static const int nitems[3] = {1, 1, 1};
+    static const size_t item_no[3][3] = {{0}, {0}, {0}};
+    static struct join_arg owner_args[3];
+    for (int r = 0; r < 3; r++) {
+        owner_args[r] = (struct join_arg){"get a b c\r\n", r, -1, 0};
+        struct log want;
+        memset(&want, 0, sizeof want);
+        want_log(&want, lines, nitems, 3, r, 0, item_no);
+        char name[80];
+        snprintf(name, sizeof name, "joined: the owner of R%d fails", r);
+        struct sc_def d = {name, join_abc, setup_join, JVA JVB JVC "END\r\n",
+                           want.text, 0};
+        run_cuts(&d, &owner_args[r]);
+        free(want.text);
+    }
+    static const struct join_arg owner0 = {"get a b c\r\n", 0, -1, 0};
+    static const struct join_arg owner0v = {"get a b c\r\nversion\r\n", 0, -1,
+                                            0};
+    static const struct {
+        struct sc_def d;
+        const struct join_arg *a;
+    } owners[] = {
+        {{"joined: the first's owner fails, the others miss", join_abc,
+          setup_join, JVA "END\r\n",
+          "R0 item 0 fails\nowner R0\nR0 failed EOWNER\n"
+          "R1 done ok\nR2 done ok\n",
+          0},
+         &owner0},
+        {{"joined: the first's owner fails, the last hits", join_abc_version,
+          setup_join, JVA JVC "END\r\nVERSION 1\r\n",
+          "R0 item 0 fails\nowner R0\nR0 failed EOWNER\n"
+          "R1 done ok\n" JVC_LOG "R2 done ok\n"
+          "R3 item 0 VERSION 1\nR3 done ok\n",
+          0},
+         &owner0v},
+        {{"joined: the first's owner failed, then an error line", join_abc,
+          setup_join, JVA "SERVER_ERROR x\r\n",
+          "R0 item 0 fails\nowner R0\n"
+          "broken EREPLY SERVER_ERROR x\n"
+          "R0 failed EOWNER\n"
+          "R1 failed EREPLY SERVER_ERROR x\n"
+          "R2 failed EREPLY SERVER_ERROR x\n",
+          MC_FEED_BROKEN},
+         &owner0},
+    };
+    for (size_t i = 0; i < sizeof owners / sizeof owners[0]; i++) {
+        run_cuts(&owners[i].d, owners[i].a);
+    }
+
+    /* An abandoned request: its VALUE read and discarded, it completes in
+     * its turn; the others take their own.  JVA is bytes 0..15, JVB
+     * 16..32, JVC 33..47, END 48..52. */
+    static const struct {
+        struct join_arg a;
+        const char *stream;
+        const char *want;
+    } abandons[] = {
+        {{"get a b c\r\n", -1, 1, 0}, JVA JVB JVC "END\r\n",
+         "abandon R1\n" JVA_LOG "R0 done ok\nR1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        {{"get a b c\r\n", -1, 1, 16}, JVA JVB JVC "END\r\n",
+         JVA_LOG "R0 done ok\nabandon R1\nR1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        {{"get a b c\r\n", -1, 1, 22}, JVA JVB JVC "END\r\n",
+         JVA_LOG "R0 done ok\nabandon R1\nR1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        {{"get a b c\r\n", -1, 1, 31}, JVA JVB JVC "END\r\n",
+         JVA_LOG "R0 done ok\nabandon R1\nR1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        /* its key a miss */
+        {{"get a b c\r\n", -1, 1, 5}, JVA JVC "END\r\n",
+         "abandon R1\n" JVA_LOG "R0 done ok\nR1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        /* the first, mid-value; the last, before its END */
+        {{"get a b c\r\n", -1, 0, 14}, JVA JVB JVC "END\r\n",
+         "abandon R0\nR0 done ok\n" JVB_LOG "R1 done ok\n" JVC_LOG
+         "R2 done ok\n"},
+        {{"get a b c\r\n", -1, 2, 50}, JVA JVB JVC "END\r\n",
+         JVA_LOG "R0 done ok\n" JVB_LOG "R1 done ok\n" JVC_LOG
+         "abandon R2\nR2 done ok\n"},
+    };
+    for (size_t i = 0; i < sizeof abandons / sizeof abandons[0]; i++) {
+        char name[80];
+        snprintf(name, sizeof name, "joined: R%d abandoned at %zu",
+                 abandons[i].a.abandon_req, abandons[i].a.abandon_at);
+        struct sc_def d = {name, join_abc, setup_join, abandons[i].stream,
+                           abandons[i].want, 0};
+        run_cuts(&d, &abandons[i].a);
+    }
+
+    /* lines after the joined one read their own replies */
+    static const struct join_arg ab_set_cd = {
+        "get a b\r\nset k 0 0 1\r\nx\r\nget c d\r\n", -1, -1, 0};
+    static const struct join_arg gets_ab = {"gets a b\r\n", -1, -1, 0};
+    static const struct join_arg get_gets = {
+        "get a\r\ngets b c\r\nget d\r\n", -1, -1, 0};
+    static const struct {
+        struct sc_def d;
+        const struct join_arg *a;
+    } more[] = {
+        {{"joined: a set, then another joined line", join_set_join,
+          setup_join,
+          "VALUE a 0 1\r\nx\r\nEND\r\nSTORED\r\nVALUE d 0 1\r\nw\r\nEND\r\n",
+          "R0 item 0 VALUE a 0 x\nR0 done ok\nR1 done ok\n"
+          "R2 item 0 STORED\nR2 done ok\n"
+          "R3 done ok\nR4 item 0 VALUE d 0 w\nR4 done ok\n",
+          0},
+         &ab_set_cd},
+        {{"joined: a set, then another joined line, all hits",
+          join_set_join, setup_join,
+          "VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nEND\r\nNOT_STORED\r\n"
+          "VALUE c 0 1\r\nz\r\nVALUE d 0 1\r\nw\r\nEND\r\n",
+          "R0 item 0 VALUE a 0 x\nR0 done ok\n"
+          "R1 item 0 VALUE b 0 y\nR1 done ok\n"
+          "R2 item 0 NOT_STORED\nR2 done ok\n"
+          "R3 item 0 VALUE c 0 z\nR3 done ok\n"
+          "R4 item 0 VALUE d 0 w\nR4 done ok\n",
+          0},
+         &ab_set_cd},
+        {{"joined: the set's reply where the line's END is owed",
+          join_set_join, setup_join, "VALUE a 0 1\r\nx\r\nSTORED\r\n",
+          "R0 item 0 VALUE a 0 x\nR0 done ok\n"
+          "broken EBADREPLY reply does not fit the command\n"
+          "R1 failed EBADREPLY reply does not fit the command\n"
+          "R2 failed EBADREPLY reply does not fit the command\n"
+          "R3 failed EBADREPLY reply does not fit the command\n"
+          "R4 failed EBADREPLY reply does not fit the command\n",
+          MC_FEED_BROKEN},
+         &ab_set_cd},
+        /* gets: the cas of each VALUE delivered */
+        {{"joined gets: values with their cas", join_gets_ab, setup_join,
+          "VALUE a 0 1 11\r\nx\r\nVALUE b 3 2 18446744073709551615\r\nyy\r\n"
+          "END\r\n",
+          "R0 item 0 VALUE a 0 x cas\nR0 cas 11\nR0 done ok\n"
+          "R1 item 0 VALUE b 3 yy cas\nR1 cas 18446744073709551615\n"
+          "R1 done ok\n",
+          0},
+         &gets_ab},
+        {{"joined gets: the first a miss", join_gets_ab, setup_join,
+          "VALUE b 0 1 7\r\ny\r\nEND\r\n",
+          "R0 done ok\nR1 item 0 VALUE b 0 y cas\nR1 cas 7\nR1 done ok\n", 0},
+         &gets_ab},
+        {{"joined gets: a VALUE without its cas", join_gets_ab, setup_join,
+          "VALUE a 0 1 11\r\nx\r\nVALUE b 0 1\r\ny\r\nEND\r\n",
+          "R0 item 0 VALUE a 0 x cas\nR0 cas 11\nR0 done ok\n"
+          "broken EBADREPLY VALUE without cas\n"
+          "R1 failed EBADREPLY VALUE without cas\n",
+          MC_FEED_BROKEN},
+         &gets_ab},
+        {{"get, joined gets, get: three lines", join_get_gets, setup_join,
+          "VALUE a 0 1\r\nx\r\nEND\r\nVALUE c 0 1 9\r\nz\r\nEND\r\n"
+          "VALUE d 0 1\r\nw\r\nEND\r\n",
+          "R0 item 0 VALUE a 0 x\nR0 done ok\n"
+          "R1 done ok\n"
+          "R2 item 0 VALUE c 0 z cas\nR2 cas 9\nR2 done ok\n"
+          "R3 item 0 VALUE d 0 w\nR3 done ok\n",
+          0},
+         &get_gets},
+        {{"get, joined gets, get: a cas-less VALUE for the gets line",
+          join_get_gets, setup_join,
+          "END\r\nVALUE b 0 1\r\ny\r\nEND\r\nEND\r\n",
+          "R0 done ok\n"
+          "broken EBADREPLY VALUE without cas\n"
+          "R1 failed EBADREPLY VALUE without cas\n"
+          "R2 failed EBADREPLY VALUE without cas\n"
+          "R3 failed EBADREPLY VALUE without cas\n",
+          MC_FEED_BROKEN},
+         &get_gets},
+    };
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++) {
+        run_cuts(&more[i].d, more[i].a);
+    }
+
+    /* A request of the line completes at its VALUE, before the rest of
+     * the line's reply is in; one whose key missed, once the frame for a
+     * later key is all in. */
+    set_ctx("joined: each request completes in its turn");
+    struct scenario s;
+    size_t need;
+    sc_begin(&s);
+    sc_queue(&s, join_abc);
+    all_written(s.c);
+    CHECK_EQ(sc_feed(&s, JVA, strlen(JVA), 0, &need), 0);
+    CHECK_EQ(s.reqs[0].r.state, MC_REQ_DONE);
+    CHECK_EQ(s.reqs[1].r.state, MC_REQ_FLIGHT);
+    CHECK(s.c->head == &s.reqs[1].r);
+    CHECK_EQ(sc_feed(&s, JVC, strlen(JVC), 0, &need), 0);
+    CHECK_EQ(s.reqs[1].r.state, MC_REQ_DONE);  /* a miss */
+    CHECK_EQ(s.reqs[2].r.state, MC_REQ_FLIGHT);  /* its END owed */
+    CHECK_EQ(s.reqs[2].items, 1);
+    CHECK_EQ(sc_feed(&s, "END\r\n", 5, 0, &need), 0);
+    CHECK_EQ(s.reqs[2].r.state, MC_REQ_DONE);
+    CHECK_BYTES(s.log.text, s.log.len,
+                JVA_LOG "R0 done ok\nR1 done ok\n" JVC_LOG "R2 done ok\n");
+    sc_end(&s, true);
+
+    set_ctx("joined: a miss completes once the next VALUE is all in");
+    sc_begin(&s);
+    sc_queue(&s, join_abc);
+    all_written(s.c);
+    CHECK_EQ(sc_feed(&s, "VALUE b 1 2\r\ny", 14, 0, &need), 0);
+    CHECK_EQ(need, strlen(JVB));
+    CHECK_EQ(s.reqs[0].r.state, MC_REQ_FLIGHT);
+    CHECK_EQ(sc_feed(&s, "y\r\n", 3, 0, &need), 0);
+    CHECK_EQ(s.reqs[0].r.state, MC_REQ_DONE);
+    CHECK_EQ(s.reqs[1].r.state, MC_REQ_DONE);
+    CHECK_EQ(s.reqs[2].r.state, MC_REQ_FLIGHT);
+    CHECK(s.c->head == &s.reqs[2].r);
+    CHECK_EQ(sc_feed(&s, "END\r\n", 5, 0, &need), 0);
+    CHECK_BYTES(s.log.text, s.log.len,
+                "R0 done ok\n" JVB_LOG "R1 done ok\nR2 done ok\n");
+    sc_end(&s, true);
+
+    /* two joined lines back to back: each END ends its own line */
+    static const struct sc_def two[] = {
+        {"two joined lines", NULL, setup_join_two_lines,
+         "VALUE b 0 1\r\ny\r\nEND\r\nVALUE c 0 1\r\nz\r\nEND\r\n",
+         "R0 done ok\nR1 item 0 VALUE b 0 y\nR1 done ok\n"
+         "R2 item 0 VALUE c 0 z\nR2 done ok\nR3 done ok\n",
+         0},
+        {"two joined lines, all misses", NULL, setup_join_two_lines,
+         "END\r\nEND\r\n",
+         "R0 done ok\nR1 done ok\nR2 done ok\nR3 done ok\n", 0},
+        {"two joined lines: the first line's END missing", NULL,
+         setup_join_two_lines,
+         "VALUE a 0 1\r\nx\r\nVALUE c 0 1\r\nz\r\nEND\r\n",
+         "R0 item 0 VALUE a 0 x\nR0 done ok\n"
+         "broken EBADREPLY " NOT_ASKED "\n"
+         "R1 failed EBADREPLY " NOT_ASKED "\n"
+         "R2 failed EBADREPLY " NOT_ASKED "\n"
+         "R3 failed EBADREPLY " NOT_ASKED "\n",
+         MC_FEED_BROKEN},
+        {"two joined lines: the second line's key first", NULL,
+         setup_join_two_lines, "VALUE c 0 1\r\nz\r\nEND\r\nEND\r\n",
+         "broken EBADREPLY " NOT_ASKED "\n"
+         "R0 failed EBADREPLY " NOT_ASKED "\n"
+         "R1 failed EBADREPLY " NOT_ASKED "\n"
+         "R2 failed EBADREPLY " NOT_ASKED "\n"
+         "R3 failed EBADREPLY " NOT_ASKED "\n",
+         MC_FEED_BROKEN},
+    };
+    for (size_t i = 0; i < sizeof two / sizeof two[0]; i++) {
+        run_cuts(&two[i], NULL);
+    }
+}
+#undef JVA
+#undef JVB
+#undef JVC
+#undef JVZ
+#undef JVA_LOG
+#undef JVB_LOG
+#undef JVC_LOG
+#undef BROKEN_ABC
+
 /* ---- through a real loopback socket ------------------------------------- */
 
 static int
@@ -2830,6 +3864,8 @@ main(void)
     engine_up(&cfg, "127.0.0.1:11211");
     test_queue();
     test_partial_writes();
+    test_join_bytes();
+    test_join_replies();
     test_kinds();
     test_errors();
     test_out_of_sync();

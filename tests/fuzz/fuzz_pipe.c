@@ -15,7 +15,14 @@
  *            status lines), and for a number 1-3 makes it a meta request
  *            (MC_X_META) taking the kinds of mg, ms and ma (VA HD EN, HD
  *            NS EX NF, VA NF), and for OK 1-3 a "config get" (MC_X_CONFIG); bit 5: its owner fails at item bits 6-7;
- *            bit 6: status lines take SERVER_ERROR as an item
+ *            bit 6: status lines take SERVER_ERROR as an item.  A values
+ *            request of one key (values, or values with cas, items 1)
+ *            fails at its item 0 with bit 5 (there is no other); bit 6
+ *            queues it as the bindings do a one-key get, "get <key>\r\n"
+ *            ("gets p:<key>\r\n" with cas) with join set, so that it
+ *            joins the line of such a get of the same command queued
+ *            right before it (mc_conn_join); bit 7 makes its key b,
+ *            not a
  *   abandon  bit 7 set: request bits 0-2 is abandoned before chunk bits 3-6
  *   flags    bit 0: a flush_all's OK is owed first; bit 1: a fence's MN is
  *            owed ahead of the first request; bits 2-7: the chunk seed
@@ -56,7 +63,16 @@
  *     completes before all its lines were answered (not quiet);
  *   - a feed returns 0 with a complete frame left unread (text, meta, or
  *     a meta status line owed to a fence), or with a need not larger than
- *     the bytes there, or the buffer's cursors are wrong.
+ *     the bytes there, or the buffer's cursors are wrong;
+ *   - the bytes queued are not those of the requests with each one-key
+ *     get joined to the line of the get before it when nothing (a fence)
+ *     is between them and both are get or both gets, or a request owes
+ *     an END although a later one joined its line (or none although none
+ *     did);
+ *   - a request joined to the next one's line completes without its
+ *     VALUE (not abandoned, its owner not failed) but the frame it passes
+ *     on is neither END nor a VALUE for a key of a later request on its
+ *     line.
  *
  * A text command spoken as meta reads its frames with mc_meta_as_text;
  * its owner is told the text reply (on_item), never the meta one.
@@ -102,6 +118,10 @@ struct freq {
     size_t next_item;          /* the lowest item index still possible */
     struct mc_wkey wk[4];
     size_t index[4];
+    char line[16];             /* a joinable get's "get <key>\r\n" */
+    size_t line_len;           /* 0: not joinable */
+    int line_no;               /* the line it is on (joinable ones) */
+    bool joined;               /* a later request joined its line */
 };
 
 struct run {
@@ -288,6 +308,35 @@ on_meta(void *owner, struct mc_req *r, const struct mc_meta_reply *rep)
     return 0;
 }
 
+/* q, joined to the next request's line, completes without its VALUE:
+ * the frame at the buffer's head, left for the next request, is the
+ * line's END or a VALUE for a key a later request on the line asks. */
+static void
+passed_on(const struct freq *q)
+{
+    const struct mc_buf *b = &cur->c->rbuf;
+    struct mc_reply rep;
+    REQUIRE(mc_parse(mc_buf_head(b), mc_buf_len(b), cur->max_value, &rep)
+            > 0);
+    if (rep.kind == MC_END) {
+        return;
+    }
+    REQUIRE(rep.kind == MC_VALUE);
+    for (int j = q->idx + 1; j < cur->nreqs; j++) {
+        const struct freq *o = &cur->reqs[j];
+        if (o->line_len == 0 || o->line_no != q->line_no) {
+            break;
+        }
+        const struct mc_wkey *wk = &o->wk[0];
+        if (rep.key_len == wk->pre_len + wk->key_len
+            && memcmp(rep.key, wk->pre, wk->pre_len) == 0
+            && memcmp(rep.key + wk->pre_len, wk->key, wk->key_len) == 0) {
+            return;
+        }
+    }
+    REQUIRE(false);             /* for no key of a later request there */
+}
+
 static void
 on_done(void *owner, struct mc_req *r)
 {
@@ -302,6 +351,10 @@ on_done(void *owner, struct mc_req *r)
     REQUIRE((r->state == MC_REQ_FAILED) == (r->fail.code != 0));
     if (q->owner_failed) {
         REQUIRE(r->fail.code == MC_EOWNER);
+    }
+    if (q->joined && r->state == MC_REQ_DONE && !q->abandoned
+        && q->items == 0) {
+        passed_on(q);
     }
     if (r->state == MC_REQ_DONE && !q->abandoned) {
         /* complete: every item owed was taken */
@@ -417,6 +470,19 @@ set_up(struct run *run, int i, uint8_t spec, uint8_t asb)
         q->r.nitems = n;
         q->r.with_cas = (spec & 7) == 1;
         q->r.ends = (spec & 7) == 7 ? 2 : 1;
+        if (n == 1 && (spec & 7) != 7) {
+            q->fail_at = (spec & 0x20) ? 0 : -1;
+        }
+        if (n == 1 && (spec & 7) != 7 && (spec & 0x40)) {
+            /* a one-key get as the bindings queue it */
+            q->wk[0].key = key_names[spec >> 7];
+            int len = snprintf(q->line, sizeof q->line, "%s %s%s\r\n",
+                               q->r.with_cas ? "gets" : "get",
+                               q->wk[0].pre, q->wk[0].key);
+            REQUIRE(len > 0 && (size_t)len < sizeof q->line);
+            q->line_len = (size_t)len;
+            q->r.join = q->r.with_cas ? 4 : 3;
+        }
         break;
     case 2:
         q->r.accept = 1u << MC_STORED | 1u << MC_NOT_STORED
@@ -516,18 +582,72 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(mc_conn_queue(c, NULL, &req_bytes, 1, true) == 0);
         REQUIRE(c->fences == 1);
     }
-    for (int i = 0, a = 0; i < nreqs; i++) {
+    /* the bytes the requests queue, each joinable get joined to the line
+     * of a joinable get of the same command right before it */
+    char want[256];
+    size_t wn = 0;
+    if (flags & 2) {
+        memcpy(want, "x\r\nmn\r\n", 7);
+        wn = 7;
+    }
+    for (int i = 0, a = 0, line = 0; i < nreqs; i++) {
         uint8_t spec = data[1 + i];
+        struct freq *q = &run.reqs[i];
         set_up(&run, i, spec, is_as(spec) ? as_bytes[a++] : 0);
-        REQUIRE(mc_conn_queue(c, &run.reqs[i].r, &req_bytes, 1, false) == 0);
+        struct iovec iov = req_bytes;
+        struct freq *p = i > 0 ? &run.reqs[i - 1] : NULL;
+        if (q->line_len > 0) {
+            iov.iov_base = q->line;
+            iov.iov_len = q->line_len;
+            bool fence_between = fences && (i - 1) % 2 == 1;
+            if (p != NULL && p->line_len > 0 && p->r.join == q->r.join
+                && !fence_between) {
+                p->joined = true;   /* its CRLF gives way to " <key>\r\n" */
+                wn -= 2;
+                memcpy(want + wn, q->line + q->r.join,
+                       q->line_len - q->r.join);
+                wn += q->line_len - q->r.join;
+            }
+            else {
+                line++;
+                memcpy(want + wn, q->line, q->line_len);
+                wn += q->line_len;
+            }
+            q->line_no = line;
+        }
+        else {
+            memcpy(want + wn, "x\r\n", 3);
+            wn += 3;
+        }
+        REQUIRE(mc_conn_queue(c, &q->r, &iov, 1, false) == 0);
         if (fences && i % 2 == 1) {
-            unsigned before = run.reqs[i].r.fences_after;
+            unsigned before = q->r.fences_after;
             REQUIRE(mc_conn_queue(c, NULL, &req_bytes, 1, true) == 0);
-            REQUIRE(run.reqs[i].r.fences_after == before + 1);
+            REQUIRE(q->r.fences_after == before + 1);
+            memcpy(want + wn, "x\r\nmn\r\n", 7);
+            wn += 7;
         }
     }
     REQUIRE(c->head == &run.reqs[0].r && c->tail == &run.reqs[nreqs - 1].r);
     REQUIRE(!mc_conn_written(c));
+    {
+        struct mc_out o = mc_conn_out(c);
+        size_t k = 0;
+        for (int i = 0; i < o.iovcnt; i++) {
+            REQUIRE(k + o.iov[i].iov_len <= wn);
+            REQUIRE(memcmp(want + k, o.iov[i].iov_base, o.iov[i].iov_len)
+                    == 0);
+            k += o.iov[i].iov_len;
+        }
+        REQUIRE(k == wn && o.len == wn);
+    }
+    for (int i = 0; i < nreqs; i++) {
+        const struct freq *q = &run.reqs[i];
+        if (q->r.expect == MC_X_VALUES) {
+            int ends = q->joined ? 0 : (data[1 + i] & 7) == 7 ? 2 : 1;
+            REQUIRE(q->r.ends == ends);
+        }
+    }
     check_queue(&run);
 
     uint64_t seed = ((uint64_t)flags << 32) ^ (uint64_t)size ^ 0x9e3779b9u;
