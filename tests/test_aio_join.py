@@ -63,9 +63,13 @@ def test_gets_asked_together_share_lines_and_each_reads_its_own(server, relay_fa
     assert all(line.startswith(b"get ") for line in joined)
     assert [k for line in joined for k in line.split()[1:]] == keys   # in order
     assert len(joined) < len(keys) // 10
-    # at most max_inflight (64) requests are on a connection, the first of
-    # them written alone: 63 keys on a line
-    assert max(len(line.split()) - 1 for line in joined) == 63
+    # The first get goes out alone; the 63 queued behind it in the same loop
+    # iteration share the next line.  Later lines depend on how the replies
+    # arrive (a waiter let in while the line is still unwritten joins it),
+    # but never hold more than max_inflight (64) keys.
+    per_line = [len(line.split()) - 1 for line in joined]
+    assert per_line[:2] in ([1, 63], [1, 64])
+    assert max(per_line) <= 64
     assert lines[-2:] == [b"get j0", b"get j1 j2"]
     assert relay.counters()[0] == 1
 
