@@ -307,6 +307,9 @@ mc_finish_head(struct mc_conn *c, enum mc_req_state state)
     c->head = r->next;
     if (c->head == NULL) {
         c->tail = NULL;
+        c->join_req = NULL;     /* r was it: a reply came before its line
+                                 * was written (only a server out of step
+                                 * sends one) */
     }
     c->fences += r->fences_after;
     r->next = NULL;

@@ -3160,6 +3160,30 @@ test_join_bytes(void)
     mc_conn_close(c);
     close(peer);
 
+    /* a reply read before the line is written (a server out of step)
+     * finishes the get: the line is no longer open to the next one, even
+     * one whose request reuses the finished one's memory */
+    set_ctx("a joinable get finished before its line was written");
+    c = new_conn(&peer);
+    {
+        JQ(c, &jgets[0], "get", "a");
+        CHECK(c->join_req == &jgets[0].r);
+        struct mc_fail f;
+        size_t need;
+        exact_append(&c->rbuf, "END\r\n", 5);
+        CHECK_EQ(mc_conn_feed(c, 100, &need, &f), 0);
+        CHECK(c->head == NULL && c->tail == NULL);
+        CHECK(c->join_req == NULL);
+        CHECK_EQ(jgets[0].r.state, MC_REQ_DONE);
+        JQ(c, &jgets[0], "get", "a");
+        JQ(c, &jgets[1], "get", "b");
+        CHECK_WIRE(c, "get a\r\nget a b\r\n");
+        CHECK(c->head == &jgets[0].r && c->tail == &jgets[1].r);
+        CHECK_EQ(jgets[0].r.ends, 0);
+    }
+    mc_conn_close(c);
+    close(peer);
+
     /* a queueing that fails for want of memory after the move (nothing
      * queued) leaves the line open: the next get joins it */
     for (int via_queue = 0; via_queue < 2; via_queue++) {

@@ -100,3 +100,10 @@ seed as-owner-last '\061\065\005\000\000\242' \
 seed owed-meta '\001\005\005\000\002' \
 'NS\r\nHD\r\nEN\r\nMN\r\nVERSION 1\r\nVERSION 2\r\n'
 seed owed-va0 '\061\005\005\000\302' 'VA 0 k00 O6~\r\n\300\000'
+
+# one-key gets joined on two lines ("get a b a", "gets p:a p:b"): hits,
+# a duplicate key, the last one a miss ended by the line's END, 5 bytes at
+# a time
+seed joined '\065\100\300\100\101\301\005\000\000' \
+'VALUE a 0 1\r\nx\r\nVALUE b 0 1\r\ny\r\nEND\r\n'\
+'VALUE p:a 0 1 5\r\nq\r\nVALUE p:b 0 1 6\r\nr\r\nEND\r\nVERSION 1\r\n'
