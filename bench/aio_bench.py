@@ -549,6 +549,37 @@ def parse_pools(s, ap):
     return out
 
 
+def write_report(report, out_dir, order, log):
+    """Draws report's plots into out_dir (none without matplotlib), then
+    writes aio.md and aio.json there."""
+    try:
+        report["plots"] = plot(report, out_dir, order)
+    except ImportError as e:
+        log("no plots: %s" % e)
+        report["plots"] = []
+    md = render_markdown(report, order)
+    print(md)
+    with open(os.path.join(out_dir, "aio.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(out_dir, "aio.json"), "w") as f:
+        json.dump(report, f, indent=1)
+
+
+def replot(path, out_dir):
+    """--replot: the report of an earlier run (its aio.json), drawn and
+    written again; the clients in the order they were measured in."""
+    with open(path) as f:
+        report = json.load(f)
+    if not isinstance(report, dict) or not isinstance(report.get("results"), dict) \
+            or "meta" not in report:
+        raise SystemExit("%s: not the aio.json of an aio_bench.py run" % path)
+    order = list(report["meta"].get("client_settings") or {})
+    os.makedirs(out_dir, exist_ok=True)
+    write_report(report, out_dir, order,
+                 lambda msg: print(msg, file=sys.stderr, flush=True))
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -571,7 +602,12 @@ def main(argv=None):
                     help="CPU placement as in bench.py: 'same' (default) puts the client "
                          "process and memcached on one CPU, 'split' on different CPUs, "
                          "'none' leaves it to the scheduler")
+    ap.add_argument("--replot", metavar="JSON",
+                    help="measure nothing: draw the plots and write aio.md (and aio.json) "
+                         "in --out again from the aio.json of an earlier run")
     args = ap.parse_args(argv)
+    if args.replot:
+        return replot(args.replot, args.out)
     install_signal_handlers()
 
     args.rounds = args.rounds or (2 if args.quick else 5)
@@ -685,17 +721,7 @@ def main(argv=None):
     report["targets"] = targets(report["results"])
     report["meta"]["elapsed_seconds"] = round(time.monotonic() - t_start, 1)
     report["meta"]["loadavg_end"] = _loadavg()
-    try:
-        report["plots"] = plot(report, args.out, order)
-    except ImportError as e:
-        log("no plots: %s" % e)
-        report["plots"] = []
-    md = render_markdown(report, order)
-    print(md)
-    with open(os.path.join(args.out, "aio.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(args.out, "aio.json"), "w") as f:
-        json.dump(report, f, indent=1)
+    write_report(report, args.out, order, log)
     log("wrote %s and %s (%.0f s)" % (os.path.join(args.out, "aio.md"),
                                       os.path.join(args.out, "aio.json"),
                                       report["meta"]["elapsed_seconds"]))

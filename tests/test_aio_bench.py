@@ -214,6 +214,33 @@ def test_quick_run_meta_targets_and_files(quick_run):
         assert report["plots"] == []
 
 
+def test_replot_draws_and_writes_an_earlier_run_again(quick_run, tmp_path):
+    out, report, _proc = quick_run
+    saved = dict(report, plots=[])          # as a run without matplotlib left it
+    (tmp_path / "saved.json").write_text(json.dumps(saved))
+    again = tmp_path / "again"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "aio_bench.py"), "--replot",
+         str(tmp_path / "saved.json"), "--out", str(again)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the same tables, the clients in the same order, the plots drawn again
+    assert (again / "aio.md").read_text() == (out / "aio.md").read_text()
+    redone = json.loads((again / "aio.json").read_text())
+    assert redone["results"] == report["results"]
+    assert redone["plots"] == report["plots"]
+    for p in redone["plots"]:
+        assert (again / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "other.json").write_text(json.dumps({"ops": 1}))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(BENCH, "aio_bench.py"), "--replot",
+         str(tmp_path / "other.json"), "--out", str(tmp_path / "no")],
+        capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 1
+    assert "not the aio.json of an aio_bench.py run" in proc.stderr
+    assert not (tmp_path / "no").exists()
+
+
 @pytest.mark.hang_timeout(300)
 def test_full_mode_runs_one_round_per_pass(tmp_path):
     clients = ["stringclient-thread"] + (["aiomcache"] if installed("aiomcache") else [])
