@@ -419,6 +419,29 @@ def test_aio_options_are_checked(kwargs):
         assert cmemcache.aio.StringClient(["127.0.0.1:11211"], **ok).servers == ("127.0.0.1:11211",)
 
 
+@pytest.mark.parametrize("cls", ["StringClient", "Client"])
+def test_pool_size_is_checked_and_max_connections_decides(lt, memcached_factory, cls):
+    aclass = getattr(cmemcache.aio, cls)
+    for bad in (-1, 1025):
+        with pytest.raises(ValueError, match="pool_size"):
+            aclass(["127.0.0.1:11211"], pool_size=bad)
+    srv = memcached_factory()
+
+    async def go():
+        # pool_size=0 keeps no idle connection in the blocking client: here
+        # the connections stay, up to max_connections
+        async with aclass([srv.address], pool_size=0, max_connections=1) as c:
+            key = b"p" if cls == "StringClient" else "p"
+            assert await c.set(key, b"1") is True
+            for _ in range(3):
+                assert await c.get(key) == b"1"
+            assert curr_connections(srv) == 1
+            got = await asyncio.gather(*(c.get(key) for _ in range(100)))
+            assert got == [b"1"] * 100
+            assert curr_connections(srv) == 1
+    lt.run(go())
+
+
 @pytest.mark.parametrize("args, kwargs", [
     ((["127.0.0.1:11211"],), {}),
     (("127.0.0.1:11211",), {}),

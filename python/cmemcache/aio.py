@@ -43,7 +43,8 @@ collections.abc.Coroutine.register(AsyncCall)
 class StringClient(_cmemcache.AsyncStringClient):
     """``cmemcache.StringClient`` for asyncio: bytes in, bytes out, every
     method a coroutine.  Extra arguments: ``max_connections`` per server and
-    ``max_inflight`` requests per connection.  With
+    ``max_inflight`` requests per connection (``pool_size``, the blocking
+    client's count of idle connections, is checked and has no effect).  With
     ``discovery="elasticache"`` (and ``discovery_interval=``) the one
     server is an ElastiCache configuration endpoint and the calls go to the
     nodes it lists (see cmemcache._dstring)."""
