@@ -222,6 +222,19 @@ loop_unchanged(mc_aclient *cl)
     return h == cl->loop_holder;
 }
 
+/* Whether loop is closed: 1, 0, or -1 with an exception set. */
+static int
+loop_closed(PyObject *loop)
+{
+    PyObject *r = PyObject_CallMethod(loop, "is_closed", NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    int closed = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return closed;
+}
+
 /* The first step of a call: binds the client to the running loop, makes
  * the future, starts the requests. */
 static int
@@ -240,19 +253,27 @@ call_start(mc_acall *c)
     if (loop == NULL) {
         return -1;
     }
+    if (cl->loop != NULL && loop != cl->loop) {
+        int gone = loop_closed(cl->loop);
+        if (gone <= 0) {
+            Py_DECREF(loop);
+            if (gone == 0) {
+                PyErr_SetString(PyExc_RuntimeError,
+                                "this cmemcache.aio client runs on another "
+                                "event loop");
+            }
+            return -1;
+        }
+        /* its loop was closed (asyncio.run() ended, say): nothing of it can
+         * run again, so its connections go and this loop takes the client */
+        mc_aclient_unbind(cl, true);
+    }
     if (cl->loop == NULL) {
         int rc = mc_aclient_bind(cl, loop);
         if (rc < 0) {
             Py_DECREF(loop);
             return -1;
         }
-    }
-    else if (loop != cl->loop) {
-        Py_DECREF(loop);
-        PyErr_SetString(PyExc_RuntimeError,
-                        "this cmemcache.aio client runs on another event "
-                        "loop");
-        return -1;
     }
     Py_DECREF(loop);
     PyObject *h = loop_holder(cl);

@@ -44,6 +44,21 @@ mc_aclient_bind(mc_aclient *cl, PyObject *loop)
     return 0;
 }
 
+void
+mc_aclient_unbind(mc_aclient *cl, bool loop_gone)
+{
+    bool closed = cl->closed;
+    cl->closed = true;          /* nothing failed here reconnects */
+    mc_adrive_close_all(cl);
+    if (loop_gone) {
+        mc_adrive_forget_connects(cl);
+    }
+    cl->closed = closed;
+    Py_CLEAR(cl->loop);
+    Py_CLEAR(cl->loop_holder);
+    cl->flush_scheduled = false;
+}
+
 #define ACALL(kind, rk, prep)                                              \
     do {                                                                   \
         mc_acall *call = mc_acall_new(self, kind, rk);                     \
@@ -534,11 +549,8 @@ AClient_close_now(AClient *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 AClient_reopen(AClient *self, PyObject *Py_UNUSED(ignored))
 {
-    mc_adrive_close_all(self);
+    mc_aclient_unbind(self, false);
     self->closed = false;
-    Py_CLEAR(self->loop);
-    Py_CLEAR(self->loop_holder);
-    self->flush_scheduled = false;
     Py_RETURN_NONE;
 }
 

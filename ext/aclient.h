@@ -158,6 +158,12 @@ extern PyType_Spec mc_acall_spec;
 /* Binds a client to the loop it first runs on (aclient.c). */
 int mc_aclient_bind(mc_aclient *client, PyObject *loop);
 
+/* Closes every connection of a client (what is in flight fails) and
+ * unbinds it from its loop: the next call binds it to the loop running
+ * then.  loop_gone: that loop was closed, so the connects it had under way
+ * are forgotten too (aclient.c). */
+void mc_aclient_unbind(mc_aclient *client, bool loop_gone);
+
 /* The (server index, fd) pair a connector method is given as args[0] and
  * args[1], checked (aclient.c).  Returns 0, or -1 with an exception set. */
 int mc_aclient_server_fd(mc_aclient *client, PyObject *const *args,
@@ -229,6 +235,11 @@ PyObject *mc_adrive_on_wait_timer(mc_aclient *client, size_t s);
 
 /* Closes every connection: calls in flight fail with ConnectionError. */
 void mc_adrive_close_all(mc_aclient *client);
+
+/* Forgets the connects under way, which will never report (their loop was
+ * closed): each as a connector's failure that does not hold its server
+ * down. */
+void mc_adrive_forget_connects(mc_aclient *client);
 
 /* Finishes a call with its result or its failure (sets the future). */
 void mc_acall_finish(mc_acall *call);

@@ -224,6 +224,107 @@ def test_a_client_moves_between_loops_after_close(memcached_factory):
     assert wait_until(lambda: curr_connections(srv) == 0)
 
 
+@pytest.mark.parametrize("first, then", [("asyncio", "uvloop"), ("uvloop", "asyncio"),
+                                         ("asyncio", "asyncio")])
+def test_a_client_moves_on_when_its_loop_was_closed(memcached_factory, first, then):
+    """A client made once (at module level, say) and used by one
+    asyncio.run() after another, never closed: each run's loop takes it,
+    and the connections of the loop before are closed."""
+    srv = memcached_factory()
+    c = cmemcache.aio.StringClient([srv.address], max_connections=1)
+    mc = cmemcache.aio.Client([srv.address], max_connections=1)
+
+    async def use(n):
+        assert await c.set(b"k", b"%d" % n) is True
+        got = await asyncio.gather(*(c.get(b"k") for _ in range(50)))
+        assert got == [b"%d" % n] * 50
+        assert await mc.set("o", [n]) is True
+        assert await mc.get("o") == [n]
+        return c.connections()[0], mc._sc.connections()[0]
+
+    for n, loop in enumerate([first, then, first, then]):
+        assert on(loop, use(n)) == (1, 1)
+        assert wait_until(lambda: curr_connections(srv) == 2), curr_connections(srv)
+    # still bound to the last loop's: one that is open and not running
+    # keeps it (as before)
+    own = FACTORIES[then]()
+    try:
+        assert own.run_until_complete(use(9)) == (1, 1)
+        with pytest.raises(RuntimeError, match="another event loop"):
+            on(first, use(10))
+        assert own.run_until_complete(c.get(b"k")) == b"9"
+    finally:
+        own.close()
+    assert on(first, use(11)) == (1, 1)
+    on(first, c.close())
+    on(first, mc.close())
+    assert wait_until(lambda: curr_connections(srv) == 0)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_calls_left_in_flight_on_a_closed_loop_cross_nothing(memcached_factory, loop):
+    """A loop closed with calls still waiting for their replies (the
+    server stopped meanwhile): on the next loop every call reads its own
+    reply, never one of theirs."""
+    srv = memcached_factory()
+    srv.raw_set(b"a", b"A")
+    srv.raw_set(b"b", b"B")
+    c = cmemcache.aio.StringClient([srv.address], max_connections=1, timeout=10)
+    assert on(loop, c.get(b"a")) == b"A"
+    old = FACTORIES[loop]()
+    srv.pause()
+    try:
+        left = [old.create_task(c.get(b"a")) for _ in range(5)]
+        old.run_until_complete(asyncio.sleep(0.05))
+        assert not any(t.done() for t in left)
+    finally:
+        srv.resume()
+    old.close()                 # no cleanup: the tasks are left as they are
+
+    async def after():
+        return await asyncio.gather(c.get(b"b"), c.get_multi([b"b", b"a"]), c.get(b"b"))
+
+    assert on(loop, after()) == [b"B", {b"a": b"A", b"b": b"B"}, b"B"]
+    assert on(loop, c.close()) is None
+    del left
+    gc.collect()
+    assert wait_until(lambda: curr_connections(srv) == 0)
+
+
+class _FirstConnectHangs(cmemcache.aio.StringClient):
+    """Its first connect never ends (as one whose loop is closed first)."""
+
+    hang = True
+
+    async def _open(self, index, timeout):
+        if self.hang:
+            self.hang = False
+            await asyncio.sleep(3600)
+        return await super()._open(index, timeout)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_connect_left_on_a_closed_loop_is_forgotten(memcached_factory, loop):
+    """A loop closed while a connect of the client was under way: that
+    connect never reports, and the next loop connects for itself instead
+    of waiting for it."""
+    srv = memcached_factory()
+    srv.raw_set(b"k", b"v")
+    c = _FirstConnectHangs([srv.address], max_connections=1, timeout=3)
+    old = FACTORIES[loop]()
+    left = old.create_task(c.get(b"k"))
+    old.run_until_complete(asyncio.sleep(0.05))
+    assert not left.done()
+    assert c.connections() == (0,)
+    old.close()
+    assert on(loop, c.get(b"k")) == b"v"
+    assert c.connections() == (1,)
+    assert on(loop, c.close()) is None
+    del left
+    gc.collect()
+    assert wait_until(lambda: curr_connections(srv) == 0)
+
+
 def test_clients_on_loops_in_several_threads(memcached_factory):
     """Each thread runs a loop of its own with its own clients (one engine
     each), all against the same servers at once."""

@@ -204,7 +204,10 @@ class StringClient(_cmemcache.AsyncStringClient):
         way are given up); the client can be used again afterwards."""
         self._close_now()
         try:
-            pending = [t for t in self._connects if not t.done()]
+            # (a connect of a loop that was closed never ends: forgotten)
+            pending = [t for t in self._connects
+                       if not t.done() and not t.get_loop().is_closed()]
+            self._connects.clear()
             for t in pending:
                 t.cancel()
             loop = asyncio.get_running_loop()
