@@ -11,6 +11,7 @@ the nodes it lists are real memcached servers.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -452,6 +453,39 @@ def test_aio_client_discovers_and_polls(endpoint, memcached_factory):
         assert c._poll_task is None
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["Client", "StringClient"])
+def test_aio_polling_moves_to_the_next_loop(endpoint, memcached_factory, kind):
+    """discover() on a new loop, once the loop that polled was closed
+    without ending its polling task, polls there."""
+    a, b = memcached_factory(), memcached_factory()
+    endpoint.publish([a], version=1)
+    opts = {"socket_timeout": 2} if kind == "Client" else {"timeout": 2}
+    c = getattr(cmemcache.aio, kind)([endpoint.address], discovery="elasticache",
+                                     discovery_interval=0.05, **opts)
+    old = asyncio.new_event_loop()
+    old.run_until_complete(c.discover())
+    first = c._poll_task
+    assert first is not None and first.get_loop() is old and not first.done()
+    old.close()                 # its polling task left pending
+
+    async def main():
+        await c.discover()
+        assert c._poll_task is not first
+        assert c._poll_task.get_loop() is asyncio.get_running_loop()
+        endpoint.publish([a, b], version=2)
+        for _ in range(250):
+            if c.discovered_version == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert c.discovered_version == 2
+        assert await c.set("k" if kind == "Client" else b"k", b"1") is True
+        await c.close()
+
+    asyncio.run(main())
+    del first
+    gc.collect()
 
 
 def test_aio_client_made_in_a_running_loop_discovers_by_itself(endpoint, memcached_factory):

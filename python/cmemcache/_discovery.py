@@ -183,10 +183,11 @@ def first_discovery(client: Any) -> asyncio.Task[None] | None:
 
 def poll_task(task: asyncio.Task[None] | None, client: Any,
               interval: float) -> asyncio.Task[None]:
-    """task, or (when it is None or ended) a new polling task for client
-    on the running loop."""
-    if task is None or task.done():
-        task = asyncio.get_running_loop().create_task(poll(weakref.ref(client), interval))
+    """task, or (when it is None, ended, or of another loop: one closed) a
+    new polling task for client on the running loop."""
+    loop = asyncio.get_running_loop()
+    if task is None or task.done() or task.get_loop() is not loop:
+        task = loop.create_task(poll(weakref.ref(client), interval))
     return task
 
 
