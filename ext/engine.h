@@ -110,6 +110,8 @@ struct mc_conn {
     int join_at;               /* wcnt then */
     unsigned join_n;           /* the keys on that line */
     size_t join_len;           /* its length */
+    const char *join_cmd;      /* where it starts: its command, which a get
+                                * joining it must have */
     struct mc_conn *next;      /* idle pool link */
 };
 

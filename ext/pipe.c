@@ -61,8 +61,9 @@ mc_conn_queue_bytes(struct mc_conn *c, const struct iovec *iov, int iovcnt)
  * then owes no END (ends 0): its reply ends at a VALUE for its key or at
  * the first frame that is not (mc_values_frame passes that frame on).  Not
  * on a TLS connection (its layer may hold queued bytes already), nor past
- * MC_JOIN_KEYS keys or MC_JOIN_LINE bytes.  Returns 1 when joined (r is
- * in flight), 0 when not (nothing done), -ENOMEM. */
+ * MC_JOIN_KEYS keys or MC_JOIN_LINE bytes, nor when the command differs
+ * (join is only its length).  Returns 1 when joined (r is in flight), 0
+ * when not (nothing done), -ENOMEM. */
 int
 mc_conn_join(struct mc_conn *c, struct mc_req *r, const struct iovec *iov)
 {
@@ -71,7 +72,8 @@ mc_conn_join(struct mc_conn *c, struct mc_req *r, const struct iovec *iov)
     if (t != c->tail || t->join != r->join || c->join_at != c->wcnt
         || c->wcnt <= c->whead || c->wiov[c->wcnt - 1].iov_len <= 2
         || c->join_n >= MC_JOIN_KEYS || c->join_len + add - 2 > MC_JOIN_LINE
-        || c->tls != NULL) {
+        || c->tls != NULL
+        || memcmp(c->join_cmd, iov->iov_base, r->join) != 0) {
         return 0;
     }
     if (mc_conn_wreserve(c, 1) < 0) {

@@ -230,6 +230,7 @@ mc_conn_queue(struct mc_conn *c, struct mc_req *r, const struct iovec *iov,
         c->join_at = c->wcnt;
         c->join_n = 1;
         c->join_len = iov[0].iov_len;
+        c->join_cmd = iov[0].iov_base;
     }
     return 0;
 }

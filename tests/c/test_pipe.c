@@ -3013,6 +3013,23 @@ test_join_bytes(void)
         close(peer);
     }
 
+    /* join is only the command's length: a command as long as the line's
+     * ("gat" after "get") does not join it, nor does the line's command
+     * join the other's */
+    set_ctx("gets and a command as long as get, join set");
+    c = new_conn(&peer);
+    JQ(c, &jgets[0], "get", "a");
+    JQ(c, &jgets[1], "gat", "0 b");
+    JQ(c, &jgets[2], "get", "c");
+    JQ(c, &jgets[3], "get", "d");
+    CHECK_WIRE(c, "get a\r\ngat 0 b\r\nget c d\r\n");
+    CHECK_EQ(jgets[0].r.ends, 1);
+    CHECK_EQ(jgets[1].r.ends, 1);
+    CHECK_EQ(jgets[2].r.ends, 0);
+    CHECK_EQ(jgets[3].r.ends, 1);
+    mc_conn_close(c);
+    close(peer);
+
     /* on TLS: never joined (the marks of mc_conn_queue between them), and
      * mc_conn_join itself refuses, leaving everything as it was */
     static char tls_dummy;
