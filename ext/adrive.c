@@ -986,14 +986,11 @@ mc_adrive_close_all(mc_aclient *cl)
 void
 mc_adrive_forget_connects(mc_aclient *cl)
 {
-    struct mc_engine *e = &cl->core.eng;
-    for (size_t s = 0; cl->servers != NULL && s < e->nservers; s++) {
-        struct mc_aserver *as = &cl->servers[s];
-        for (; as->connecting > 0; as->connecting--) {
+    for (size_t s = 0; cl->servers != NULL && s < cl->core.eng.nservers; s++) {
+        while (cl->servers[s].connecting > 0) {
             /* as a connector that failed: not the server's fault, and a
              * probe it was ends (the next call may probe again) */
-            struct mc_fail f;
-            (void)mc_engine_connected(e, &e->servers[s], MC_EOWNER, 0, &f);
+            mc_adrive_connect_failed(cl, s, MC_EOWNER, "connect abandoned");
         }
     }
 }
